@@ -1,0 +1,91 @@
+"""Linear probe: how much of its own modality a trained encoder has learnt.
+
+For each modality, the run's encoder is frozen, its features are computed once for every split,
+and a fresh linear classifier is trained on the train features. The classifier's checkpoint is
+chosen by validation accuracy; its test accuracy is the probe score. A uni-modal encoder's score is
+the reference: a joint encoder that probes below it has stopped learning that modality (modality
+laziness). Protocol: the OGM-GE/UMT papers' (frozen encoder + new linear head), with our choices of
+optimiser and selection documented in docs/methods.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from .config import RunConfig, Section
+from .data import SPLITS, DataBundle, build_dataset
+from .runs import RunDir, read_json, write_json
+from .train import load_model, make_loader, resolve_device, to_device
+
+
+class ProbeConfig(Section):
+    steps: int = Field(300, gt=0)
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    eval_every: int = Field(10, gt=0)
+    seed: int = 0
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, modality: str, bundle: DataBundle, config: RunConfig, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
+    encoder.eval()
+    features = {}
+    for split in SPLITS:
+        chunks, labels = [], []
+        for inputs, y in make_loader(bundle.splits[split], config, train=False):
+            inputs, y = to_device(inputs, y, device)
+            chunks.append(encoder(inputs[modality]).float().cpu())
+            labels.append(y.cpu())
+        features[split] = (torch.cat(chunks), torch.cat(labels))
+    return features
+
+
+def fit_linear(features: dict[str, tuple[Tensor, Tensor]], num_classes: int, config: ProbeConfig) -> dict[str, float]:
+    """Full-batch AdamW on standardised features; the step with the best validation accuracy wins."""
+    torch.manual_seed(config.seed)
+    x_train, y_train = features["train"]
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    scaled = {split: ((x - mean) / std, y) for split, (x, y) in features.items()}
+    head = nn.Linear(x_train.shape[1], num_classes)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    def accuracy(split: str) -> float:
+        x, y = scaled[split]
+        with torch.no_grad():
+            return (head(x).argmax(1) == y).float().mean().item()
+
+    best = {"val_acc": -1.0}
+    for step in range(1, config.steps + 1):
+        loss = F.cross_entropy(head(scaled["train"][0]), scaled["train"][1])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % config.eval_every == 0 or step == config.steps:
+            val_acc = accuracy("val")
+            if val_acc > best["val_acc"]:
+                best = {"val_acc": val_acc, "test_acc": accuracy("test"), "train_acc": accuracy("train"), "step": step}
+    return best
+
+
+def probe_run(run_dir: str | Path, *, bundle: DataBundle | None = None, config: ProbeConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Probe every encoder of a finished run; results are also written to `run_dir/probe.json`."""
+    run = RunDir(run_dir)
+    if run.probe_file.is_file():
+        return read_json(run.probe_file)
+    config = config or ProbeConfig()
+    run_config = run.config()
+    device = resolve_device(run_config.train.device)
+    bundle = bundle or build_dataset(run_config.data)
+    model = load_model(run, device)
+    results = {}
+    for modality, encoder in model.encoders.items():
+        features = extract_features(encoder, modality, bundle, run_config, device)
+        results[modality] = fit_linear(features, bundle.num_classes, config)
+    write_json(run.probe_file, results)
+    return results

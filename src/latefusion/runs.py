@@ -1,0 +1,130 @@
+"""Run folders and the files in them, written atomically and read back safely.
+
+A run folder holds:
+  config.yaml     the resolved configuration
+  data.json       the data set's spec (modalities, shapes, classes), so a model can be rebuilt without data
+  metrics.jsonl   one line per epoch
+  result.json     final validation and test accuracy
+  checkpoints/    best.pt (weights at the best validation epoch) and last.pt (everything needed to resume)
+Every checkpoint has a `.sha256` beside it; a file that does not match is refused, not half-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RunConfig, read_yaml, validate
+from .data import DataSpec
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, damaged, or carries something other than tensors and plain values."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`:
+    a reader sees the old file or the new one, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    path = Path(path)
+    # The data first, then its checksum: a crash between the two leaves a mismatch, which load refuses.
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with `weights_only=True` after checking the sha256 written beside the file."""
+    path = Path(path)
+    checksum_file = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    if checksum_file.is_file():
+        expected = checksum_file.read_text().strip()
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its sha256 does not match {checksum_file.name} "
+                f"({len(data)} bytes read); it was truncated or changed after it was written"
+            )
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain values "
+            f"(a pickle payload), which could run code when unpickled. Details: {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} could not be read ({error}); it is damaged or not a checkpoint") from None
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config_file = property(lambda self: self.path / "config.yaml")
+    data_file = property(lambda self: self.path / "data.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    result_file = property(lambda self: self.path / "result.json")
+    probe_file = property(lambda self: self.path / "probe.json")
+    best = property(lambda self: self.path / "checkpoints" / "best.pt")
+    last = property(lambda self: self.path / "checkpoints" / "last.pt")
+
+    def config(self) -> RunConfig:
+        if not self.config_file.is_file():
+            raise FileNotFoundError(f"{self.path} is not a run folder: {self.config_file.name} is missing")
+        return validate(RunConfig, read_yaml(self.config_file), str(self.config_file))
+
+    def spec(self) -> DataSpec:
+        return DataSpec.from_json(read_json(self.data_file))
+
+    def result(self) -> dict[str, Any]:
+        return read_json(self.result_file)
+
+    def is_finished(self) -> bool:
+        return self.result_file.is_file()
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.metrics_file, "".join(json.dumps(row) + "\n" for row in history))

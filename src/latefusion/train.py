@@ -1,0 +1,268 @@
+"""The one training loop, shared by every method. Read top to bottom:
+
+  build data, method and model -> (resume) -> for each epoch: train, validate, checkpoint
+  -> reload the best-on-validation weights -> evaluate the test split once -> result.json
+
+What differs between methods (loss, gradients, extra modules) lives in `methods/`, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunConfig, dump_config
+from .data import DataBundle, build_dataset, collate
+from .methods import Method, build_method
+from .runs import RunDir, atomic_write_text, load_checkpoint, save_checkpoint, write_json
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on GPUs that support it (precision auto or bf16); full fp32 elsewhere."""
+    use_bf16 = device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not use_bf16:
+        raise RuntimeError(f"train.precision=bf16 is not supported on {device}; use precision=auto or fp32")
+    return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+def to_device(inputs: dict[str, torch.Tensor], labels: torch.Tensor, device: torch.device):
+    return {m: x.to(device, non_blocking=True) for m, x in inputs.items()}, labels.to(device, non_blocking=True)
+
+
+def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0) -> DataLoader:
+    # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)) if train else None
+    return DataLoader(
+        dataset,
+        batch_size=config.data.batch_size if train else config.data.eval_batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+    )
+
+
+@torch.no_grad()
+def evaluate(method: Method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device) -> dict[str, float]:
+    model.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    for inputs, labels in make_loader(dataset, config, train=False):
+        inputs, labels = to_device(inputs, labels, device)
+        with autocast(device, config.train.precision):
+            scores = method.predict(model, inputs).float()
+        loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum").item()
+        correct += (scores.argmax(1) == labels).sum().item()
+        total += len(labels)
+    return {"acc": correct / total, "loss": loss_sum / total, "n": total}
+
+
+def build_optimizer(params: list[nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig):
+    o, epochs = config.optim, max(config.train.epochs, 1)
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if o.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    return {
+        "latefusion": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "command": " ".join(sys.argv),
+    }
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """Keys whose values differ, ignoring those that do not change the result (progress bars)."""
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    a, b = dict(flat(old.model_dump(mode="json"))), dict(flat(new.model_dump(mode="json")))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k != "train.progress"]
+
+
+def load_model(run: RunDir, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a finished run's model from its folder and load its best-on-validation weights."""
+    config, spec = run.config(), run.spec()
+    method = build_method(config, spec)
+    model = method.build_model()
+    if method.trains:
+        model.load_state_dict(load_checkpoint(run.best)["model"])
+    return model.to(device).eval()
+
+
+def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: DataBundle | None = None) -> dict[str, Any]:
+    """Train (or, for methods that do not train, assemble) one run in folder `out`; returns result.json."""
+    run = RunDir(out)
+    if run.config_file.exists():
+        if not resume:
+            raise FileExistsError(f"{run.path} already holds a run; pass --resume to continue it or choose another folder")
+        changed = config_differences(run.config(), config)
+        if changed:
+            raise ValueError(f"cannot resume {run.path} with a different configuration: " + "; ".join(changed))
+        if run.is_finished():
+            return run.result()
+    started = time.time()
+    seed_everything(config.train.seed)
+    device = resolve_device(config.train.device)
+    bundle = bundle or build_dataset(config.data)
+    method = build_method(config, bundle.spec)
+    model = method.build_model()
+    model.to(device)
+    method.to(device)
+    run.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.config_file, dump_config(config))
+    write_json(run.data_file, bundle.spec.to_json())
+
+    history: list[dict[str, Any]] = []
+    best = {"val_acc": -1.0, "epoch": -1}
+    if method.trains:
+        params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
+        optimizer = build_optimizer(params, config)
+        scheduler = build_scheduler(optimizer, config)
+        start_epoch = 0
+        if resume and run.last.exists():
+            state = load_checkpoint(run.last, map_location=device)
+            model.load_state_dict(state["model"])
+            method.load_state_dict(state["method"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+            started -= state["elapsed"]
+
+        steps_per_epoch = math.ceil(len(bundle.splits["train"]) / config.data.batch_size)
+        bar = tqdm(
+            total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+            desc=f"{config.method.name}", disable=not config.train.progress, leave=False, dynamic_ncols=True,
+        )
+        for epoch in range(start_epoch, config.train.epochs):
+            model.train()
+            method.train()
+            method.on_epoch_start(epoch, model)
+            totals: dict[str, float] = {}
+            batches = 0
+            for inputs, labels in make_loader(bundle.splits["train"], config, train=True, epoch=epoch):
+                inputs, labels = to_device(inputs, labels, device)
+                with autocast(device, config.train.precision):
+                    loss, logs = method.training_loss(model, inputs, labels)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"training loss is {loss.item()} at epoch {epoch}, step {batches}; stopped. "
+                        f"The last good checkpoint is kept at {run.last}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                method.backward(model, loss)
+                if config.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                optimizer.step()
+                for key, value in logs.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                batches += 1
+                bar.update()
+            scheduler.step()
+
+            val = evaluate(method, model, bundle.splits["val"], config, device)
+            row = {"epoch": epoch, **{f"train_{k}": v / batches for k, v in totals.items()}, "val_acc": val["acc"], "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"]}
+            history.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
+            if val["acc"] > best["val_acc"]:
+                best = {"val_acc": val["acc"], "epoch": epoch}
+                save_checkpoint(run.best, {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
+            save_checkpoint(run.last, {
+                "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "history": history,
+                "best": best, "elapsed": time.time() - started,
+            })
+            run.write_metrics(history)
+            patience = config.train.patience
+            if patience is not None and epoch - best["epoch"] >= patience:
+                break
+        bar.close()
+        if best["epoch"] >= 0:
+            state = load_checkpoint(run.best, map_location=device)
+            model.load_state_dict(state["model"])
+            method.load_state_dict(state["method"])
+
+    val = evaluate(method, model, bundle.splits["val"], config, device)
+    test = evaluate(method, model, bundle.splits["test"], config, device)
+    result = {
+        "method": config.method.name,
+        "dataset": bundle.name,
+        "modalities": method.modalities(),
+        "val_acc": val["acc"],
+        "test_acc": test["acc"],
+        "n_val": val["n"],
+        "n_test": test["n"],
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "wall_time_s": round(time.time() - started, 2),
+        "environment": environment(device),
+    }
+    write_json(run.result_file, result)
+    return result
