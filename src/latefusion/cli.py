@@ -89,6 +89,22 @@ def command_demo(args: argparse.Namespace) -> None:
     print(f"\nwrote {out / 'summary.json'} and {out / 'report.md'}")
 
 
+def command_datasets(args: argparse.Namespace) -> None:
+    from .config import DataConfig
+    from .data import DATASETS, build_dataset
+
+    print(f"{'name':<22} {'modalities':<40} {'classes':>7}  train/val/test")
+    for name in DATASETS.names():
+        try:
+            bundle = build_dataset(DataConfig(name=name))
+        except ConfigError:  # data sets read from disk need data.path
+            print(f"{name:<22} {'(reads your files: --data PATH)':<40}")
+            continue
+        modalities = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in bundle.modalities)
+        sizes = "/".join(str(len(bundle.splits[s])) for s in ("train", "val", "test"))
+        print(f"{name:<22} {modalities:<40} {bundle.num_classes:>7}  {sizes}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latefusion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-option", dest="method_options", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="an option for one method, e.g. --method-option umt.weight=50")
     p.set_defaults(handler=command_demo)
+
+    p = commands.add_parser("datasets", help="list the available data sets")
+    p.set_defaults(handler=command_datasets)
     return parser
 
 
