@@ -107,3 +107,61 @@ def make_ucf101(root: Path, groups: int = 4, clips: int = 2, flow_frames: int = 
     (lists / "trainlist01.txt").write_text("".join(train))
     (lists / "testlist01.txt").write_text("".join(test))
     return names
+
+
+VGG_CLASSES = ["dog barking", "playing piano", "rain, on a roof"]
+
+
+def make_vggsound(root: Path) -> None:
+    """4 YouTube ids per class, the first one test; id 1 gives two clips (starts 0 and 30). Even ids
+    as mp4, odd ids as pre-extracted wav + 1 fps JPEG frames."""
+    rows = []
+    for label, name in enumerate(VGG_CLASSES):
+        for k in range(4):
+            ytid = f"yt{label}x{k}-_A"
+            for start in (0, 30) if k == 1 else (0,):
+                clip = f"{ytid}_{start:06d}"
+                rows.append(f'{ytid},{start},"{name}",{"test" if k == 0 else "train"}\n')
+                if k % 2 == 0:
+                    write_video(root / "video" / f"{clip}.mp4", label)
+                else:
+                    write_wav(root / "audio" / f"{clip}.wav", label)
+                    for second in range(2):
+                        write_image(root / "frames" / clip / f"frame_{second:05d}.jpg", colour(label))
+    (root / "vggsound.csv").write_text("".join(rows))
+
+
+K400_CLASSES = ["abseiling", "bowling", "juggling balls"]
+
+
+def make_kinetics(root: Path) -> None:
+    """Train clips under train/<label>/, validation clips flat under val/, as the common downloaders
+    leave them; 3 train ids and 1 validation id per class."""
+    tables = {"train": ["label,youtube_id,time_start,time_end,split\n"], "validate": ["label,youtube_id,time_start,time_end,split,is_cc\n"]}
+    for label, name in enumerate(K400_CLASSES):
+        for k in range(4):
+            split = "validate" if k == 0 else "train"
+            ytid, start = f"k{label}y{k}", 10 * k
+            clip = f"{ytid}_{start:06d}_{start + 10:06d}"
+            folder = root / "val" if split == "validate" else root / "train" / name
+            write_video(folder / f"{clip}.mp4", label)
+            tables[split].append(f'"{name}",{ytid},{start},{start + 10},{split}' + (",0\n" if split == "validate" else "\n"))
+    for split, lines in tables.items():
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"{split}.csv").write_text("".join(lines))
+
+
+MODELNET_CLASSES = ["airplane", "bed", "chair"]
+
+
+def view_value(label: int, view: int) -> int:
+    return 20 + 60 * label + 3 * view
+
+
+def make_modelnet40(root: Path, train: int = 4, test: int = 1) -> None:
+    for label, name in enumerate(MODELNET_CLASSES):
+        for split, count in (("train", train), ("test", test)):
+            for k in range(count):
+                obj = f"{name}_{k + 1 + (100 if split == 'test' else 0):04d}"
+                for view in range(12):
+                    write_image(root / name / split / f"{obj}.obj.shaded_v{view + 1:03d}.png", view_value(label, view))

@@ -101,3 +101,83 @@ def test_ucf101_prepare_train_probe(tmp_path):
     results = train_every_method("ucf101", prepared, tmp_path / "runs", ["rgb", "flow"],
                                  ["data.options.rgb.crop=32", "data.options.flow.crop=32"])
     assert results["ume"]["n_test"] == 5 and results["naive"]["n_val"] == 6
+
+
+@pytest.mark.slow
+def test_vggsound_prepare_train_probe(tmp_path):
+    from raw_layouts import colour, dominant_frequency, make_vggsound, tone, write_video
+
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    make_vggsound(raw)
+    with (raw / "vggsound.csv").open("a") as csv:
+        csv.write('gone-id,0,"rain, on a roof",train\n')  # listed, never downloaded
+        csv.write('bad-line,zero,"rain, on a roof",train\n')  # a start second that is not a number
+        csv.write('silent,0,"rain, on a roof",train\n')  # a clip with no audio track
+    write_video(raw / "video" / "silent_000000.mp4", 2, audio=False)
+
+    report = prepare_cli("vggsound", raw, prepared, "size=32", "clip_seconds=1", "val_fraction=0.25", "shard_size=4")
+    why = {item["id"]: item["why"] for item in report["skipped"]}
+    assert set(why) == {"gone-id_000000", "vggsound.csv:17", "silent_000000"}
+    assert "missing file: neither" in why["gone-id_000000"] and "gone-id_000000.mp4" in why["gone-id_000000"]
+    assert "'zero'" in why["vggsound.csv:17"] and "no audio track" in why["silent_000000"]
+    assert sum(report["written"].values()) == 15 and report["written"]["test"] == 3 and report["written"]["val"] >= 3
+
+    # Audio resampled 22.05 -> 16 kHz keeps each class's tone; frames keep its colour (mp4 and JPEG alike).
+    labels = shard_labels(prepared, "train")
+    audio, visual = shard_arrays(prepared, "train", "audio"), shard_arrays(prepared, "train", "visual")
+    assert audio.shape[1:] == (16000,) and visual.shape[1:] == (3, 32, 32, 3)
+    for wave, label in zip(audio, labels):
+        assert abs(dominant_frequency(wave, 16000) - tone(label)) < 5
+    for frames, label in zip(visual, labels):
+        np.testing.assert_allclose(frames.mean((0, 1, 2)), colour(label), atol=8)
+
+    results = train_every_method("vggsound", prepared, tmp_path / "runs", ["audio", "visual"],
+                                 ["data.options.visual.crop=32", "data.options.audio.seconds=0.5"])
+    assert results["umt"]["n_test"] == 3
+
+
+@pytest.mark.slow
+def test_kinetics400_prepare_train_probe(tmp_path):
+    from raw_layouts import make_kinetics, write_video
+
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    make_kinetics(raw)
+    write_video(raw / "train" / "bowling" / "k1y2_000020_000030.mp4", 1, audio=False)  # no audio track
+    (raw / "train" / "abseiling" / "k0y3_000030_000040.mp4").unlink()  # listed, not downloaded
+
+    report = prepare_cli("kinetics400", raw, prepared, "size=32", "clip_seconds=1", "val_fraction=0.2")
+    assert [(s["id"], "missing file" in s["why"]) for s in report["skipped"]] == [("k0y3_000030_000040", True)]
+    assert [(s["id"], s["note"]) for s in report["filled"]] == [("k1y2_000020_000030", "no audio track: stored as silence (missing_audio=silence)")]
+    assert report["written"]["test"] == 3 and report["written"]["train"] + report["written"]["val"] == 8
+    silent = shard_arrays(prepared, "train", "audio"), shard_arrays(prepared, "val", "audio")
+    assert sum(int((np.abs(a).max(axis=1) == 0).sum()) for a in silent) == 1
+
+    skipping = prepare_cli("kinetics400", raw, tmp_path / "skipping", "size=32", "clip_seconds=1", "missing_audio=skip")
+    assert {s["id"] for s in skipping["skipped"]} == {"k0y3_000030_000040", "k1y2_000020_000030"} and not skipping["filled"]
+
+    results = train_every_method("kinetics400", prepared, tmp_path / "runs", ["audio", "visual"],
+                                 ["data.options.visual.crop=32", "data.options.audio.seconds=0.5"])
+    assert results["naive"]["n_test"] == 3
+
+
+@pytest.mark.slow
+def test_modelnet40_prepare_train_probe(tmp_path):
+    from raw_layouts import make_modelnet40, view_value
+
+    raw, prepared = tmp_path / "raw", tmp_path / "prepared"
+    make_modelnet40(raw)
+    (raw / "bed/train/bed_0002.obj.shaded_v007.png").unlink()
+    (raw / "chair/train/chair_0003.obj.shaded_v001.png").write_bytes(b"\x89PNG truncated")
+
+    report = prepare_cli("modelnet40", raw, prepared, "size=32")
+    why = {item["id"]: item["why"] for item in report["skipped"]}
+    assert set(why) == {"bed_0002", "chair_0003"}
+    assert "lacks view(s) [7]" in why["bed_0002"] and "chair_0003.obj.shaded_v001.png: not a readable image" in why["chair_0003"]
+    assert report["written"] == {"train": 8, "val": 2, "test": 3}
+    labels = shard_labels(prepared, "test")
+    for view in (0, 6, 11):
+        values = shard_arrays(prepared, "test", f"view{view:02d}")
+        assert [int(round(v.mean())) for v in values] == [view_value(label, view) for label in labels]
+
+    results = train_every_method("modelnet40", prepared, tmp_path / "runs", ["front", "rear"], ["data.options.image.crop=32"])
+    assert results["ume"]["modalities"] == ["front", "rear"]

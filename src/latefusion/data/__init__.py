@@ -16,6 +16,6 @@ def build_dataset(config: DataConfig) -> DataBundle:
     return DATASETS.get(config.name)(config)
 
 
-from . import synthetic, ucf101  # noqa: E402,F401  (register the data sets)
+from . import kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the data sets)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "TensorSplit", "build_dataset", "collate"]

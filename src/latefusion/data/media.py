@@ -55,6 +55,14 @@ def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
     return np.stack([frames[i].to_ndarray(width=size, height=size, format="rgb24") for i in picks])
 
 
+def read_frame_folder(folder: Path, count: int, size: int) -> np.ndarray:
+    """`count` frames spread evenly over a folder of extracted JPEG frames (sorted by name)."""
+    files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    if not files:
+        raise MediaError(f"no *.jpg frames in {folder}")
+    return np.stack([read_image(files[int((i + 0.5) * len(files) / count)], size) for i in range(count)])
+
+
 def read_audio(path: Path, rate: int) -> np.ndarray | None:
     """The first audio stream, downmixed to mono and resampled to `rate`: (samples,) int16.
     None when the file has no audio stream (a clip without sound); MediaError when it cannot be read."""

@@ -289,6 +289,7 @@ class Prepared:
 
     root: Path
     dataset: str
+    options: dict[str, Any]  # the prepare options (sample rate, sizes)
     class_names: list[str]
     stored: dict[str, Stored]
     splits: dict[str, list[dict]]
@@ -317,7 +318,7 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
     if index.get("format") != FORMAT or index.get("dataset") != dataset:
         raise ValueError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
     stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
-    return Prepared(root, dataset, index["class_names"], stored, index["splits"])
+    return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"])
 
 
 def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:
