@@ -8,8 +8,8 @@
 * audio: a random window of `seconds` for training, the middle window for evaluation; STFT
   magnitude, log(|S| + 1e-7): OGM-GE's VGG-Sound recipe (n_fft 256, hop 128) by default.
 
-Crops are done for the whole batch with one `grid_sample` (each sample its own affine box), which is
-what keeps the loader fast on a few cores.
+Crops and resizes stay in uint8 (torch's fast antialiased path); only the cropped frames are
+converted to float. See bench/README.md for what this costs per sample.
 """
 
 from __future__ import annotations
@@ -40,33 +40,36 @@ class AudioAugment(Section):
     hop: int = Field(128, gt=0)
 
 
-def resized_crop(images: Tensor, options: ImageAugment, train: bool) -> tuple[Tensor, Tensor]:
-    """(N, C, H, W) float -> (N, C, crop, crop), and which samples were flipped."""
-    n, channels, size = len(images), images.shape[1], options.crop
-    if not train:
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return images, torch.zeros(n, dtype=torch.bool)
+def random_boxes(n: int, height: int, width: int, options: ImageAugment) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of random crops covering [scale_min, 1] of the area, aspect in [3/4, 4/3]."""
     area = torch.empty(n).uniform_(options.scale_min, 1.0)
     ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3)).exp()
-    width, height = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
-    flips = torch.rand(n) < 0.5 if options.flip else torch.zeros(n, dtype=torch.bool)
-    # An affine map from output to input coordinates in [-1, 1]: box half-sizes and a random centre.
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = width * (1 - 2 * flips.float())
-    theta[:, 1, 1] = height
-    theta[:, 0, 2] = (torch.rand(n) * 2 - 1) * (1 - width)
-    theta[:, 1, 2] = (torch.rand(n) * 2 - 1) * (1 - height)
-    grid = F.affine_grid(theta, [n, channels, size, size], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False), flips
+    widths = ((area * ratio).sqrt() * width).round().clamp(1, width).long()
+    heights = ((area / ratio).sqrt() * height).round().clamp(1, height).long()
+    tops = (torch.rand(n) * (height - heights + 1)).long()
+    lefts = (torch.rand(n) * (width - widths + 1)).long()
+    return list(zip(tops.tolist(), lefts.tolist(), heights.tolist(), widths.tolist()))
 
 
-def _clip_crop(x: Tensor, options: ImageAugment, train: bool) -> tuple[Tensor, Tensor]:
-    """uint8 (B, T, H, W, C) -> float (B, T, C, crop, crop) in [0, 255]: frames of a clip share one crop."""
+def crop_clips(x: Tensor, options: ImageAugment, train: bool) -> tuple[Tensor, Tensor]:
+    """uint8 (B, T, H, W, C) -> uint8 (B, T, C, crop, crop), and which clips were flipped. The frames
+    of a clip share one crop. Resizing stays in uint8 on a channels_last view (torch's fast path,
+    antialiased); converting to float is left to the caller, on the smaller cropped frames."""
     b, t, h, w, c = x.shape
-    stacked = x.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w).float()
-    out, flips = resized_crop(stacked, options, train)
-    return out.reshape(b, t, c, options.crop, options.crop), flips
+    size = (options.crop, options.crop)
+    frames = x.permute(0, 1, 4, 2, 3)  # (B, T, C, H, W) as a channels_last view: no copy
+    if not train:
+        if (h, w) == size:
+            return frames.contiguous(), torch.zeros(b, dtype=torch.bool)
+        out = F.interpolate(frames.flatten(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False)
+        return out.reshape(b, t, c, *size), torch.zeros(b, dtype=torch.bool)
+    out = torch.stack([
+        F.interpolate(clip[:, :, top : top + height, left : left + width], size=size, mode="bilinear", antialias=True, align_corners=False)
+        for clip, (top, left, height, width) in zip(frames, random_boxes(b, h, w, options))
+    ])
+    flips = torch.rand(b) < 0.5 if options.flip else torch.zeros(b, dtype=torch.bool)
+    out[flips] = out[flips].flip(-1)
+    return out, flips
 
 
 class FrameTransform:
@@ -79,8 +82,8 @@ class FrameTransform:
 
     def __call__(self, x: Tensor) -> Tensor:
         single = x.dim() == 4
-        out, _ = _clip_crop(x.unsqueeze(1) if single else x, self.options, self.train)
-        out = (out - self.mean) / self.std
+        out, _ = crop_clips(x.unsqueeze(1) if single else x, self.options, self.train)
+        out = (out.float() - self.mean) / self.std
         return out[:, 0] if single else out
 
     def shape(self, stored: tuple[int, ...]) -> tuple[int, ...]:
@@ -95,8 +98,8 @@ class FlowTransform:
         self.options, self.train = options, train
 
     def __call__(self, x: Tensor) -> Tensor:
-        out, flips = _clip_crop(x, self.options, self.train)
-        out = (out - 128.0) / 128.0
+        out, flips = crop_clips(x, self.options, self.train)
+        out = (out.float() - 128.0) / 128.0
         out[flips, :, 0] = -out[flips, :, 0]
         return out.flatten(1, 2)
 
