@@ -1,4 +1,4 @@
-"""Command line: `latefusion train | probe | guide | demo`. Run `latefusion COMMAND --help`."""
+"""Command line: `latefusion prepare | train | probe | guide | demo`. Run `latefusion COMMAND --help`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,19 @@ def data_overrides(data: str | None) -> list[str]:
     if Path(data).exists():
         return ["data.name=folder", f"data.path={Path(data).resolve()}"]
     return [f"data.name={data}"]
+
+
+def command_prepare(args: argparse.Namespace) -> None:
+    from .data.prepared import prepare
+
+    report = prepare(args.dataset, args.src, args.dst, parse_overrides(args.overrides), workers=args.workers)
+    written = ", ".join(f"{split} {n}" for split, n in report["written"].items())
+    print(f"prepared {args.dataset} into {args.dst}: {written} samples "
+          f"({report['shards']['reused']} of {report['shards']['total']} shards reused from an earlier run)")
+    for kind, key in (("skipped", "why"), ("filled", "note")):
+        if report[kind]:
+            print(f"{len(report[kind])} {kind}, e.g. {report[kind][0]['id']}: {report[kind][0][key]}")
+    print(f"details in {args.dst / 'report.json'}")
 
 
 def command_train(args: argparse.Namespace) -> None:
@@ -108,6 +121,15 @@ def command_datasets(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latefusion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("prepare", help="decode a downloaded data set into the prepared format training reads")
+    p.add_argument("dataset", help="ucf101, vggsound, kinetics400 or modelnet40")
+    p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in README.md)")
+    p.add_argument("--dst", type=Path, required=True, help="prepared folder to write (rerun the same command to resume)")
+    p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a prepare option of the data set, e.g. --set split=2 (repeatable)")
+    p.set_defaults(handler=command_prepare)
 
     p = commands.add_parser("train", help="train one run (any method) into a run folder")
     add_config_arguments(p)

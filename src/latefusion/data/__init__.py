@@ -16,6 +16,6 @@ def build_dataset(config: DataConfig) -> DataBundle:
     return DATASETS.get(config.name)(config)
 
 
-from . import folder, synthetic  # noqa: E402,F401  (register the built-in data sets)
+from . import folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "TensorSplit", "build_dataset", "collate"]

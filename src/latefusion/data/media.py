@@ -1,0 +1,100 @@
+"""Decoding raw media into fixed-shape numpy arrays, for `latefusion prepare`.
+
+Video and audio go through PyAV (FFmpeg, bundled in its wheel), images through Pillow: the optional
+extra `latefusion[video]`. Every failure is raised as `MediaError` naming the file and the reason, so
+the prepare report can say which sample was left out and why.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+
+class MediaError(RuntimeError):
+    """A file that is missing, unreadable or too short; the message names it."""
+
+
+def _import(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MediaError(f"decoding media needs the optional `video` extra ({module} is not installed): pip install 'latefusion[video]'") from None
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise MediaError(f"missing file: {path}")
+    return path
+
+
+def open_container(path: Path):
+    av = _import("av")
+    try:
+        return av.open(str(require_file(path)))
+    except av.FFmpegError as error:
+        raise MediaError(f"{path}: not a readable media file ({error})") from None
+
+
+def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
+    """`count` frames spread evenly over the video (frame i at time (i + 0.5) / count of its length),
+    resized to `size` x `size` RGB: (count, size, size, 3) uint8."""
+    av = _import("av")
+    with open_container(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: no video stream")
+        try:
+            frames = [frame for frame in container.decode(video=0)]
+        except av.FFmpegError as error:
+            raise MediaError(f"{path}: video stream is damaged ({error})") from None
+    if not frames:
+        raise MediaError(f"{path}: the video stream holds no frames")
+    picks = [int((i + 0.5) * len(frames) / count) for i in range(count)]
+    return np.stack([frames[i].to_ndarray(width=size, height=size, format="rgb24") for i in picks])
+
+
+def read_frame_folder(folder: Path, count: int, size: int) -> np.ndarray:
+    """`count` frames spread evenly over a folder of extracted JPEG frames (sorted by name)."""
+    files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    if not files:
+        raise MediaError(f"no *.jpg frames in {folder}")
+    return np.stack([read_image(files[int((i + 0.5) * len(files) / count)], size) for i in range(count)])
+
+
+def read_audio(path: Path, rate: int) -> np.ndarray | None:
+    """The first audio stream, downmixed to mono and resampled to `rate`: (samples,) int16.
+    None when the file has no audio stream (a clip without sound); MediaError when it cannot be read."""
+    av = _import("av")
+    with open_container(path) as container:
+        if not container.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        chunks = []
+        try:
+            for frame in container.decode(audio=0):
+                chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray() for f in resampler.resample(None)]
+        except av.FFmpegError as error:
+            raise MediaError(f"{path}: audio stream is damaged ({error})") from None
+    if not chunks:
+        raise MediaError(f"{path}: the audio stream holds no samples")
+    return np.concatenate(chunks, axis=1)[0]
+
+
+def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
+    """Tile a short waveform (as OGM-GE does for VGG-Sound) or cut a long one to `length` samples."""
+    if len(wave) == 0:
+        raise MediaError("empty waveform")
+    return np.tile(wave, -(-length // len(wave)))[:length]
+
+
+def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
+    """A JPEG/PNG resized to `size` x `size`: (size, size, 3) uint8 for RGB, (size, size) for L."""
+    Image = _import("PIL.Image")
+    try:
+        with Image.open(require_file(path)) as image:
+            return np.asarray(image.convert(mode).resize((size, size), Image.BILINEAR))
+    except (OSError, SyntaxError) as error:  # Pillow raises these for truncated or foreign files
+        raise MediaError(f"{path}: not a readable image ({error})") from None

@@ -1,0 +1,330 @@
+"""The prepared format, and `latefusion prepare` that writes it from a data set's raw download.
+
+A prepared folder:
+
+  prepare.json             the recipe and options it was made with (a rerun with other options is refused)
+  shards/<split>-NNNNN/    one `<array>.npy` per stored array, samples along the first axis, fixed shape:
+                           frames as uint8 (T, H, W, 3), flow as uint8 (L, H, W, 2), audio as int16 (samples,)
+  shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, and the samples left out and why
+  index.json               arrays, classes, splits -> shards; written last, so its presence means "complete"
+  report.json              what was read, written, reused and skipped, with the reason for each skip
+
+Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mmap_mode="r")` and a
+fancy index, with nothing left to decode at training time (the costly part of reading video); a
+shard of a few hundred samples is one file per array, big enough for sequential reads and small
+enough to redo when interrupted. Every file is written atomically and a shard's manifest is written
+after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare).
+
+A data set is a `Recipe` registered in RECIPES: it lists the samples of a raw folder (`scan`), says
+which arrays it stores, and decodes one sample (`decode`); the code here does the rest.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..config import Section, validate
+from ..registry import Registry
+from .base import Batch, DataBundle, Inputs, Modality
+
+FORMAT = "latefusion-prepared/1"
+
+
+class PrepareOptions(Section):
+    """Options every recipe has; each recipe adds its own."""
+
+    # Share of the official train split held out as validation, by group (see carve_validation).
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+    shard_size: int = Field(256, gt=0)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One array stored per sample."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class Sample:
+    id: str
+    label: int
+    split: str  # train, val or test
+    group: str  # samples of one group (source video, object) never straddle train and val
+    sources: dict[str, str] = field(default_factory=dict)  # files `decode` reads, by role
+
+
+@dataclass
+class Scan:
+    samples: list[Sample]
+    class_names: list[str]
+    # Samples left out before decoding (unparseable lines, unknown files): {"id", "split", "why"}.
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+class Recipe:
+    name: ClassVar[str]
+    Options: ClassVar[type[PrepareOptions]] = PrepareOptions
+
+    def scan(self, src: Path, options: Any) -> Scan:
+        raise NotImplementedError
+
+    def stored(self, options: Any) -> list[Stored]:
+        raise NotImplementedError
+
+    def decode(self, sample: Sample, options: Any) -> tuple[dict[str, np.ndarray], str | None]:
+        """The sample's arrays, and a note when a documented rule filled something in (else None)."""
+        raise NotImplementedError
+
+
+RECIPES: Registry[type[Recipe]] = Registry("prepare recipe")
+
+
+def carve_validation(samples: list[Sample], fraction: float, seed: int) -> list[Sample]:
+    """Move whole groups of train samples to `val`, in a seeded order, until `fraction` of the train
+    samples are moved: clips of one source video (or views of one object) never end up on both sides."""
+    train_groups = sorted({s.group for s in samples if s.split == "train"})
+    random.Random(seed).shuffle(train_groups)
+    target = fraction * sum(s.split == "train" for s in samples)
+    sizes: dict[str, int] = {}
+    for s in samples:
+        if s.split == "train":
+            sizes[s.group] = sizes.get(s.group, 0) + 1
+    held, moved = set(), 0
+    for group in train_groups:
+        if moved >= target:
+            break
+        held.add(group)
+        moved += sizes[group]
+    return [Sample(s.id, s.label, "val", s.group, s.sources) if s.split == "train" and s.group in held else s for s in samples]
+
+
+def plan_shards(samples: list[Sample], shard_size: int) -> dict[str, list[Sample]]:
+    shards = {}
+    for split in ("train", "val", "test"):
+        members = sorted((s for s in samples if s.split == split), key=lambda s: s.id)
+        for k, start in enumerate(range(0, len(members), shard_size)):
+            shards[f"{split}-{k:05d}"] = members[start : start + shard_size]
+    return shards
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], folder: Path, samples: list[Sample]) -> dict:
+    """Decode the samples of one shard and write it; runs in a worker process."""
+    from ..runs import atomic_write_bytes, write_json  # here: runs imports the data package
+
+    recipe = RECIPES.get(recipe_name)()
+    options = recipe.Options.model_validate(options_json)
+    arrays = {s.name: np.zeros((len(samples), *s.shape), dtype=s.dtype) for s in stored}
+    ids, labels, skipped, notes = [], [], [], []
+    for sample in samples:
+        try:
+            decoded, note = recipe.decode(sample, options)
+            for s in stored:
+                got = decoded[s.name]
+                if got.shape != s.shape or got.dtype != np.dtype(s.dtype):
+                    raise ValueError(f"decoded {s.name} has shape {got.shape} {got.dtype}, expected {s.shape} {s.dtype}")
+        except Exception as error:  # one bad file must not stop a day-long prepare: it is reported instead
+            skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__})
+            continue
+        for s in stored:
+            arrays[s.name][len(ids)] = decoded[s.name]
+        if note:
+            notes.append({"id": sample.id, "split": sample.split, "note": note})
+        ids.append(sample.id)
+        labels.append(sample.label)
+    for s in stored:
+        atomic_write_bytes(folder / f"{s.name}.npy", npy_bytes(arrays[s.name][: len(ids)]))
+    manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes}
+    write_json(folder.with_suffix(".json"), manifest)
+    return manifest
+
+
+def read_manifest(path: Path, planned: list[str]) -> dict | None:
+    """A finished shard's manifest, or None when the shard must be (re)written."""
+    from ..runs import read_json
+
+    if not path.is_file():
+        return None
+    try:
+        manifest = read_json(path)
+    except ValueError:
+        return None
+    return manifest if manifest.get("planned") == planned else None
+
+
+def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
+            workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
+    from ..runs import read_json, write_json
+
+    recipe = RECIPES.get(name)()
+    opts = validate(recipe.Options, options or {}, f"prepare options of {name}")
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise FileNotFoundError(f"--src {src} is not a folder; expected the raw {name} download")
+    settings = {"format": FORMAT, "dataset": name, "options": opts.model_dump(mode="json")}
+    settings_file = dst / "prepare.json"
+    if settings_file.is_file():
+        previous = read_json(settings_file)
+        if previous != settings:
+            raise ValueError(f"{dst} was prepared with other settings ({previous}); use another --dst, or delete it to start over")
+    else:
+        write_json(settings_file, settings)
+
+    scan = recipe.scan(src, opts)
+    samples = carve_validation(scan.samples, opts.val_fraction, opts.seed)
+    stored = recipe.stored(opts)
+    shards = plan_shards(samples, opts.shard_size)
+    manifests = {k: read_manifest(dst / "shards" / f"{k}.json", [s.id for s in v]) for k, v in shards.items()}
+    pending = [k for k, m in manifests.items() if m is None]
+    workers = workers or os.cpu_count() or 1
+
+    bar = tqdm(total=sum(len(shards[k]) for k in pending), desc=f"prepare {name}", unit="sample", disable=not progress, dynamic_ncols=True)
+    jobs = (name, settings["options"], stored)
+    if workers == 1:
+        for k in pending:
+            manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
+            bar.update(len(shards[k]))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k]): k for k in pending}
+            for future in as_completed(futures):
+                manifests[futures[future]] = future.result()
+                bar.update(len(shards[futures[future]]))
+    bar.close()
+
+    splits = {split: [{"shard": k, "count": len(m["ids"])} for k, m in manifests.items() if k.startswith(split + "-")] for split in ("train", "val", "test")}
+    write_json(dst / "index.json", {
+        "format": FORMAT, "dataset": name, "class_names": scan.class_names,
+        "stored": [asdict(s) for s in stored], "splits": splits,
+    })
+    report = {
+        "dataset": name, "src": str(src), "dst": str(dst),
+        "listed": len(scan.samples) + len(scan.skipped),
+        "written": {split: sum(e["count"] for e in entries) for split, entries in splits.items()},
+        "shards": {"total": len(shards), "written": len(pending), "reused": len(shards) - len(pending)},
+        "skipped": scan.skipped + [x for m in manifests.values() for x in m["skipped"]],
+        "filled": [x for m in manifests.values() for x in m["notes"]],
+    }
+    write_json(dst / "report.json", report)
+    return report
+
+
+class PreparedSplit(Dataset):
+    """One split of a prepared folder. Arrays are memory-mapped on first use in each process (a
+    DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
+    per array, then `transform` turns the stored arrays into model inputs (decode + augment)."""
+
+    def __init__(self, root: Path, shards: list[dict], labels: list[int], arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> None:
+        self.root = root
+        self.shards = [entry["shard"] for entry in shards]
+        self.starts = np.cumsum([0] + [entry["count"] for entry in shards]).tolist()
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.arrays = arrays
+        self.transform = transform
+        self._maps: dict[tuple[str, str], np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}  # maps are reopened, not pickled (that would copy the data)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _map(self, shard: str, array: str) -> np.ndarray:
+        key = (shard, array)
+        if key not in self._maps:
+            self._maps[key] = np.load(self.root / "shards" / shard / f"{array}.npy", mmap_mode="r")
+        return self._maps[key]
+
+    def raw(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The stored arrays of `indices`, in that order."""
+        order = np.argsort(indices, kind="stable")
+        sorted_indices = np.asarray(indices)[order]
+        parts: dict[str, list[np.ndarray]] = {a: [] for a in self.arrays}
+        position = 0
+        while position < len(sorted_indices):
+            shard = bisect.bisect_right(self.starts, sorted_indices[position]) - 1
+            end = int(np.searchsorted(sorted_indices, self.starts[shard + 1]))
+            local = sorted_indices[position:end] - self.starts[shard]
+            for a in self.arrays:
+                parts[a].append(self._map(self.shards[shard], a)[local])
+            position = end
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return {a: torch.from_numpy(np.concatenate(chunks)[inverse]) for a, chunks in parts.items()}
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        return self.transform(self.raw(indices)), self.labels[torch.as_tensor(indices)]
+
+    def __getitem__(self, index: int) -> tuple[Inputs, int]:
+        inputs, labels = self.__getitems__([index])
+        return {name: t[0] for name, t in inputs.items()}, int(labels[0])
+
+
+@dataclass
+class Prepared:
+    """A prepared folder's index, opened for reading."""
+
+    root: Path
+    dataset: str
+    options: dict[str, Any]  # the prepare options (sample rate, sizes)
+    class_names: list[str]
+    stored: dict[str, Stored]
+    splits: dict[str, list[dict]]
+
+    def split(self, split: str, arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> PreparedSplit:
+        from ..runs import read_json
+
+        labels = []
+        for entry in self.splits[split]:
+            labels += read_json(self.root / "shards" / f"{entry['shard']}.json")["labels"]
+        return PreparedSplit(self.root, self.splits[split], labels, arrays, transform)
+
+
+def open_prepared(path: str | None, dataset: str) -> Prepared:
+    from ..config import ConfigError
+    from ..runs import read_json
+
+    if path is None:
+        raise ConfigError(f"data.path is not set: data set {dataset!r} reads a prepared folder; make one with `latefusion prepare {dataset} --src RAW --dst PREPARED` and set data.path=PREPARED")
+    root = Path(path)
+    index_file = root / "index.json"
+    if not index_file.is_file():
+        hint = "prepare stopped before it finished; rerun the same prepare command to complete it" if (root / "prepare.json").is_file() else f"run `latefusion prepare {dataset} --src RAW --dst {root}` first"
+        raise FileNotFoundError(f"data.path {root} holds no index.json: {hint}")
+    index = read_json(index_file)
+    if index.get("format") != FORMAT or index.get("dataset") != dataset:
+        raise ValueError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
+    stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
+    return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"])
+
+
+def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:
+    """A DataBundle over a prepared folder. `transforms(train)` gives the `augment.Transforms` of a
+    split (augmenting for train only); `kinds` is each modality's kind (frames, flow, audio, image)."""
+    evaluation = transforms(False)
+    modalities = [Modality(m, kinds[m], transform.shape(prepared.stored[array].shape)) for m, (array, transform) in evaluation.plan.items()]
+    splits = {split: prepared.split(split, evaluation.arrays, transforms(split == "train")) for split in ("train", "val", "test")}
+    return DataBundle(prepared.dataset, modalities, len(prepared.class_names), prepared.class_names, encoders, splits)

@@ -1,0 +1,121 @@
+"""UCF101 (Soomro et al., 2012): 101 actions, 13,320 clips; modalities RGB and optical flow.
+
+Raw layout (`latefusion prepare ucf101 --src RAW`), as distributed plus the usual two-stream flow:
+
+  RAW/ucfTrainTestlist/classInd.txt           "1 ApplyEyeMakeup"
+  RAW/ucfTrainTestlist/trainlist0K.txt        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"   (K = split 1, 2, 3)
+  RAW/ucfTrainTestlist/testlist0K.txt         "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+  RAW/UCF-101/<Class>/v_<Class>_gGG_cCC.avi
+  RAW/tvl1_flow/                              precomputed flow JPEGs (128 = no motion), per clip either
+                                              u/<clip>/*.jpg and v/<clip>/*.jpg (or x/, y/), or
+                                              <clip>/flow_x_*.jpg and <clip>/flow_y_*.jpg
+
+Stored per clip: `rgb` (frames, size, size, 3) uint8, frames spread evenly over the clip, and `flow`
+(flow_frames, size, size, 2) uint8, consecutive flow fields from the clip's middle (TSN's stacking).
+Validation: whole groups gGG of the official train list; the official splits are drawn by group
+because the clips of one group share actor and scene.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..config import DataConfig, Section, validate
+from . import DATASETS
+from .augment import FlowTransform, FrameTransform, ImageAugment, Transforms
+from .media import MediaError, read_image, read_video_frames
+from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared, prepared_bundle
+
+CLIP_NAME = re.compile(r"^v_(?P<action>\w+?)_g(?P<group>\d+)_c(?P<clip>\d+)$")
+
+
+class UCF101Options(PrepareOptions):
+    split: Literal[1, 2, 3] = 1
+    frames: int = Field(3, gt=0)  # [ours] RGB frames per clip
+    flow_frames: int = Field(5, gt=0)  # [3P] TSN stacks 5 flow fields (10 channels)
+    size: int = Field(224, gt=0)  # stored frames are resized (squashed) to size x size
+    lists: str = "ucfTrainTestlist"
+    videos: str = "UCF-101"
+    flow: str = "tvl1_flow"
+
+
+def read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; expected the official UCF101 split lists there")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def flow_files(root: Path, clip: str) -> tuple[list[Path], list[Path]]:
+    for x, y in (("u", "v"), ("x", "y")):
+        if (root / x / clip).is_dir():
+            return sorted((root / x / clip).glob("*.jpg")), sorted((root / y / clip).glob("*.jpg"))
+    if (root / clip).is_dir():
+        return sorted((root / clip).glob("flow_x_*.jpg")), sorted((root / clip).glob("flow_y_*.jpg"))
+    raise MediaError(f"no flow frames for {clip} under {root}: looked for u/{clip}/, x/{clip}/ and {clip}/flow_x_*.jpg")
+
+
+def read_flow_stack(root: Path, clip: str, count: int, size: int) -> np.ndarray:
+    """`count` consecutive flow fields from the clip's middle: (count, size, size, 2) uint8."""
+    xs, ys = flow_files(root, clip)
+    if len(xs) != len(ys):
+        raise MediaError(f"flow of {clip} under {root}: {len(xs)} x frames but {len(ys)} y frames")
+    if len(xs) < count:
+        raise MediaError(f"flow of {clip} under {root}: {len(xs)} frames, need at least flow_frames={count}")
+    start = (len(xs) - count) // 2
+    pairs = zip(xs[start : start + count], ys[start : start + count])
+    return np.stack([np.stack([read_image(x, size, "L"), read_image(y, size, "L")], axis=-1) for x, y in pairs])
+
+
+@RECIPES.register("ucf101")
+class UCF101Recipe(Recipe):
+    name = "ucf101"
+    Options = UCF101Options
+
+    def scan(self, src: Path, options: UCF101Options) -> Scan:
+        lists = src / options.lists
+        class_names = [line.split()[1] for line in sorted(read_lines(lists / "classInd.txt"), key=lambda l: int(l.split()[0]))]
+        label_of = {name: i for i, name in enumerate(class_names)}
+        samples, skipped = [], []
+        for split, file in (("train", f"trainlist0{options.split}.txt"), ("test", f"testlist0{options.split}.txt")):
+            for line in read_lines(lists / file):
+                relative = line.split()[0]
+                clip = Path(relative).stem
+                match = CLIP_NAME.match(clip)
+                action = Path(relative).parent.name
+                if match is None or action not in label_of:
+                    skipped.append({"id": clip, "split": split, "why": f"{lists / file}: line {line!r} is not <Class>/v_<Class>_gGG_cCC.avi of a class in classInd.txt"})
+                    continue
+                sources = {"video": str(src / options.videos / relative), "flow": str(src / options.flow)}
+                samples.append(Sample(clip, label_of[action], split, f"g{match['group']}", sources))
+        return Scan(samples, class_names, skipped)
+
+    def stored(self, options: UCF101Options) -> list[Stored]:
+        return [Stored("rgb", (options.frames, options.size, options.size, 3), "uint8"),
+                Stored("flow", (options.flow_frames, options.size, options.size, 2), "uint8")]
+
+    def decode(self, sample: Sample, options: UCF101Options) -> tuple[dict[str, np.ndarray], None]:
+        return {
+            "rgb": read_video_frames(Path(sample.sources["video"]), options.frames, options.size),
+            "flow": read_flow_stack(Path(sample.sources["flow"]), sample.id, options.flow_frames, options.size),
+        }, None
+
+
+class UCF101Data(Section):
+    rgb: ImageAugment = Field(default_factory=ImageAugment)
+    flow: ImageAugment = Field(default_factory=ImageAugment)
+
+
+@DATASETS.register("ucf101")
+def build_ucf101(config: DataConfig):
+    options = validate(UCF101Data, config.options, "data.options of ucf101")
+    prepared = open_prepared(config.path, "ucf101")
+
+    def transforms(train: bool) -> Transforms:
+        return Transforms({"rgb": ("rgb", FrameTransform(options.rgb, train)), "flow": ("flow", FlowTransform(options.flow, train))})
+
+    return prepared_bundle(prepared, transforms, {"rgb": "frames", "flow": "flow"}, {"rgb": {"name": "resnet18"}, "flow": {"name": "resnet18"}})

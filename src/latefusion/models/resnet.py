@@ -1,0 +1,74 @@
+"""ResNet18 (He et al., 2016), written here so the core install stays torch-only, for every input the
+paper's data sets give:
+
+  (C, H, W)     a spectrogram (C = 1), a rendered view (C = 3) or stacked optical flow (C = 2L)
+  (T, C, H, W)  frames of a clip: each frame through the 2D network, features averaged over time
+  (H, W)        treated as one channel
+
+`width` scales every stage (64 is the standard network; tests use 8). Features are the pooled last
+stage (8 x width channels), projected to `out_dim` by a linear layer when the sizes differ. Only
+reshape/flatten are used on activations, so the encoder runs in channels_last memory format as is.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from . import ENCODERS
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+@ENCODERS.register("resnet18")
+class ResNet18(nn.Module):
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: int = 64) -> None:
+        super().__init__()
+        if len(input_shape) not in (2, 3, 4):
+            raise ValueError(f"resnet18 takes (H, W), (C, H, W) or (T, C, H, W) inputs, not shape {input_shape}")
+        self.input_dims = len(input_shape)
+        channels = 1 if len(input_shape) == 2 else input_shape[-3]
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1),
+        )
+        stages, in_channels = [], width
+        for i in range(4):
+            out_channels = width * 2**i
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(in_channels, out_channels, stride), BasicBlock(out_channels, out_channels, 1)))
+            in_channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        self.project = nn.Identity() if in_channels == out_dim else nn.Linear(in_channels, out_dim)
+        self.out_dim = out_dim
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # Zero the last BN of each residual branch: every block starts as the identity (Goyal et al., 2017).
+        for module in self.modules():
+            if isinstance(module, BasicBlock):
+                nn.init.zeros_(module.bn2.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.input_dims == 2:
+            x = x.unsqueeze(1)
+        batch = x.shape[0]
+        if self.input_dims == 4:
+            x = x.flatten(0, 1)  # every frame of every clip through the same 2D network
+        features = self.stages(self.stem(x)).mean(dim=(2, 3))
+        features = features.reshape(batch, -1, features.shape[1]).mean(1)  # average over a clip's frames
+        return self.project(features)

@@ -1,0 +1,167 @@
+"""Tiny copies of the raw layouts of the paper's data sets, written with real encoders (PyAV for
+mp4/avi, the stdlib `wave` module, Pillow for JPEG/PNG) so that `latefusion prepare` meets the
+same files as on a real download. Each class gets its own colour, tone and motion, so a test can
+check that what prepare stored is what was written."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+av = __import__("pytest").importorskip("av")  # in the `test` extra: these tests run in CI
+Image = __import__("pytest").importorskip("PIL.Image")
+
+SIZE = 32
+FPS = 8
+RATE = 22050  # written at 22.05 kHz so that prepare's resampling to 16 kHz is exercised
+
+
+def colour(label: int) -> tuple[int, int, int]:
+    return (40 + 80 * label, 200 - 60 * label, 120)
+
+
+def tone(label: int) -> float:
+    return 500.0 + 1000.0 * label
+
+
+def tone_wave(label: int, seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.4 * np.sin(2 * np.pi * tone(label) * t)).astype(np.float32)
+
+
+def write_video(path: Path, label: int, seconds: float = 1.0, audio: bool = True, codec: str = "libx264") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=FPS)
+        video.width = video.height = SIZE
+        video.pix_fmt = "yuv420p"
+        sound = container.add_stream("aac", rate=RATE, layout="mono") if audio else None
+        frame = np.zeros((SIZE, SIZE, 3), np.uint8)
+        frame[:] = colour(label)
+        for _ in range(int(seconds * FPS)):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if sound is not None:
+            samples = tone_wave(label, seconds)
+            for start in range(0, len(samples), 1024):
+                chunk = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="flt", layout="mono")
+                chunk.sample_rate, chunk.pts = RATE, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+
+
+def write_wav(path: Path, label: int, seconds: float = 1.0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((tone_wave(label, seconds) * 32767).astype("<i2").tobytes())
+
+
+def write_image(path: Path, value, mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (SIZE, SIZE, 3) if mode == "RGB" else (SIZE, SIZE)
+    Image.fromarray(np.full(shape, value, np.uint8), mode).save(path)
+
+
+def dominant_frequency(waveform: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(waveform.astype(np.float64)))
+    return float(np.fft.rfftfreq(len(waveform), 1 / rate)[spectrum.argmax()])
+
+
+UCF_CLASSES = ["ApplyEyeMakeup", "Basketball", "Drumming"]
+
+
+def make_ucf101(root: Path, groups: int = 4, clips: int = 2, flow_frames: int = 6) -> list[str]:
+    """Split 1 with group 1 as test and the others as train; flow in the u/v layout for odd groups
+    and the flow_x/flow_y layout for even ones. Returns the clip names."""
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(UCF_CLASSES)))
+    train, test, names = [], [], []
+    for label, action in enumerate(UCF_CLASSES):
+        for group in range(1, groups + 1):
+            for clip in range(1, clips + 1):
+                name = f"v_{action}_g{group:02d}_c{clip:02d}"
+                names.append(name)
+                write_video(root / "UCF-101" / action / f"{name}.avi", label, audio=False, codec="mpeg4")
+                for k in range(flow_frames):
+                    x, y = 128 + 30 * (label - 1), 128
+                    if group % 2:
+                        write_image(root / "tvl1_flow" / "u" / name / f"frame{k + 1:06d}.jpg", x, "L")
+                        write_image(root / "tvl1_flow" / "v" / name / f"frame{k + 1:06d}.jpg", y, "L")
+                    else:
+                        write_image(root / "tvl1_flow" / name / f"flow_x_{k + 1:05d}.jpg", x, "L")
+                        write_image(root / "tvl1_flow" / name / f"flow_y_{k + 1:05d}.jpg", y, "L")
+                if group == 1:
+                    test.append(f"{action}/{name}.avi\n")
+                else:
+                    train.append(f"{action}/{name}.avi {label + 1}\n")
+    (lists / "trainlist01.txt").write_text("".join(train))
+    (lists / "testlist01.txt").write_text("".join(test))
+    return names
+
+
+VGG_CLASSES = ["dog barking", "playing piano", "rain, on a roof"]
+
+
+def make_vggsound(root: Path) -> None:
+    """4 YouTube ids per class, the first one test; id 1 gives two clips (starts 0 and 30). Even ids
+    as mp4, odd ids as pre-extracted wav + 1 fps JPEG frames."""
+    rows = []
+    for label, name in enumerate(VGG_CLASSES):
+        for k in range(4):
+            ytid = f"yt{label}x{k}-_A"
+            for start in (0, 30) if k == 1 else (0,):
+                clip = f"{ytid}_{start:06d}"
+                rows.append(f'{ytid},{start},"{name}",{"test" if k == 0 else "train"}\n')
+                if k % 2 == 0:
+                    write_video(root / "video" / f"{clip}.mp4", label)
+                else:
+                    write_wav(root / "audio" / f"{clip}.wav", label)
+                    for second in range(2):
+                        write_image(root / "frames" / clip / f"frame_{second:05d}.jpg", colour(label))
+    (root / "vggsound.csv").write_text("".join(rows))
+
+
+K400_CLASSES = ["abseiling", "bowling", "juggling balls"]
+
+
+def make_kinetics(root: Path) -> None:
+    """Train clips under train/<label>/, validation clips flat under val/, as the common downloaders
+    leave them; 3 train ids and 1 validation id per class."""
+    tables = {"train": ["label,youtube_id,time_start,time_end,split\n"], "validate": ["label,youtube_id,time_start,time_end,split,is_cc\n"]}
+    for label, name in enumerate(K400_CLASSES):
+        for k in range(4):
+            split = "validate" if k == 0 else "train"
+            ytid, start = f"k{label}y{k}", 10 * k
+            clip = f"{ytid}_{start:06d}_{start + 10:06d}"
+            folder = root / "val" if split == "validate" else root / "train" / name
+            write_video(folder / f"{clip}.mp4", label)
+            tables[split].append(f'"{name}",{ytid},{start},{start + 10},{split}' + (",0\n" if split == "validate" else "\n"))
+    for split, lines in tables.items():
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"{split}.csv").write_text("".join(lines))
+
+
+MODELNET_CLASSES = ["airplane", "bed", "chair"]
+
+
+def view_value(label: int, view: int) -> int:
+    return 20 + 60 * label + 3 * view
+
+
+def make_modelnet40(root: Path, train: int = 4, test: int = 1) -> None:
+    for label, name in enumerate(MODELNET_CLASSES):
+        for split, count in (("train", train), ("test", test)):
+            for k in range(count):
+                obj = f"{name}_{k + 1 + (100 if split == 'test' else 0):04d}"
+                for view in range(12):
+                    write_image(root / name / split / f"{obj}.obj.shaded_v{view + 1:03d}.png", view_value(label, view))

@@ -1,0 +1,126 @@
+"""The prepared format (resume, refusals, validation carving), augmentation and the ResNet18 encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml, resolve_config
+from latefusion.data import build_dataset
+from latefusion.data.augment import AudioAugment, AudioTransform, FlowTransform, FrameTransform, ImageAugment
+from latefusion.data.prepared import Sample, carve_validation, prepare
+from latefusion.methods import METHODS
+from latefusion.models import build_encoder
+
+from test_datasets import CONFIGS
+
+
+def test_prepare_resumes_and_refuses_other_settings(tmp_path):
+    from raw_layouts import make_modelnet40
+
+    raw, dst = tmp_path / "raw", tmp_path / "prepared"
+    make_modelnet40(raw, train=2, test=1)
+    first = prepare("modelnet40", raw, dst, {"size": 8, "shard_size": 2}, workers=1, progress=False)
+    assert first["shards"] == {"total": 5, "written": 5, "reused": 0}  # train 4, val 2, test 3 in shards of 2
+    # An interrupted run: one shard never got its manifest, and the index was never written.
+    (dst / "shards" / "train-00001.json").unlink()
+    (dst / "index.json").unlink()
+    with pytest.raises(FileNotFoundError, match="prepare stopped before it finished; rerun"):
+        build_dataset(RunConfig.model_validate({"data": {"name": "modelnet40", "path": str(dst)}}).data)
+    second = prepare("modelnet40", raw, dst, {"size": 8, "shard_size": 2}, workers=1, progress=False)
+    assert second["shards"] == {"total": 5, "written": 1, "reused": 4} and second["written"] == first["written"]
+    with pytest.raises(ValueError, match="prepared with other settings"):
+        prepare("modelnet40", raw, dst, {"size": 16, "shard_size": 2}, workers=1, progress=False)
+    with pytest.raises(ConfigError, match="unknown key"):
+        prepare("modelnet40", raw, tmp_path / "other", {"sise": 16})
+    with pytest.raises(ValueError, match="is a 'modelnet40' folder"):
+        build_dataset(RunConfig.model_validate({"data": {"name": "ucf101", "path": str(dst)}}).data)
+
+
+def test_validation_is_carved_by_whole_groups_and_seeded():
+    samples = [Sample(f"s{i}", i % 3, "train", f"g{i // 4}") for i in range(40)] + [Sample("t", 0, "test", "g0")]
+    carved = carve_validation(samples, 0.25, seed=0)
+    val_groups = {s.group for s in carved if s.split == "val"}
+    assert sum(s.split == "val" for s in carved) == 12  # three groups of 4: the first to reach 25%
+    assert val_groups.isdisjoint({s.group for s in carved if s.split == "train"})
+    assert [s.split for s in carved] == [s.split for s in carve_validation(samples, 0.25, seed=0)]
+    assert val_groups != {s.group for s in carve_validation(samples, 0.25, seed=1) if s.split == "val"}
+    assert carved[-1].split == "test"
+
+
+def test_flow_flip_mirrors_the_image_and_negates_x():
+    torch.manual_seed(0)
+    flow = torch.full((64, 2, 16, 16, 2), 128, dtype=torch.uint8)
+    flow[..., 0] = 168  # motion to the right (+40 / 128)
+    flow[:, :, :, :8, 1] = 200  # y channel: bright on the left half
+    out = FlowTransform(ImageAugment(crop=16, scale_min=1.0), train=True)(flow)
+    assert out.shape == (64, 4, 16, 16)
+    x_sign = out[:, 0].mean((1, 2)).sign()
+    assert set(x_sign.tolist()) == {-1.0, 1.0}  # both flipped and unflipped samples
+    left_brighter = out[:, 1, :, :4].mean((1, 2)) > out[:, 1, :, -4:].mean((1, 2))
+    assert torch.equal(left_brighter, x_sign > 0)  # a flipped sample is mirrored and moves left
+    evaluation = FlowTransform(ImageAugment(crop=8), train=False)
+    assert torch.equal(evaluation(flow), evaluation(flow)) and (evaluation(flow)[:, 0] > 0).all()
+
+
+def test_frames_share_a_crop_and_evaluation_is_deterministic():
+    frames = torch.randint(0, 256, (4, 3, 20, 20, 3), dtype=torch.uint8)
+    frames[:, 1] = frames[:, 0]
+    train = FrameTransform(ImageAugment(crop=12), train=True)(frames)
+    assert train.shape == (4, 3, 3, 12, 12) and torch.equal(train[:, 0], train[:, 1])
+    evaluation = FrameTransform(ImageAugment(crop=12), train=False)
+    assert torch.equal(evaluation(frames), evaluation(frames))
+    assert evaluation(frames[:, 0]).shape == (4, 3, 12, 12)  # single images (views)
+
+
+def test_audio_takes_a_random_window_for_training_and_the_middle_for_evaluation():
+    wave = torch.randint(-3000, 3000, (6, 16000), dtype=torch.int16)
+    options = AudioAugment(seconds=0.5)
+    evaluation = AudioTransform(options, 16000, train=False)
+    spec = evaluation(wave)
+    assert spec.shape == (6, *evaluation.shape((16000,))) == (6, 1, 129, 63)
+    whole_middle = AudioTransform(AudioAugment(seconds=1.0), 8000, train=False)  # a window as long as its input
+    torch.testing.assert_close(spec, whole_middle(wave[:, 4000:12000].contiguous()))
+    torch.manual_seed(0)
+    assert not torch.equal(AudioTransform(options, 16000, train=True)(wave), spec)
+    with pytest.raises(ValueError, match="prepared clips hold 16000"):
+        AudioTransform(AudioAugment(seconds=2), 16000, train=False)(wave)
+
+
+@pytest.mark.parametrize("shape", [(1, 33, 40), (33, 40), (3, 3, 32, 32), (10, 24, 24)])
+def test_resnet18_takes_every_input_kind_and_channels_last(shape):
+    encoder = build_encoder(EncoderConfig(name="resnet18", options={"width": 4}), shape, 16).eval()
+    x = torch.randn(2, *shape)
+    out = encoder(x)
+    assert out.shape == (2, 16)
+    if len(shape) == 3:
+        torch.testing.assert_close(encoder(x.contiguous(memory_format=torch.channels_last)), out)
+    if len(shape) == 4:  # frames are pooled: the clip's order does not matter
+        torch.testing.assert_close(encoder(x.flip(1)), out, rtol=1e-4, atol=1e-5)
+
+
+def test_standard_resnet18_size():
+    encoder = build_encoder(EncoderConfig(name="resnet18"), (3, 224, 224), 512)
+    assert sum(p.numel() for p in encoder.parameters()) == 11_176_512  # torchvision's resnet18 without its fc layer
+
+
+CONFIG_FILES = sorted(CONFIGS.glob("*/*.yaml"))
+MODALITIES = {"vggsound": ["audio", "visual"], "kinetics400": ["audio", "visual"], "ucf101": ["rgb", "flow"], "modelnet40": ["front", "rear"]}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIG_FILES])
+def test_every_shipped_config_validates(path):
+    config = resolve_config(path)
+    assert config.data.name == path.parent.name
+    METHODS.get(config.method.name).Options.model_validate(config.method.options)
+    assert list(config.model.encoders) == MODALITIES[config.data.name]
+
+
+def test_configs_of_a_data_set_differ_only_in_method():
+    datasets = sorted({p.parent.name for p in CONFIG_FILES})
+    assert datasets == ["kinetics400", "modelnet40", "ucf101", "vggsound"]
+    for dataset in datasets:
+        raws = {p.stem: read_yaml(p) for p in CONFIGS.glob(f"{dataset}/*.yaml")}
+        assert sorted(raws) == ["naive", "ume", "umt", "unimodal"]
+        shared = [{k: v for k, v in raw.items() if k != "method"} for raw in raws.values()]
+        assert all(s == shared[0] for s in shared), dataset
