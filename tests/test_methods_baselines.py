@@ -220,3 +220,13 @@ def test_pipeline_runs_and_probes_the_baselines(tmp_path, tiny_config):
     for name in BASELINE_NAMES:
         assert 0 <= summary["methods"][name]["test_acc"] <= 1
         assert set(summary["probe"][name]) == {"a", "b"}
+
+
+def test_demo_methods_option():
+    from latefusion.cli import parse_methods
+    from latefusion.config import ConfigError
+
+    assert parse_methods("paper") == [] and parse_methods("all") == list(BASELINES)
+    assert parse_methods("ogm_ge, gblend") == ["ogm_ge", "gblend"]
+    with pytest.raises(ConfigError, match="unknown: \\['ogm'\\]"):
+        parse_methods("ogm")
