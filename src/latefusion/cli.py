@@ -20,12 +20,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--quick", action="store_true", help="the data set's quick settings (fewer epochs / samples)")
+    parser.add_argument("--data", help="a registered data set name (see `latefusion datasets`), or a path to your own "
+                        "data: a folder with manifest.csv, or an .npz file (docs/data-format.md)")
+
+
+def data_overrides(data: str | None) -> list[str]:
+    """`--data` as config overrides: a path selects the bring-your-own `folder` data set."""
+    if data is None:
+        return []
+    if Path(data).exists():
+        return ["data.name=folder", f"data.path={Path(data).resolve()}"]
+    return [f"data.name={data}"]
 
 
 def command_train(args: argparse.Namespace) -> None:
     from .train import train
 
-    config = resolve_config(args.config, args.overrides, quick=args.quick)
+    config = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     result = train(config, args.out, resume=args.resume)
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
 
@@ -86,12 +97,27 @@ def parse_methods(value: str) -> list[str]:
 def command_demo(args: argparse.Namespace) -> None:
     from .pipeline import render_tables, run_pipeline
 
-    overrides = [f"data.name={args.data}", *args.overrides] if args.data else list(args.overrides)
-    base = resolve_config(args.config, overrides, quick=args.quick)
-    out = args.out or Path("runs") / f"demo-{base.data.name}"
+    base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
+    out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
     summary = run_pipeline(base, out, method_options=parse_overrides(args.method_options), methods=parse_methods(args.methods))
     print(f"\n{render_tables(summary)}\n\nguide: {summary['guide']['choice'].upper()}: {summary['guide']['reason']}")
     print(f"\nwrote {out / 'summary.json'} and {out / 'report.md'}")
+
+
+def command_datasets(args: argparse.Namespace) -> None:
+    from .config import DataConfig
+    from .data import DATASETS, build_dataset
+
+    print(f"{'name':<22} {'modalities':<40} {'classes':>7}  train/val/test")
+    for name in DATASETS.names():
+        try:
+            bundle = build_dataset(DataConfig(name=name))
+        except ConfigError:  # data sets read from disk need data.path
+            print(f"{name:<22} {'(reads your files: --data PATH)':<40}")
+            continue
+        modalities = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in bundle.modalities)
+        sizes = "/".join(str(len(bundle.splits[s])) for s in ("train", "val", "test"))
+        print(f"{name:<22} {modalities:<40} {bundle.num_classes:>7}  {sizes}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("demo", help="the whole pipeline on one data set: uni-modal, naive, UME, UMT, probes, guide")
     add_config_arguments(p)
-    p.add_argument("--data", help=f"data set name (default: {DEFAULT_DEMO_DATA})")
     p.add_argument("--out", type=Path, help="output folder (default: runs/demo-<data>)")
     p.add_argument("--method-option", dest="method_options", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="an option for one method, e.g. --method-option umt.weight=50")
@@ -128,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: unimodal, naive, UME, UMT (default); all: also gblend, ogm_ge, mmpareto, mla; "
                         "or the paper's set plus the baselines named, e.g. ogm_ge,gblend")
     p.set_defaults(handler=command_demo)
+
+    p = commands.add_parser("datasets", help="list the available data sets")
+    p.set_defaults(handler=command_datasets)
     return parser
 
 

@@ -16,6 +16,6 @@ def build_dataset(config: DataConfig) -> DataBundle:
     return DATASETS.get(config.name)(config)
 
 
-from . import synthetic  # noqa: E402,F401  (registers the synthetic presets)
+from . import folder, synthetic  # noqa: E402,F401  (register the built-in data sets)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "TensorSplit", "build_dataset", "collate"]

@@ -30,7 +30,8 @@ def load_unimodal_runs(run_dirs: dict[str, str], spec: DataSpec, option: str) ->
                 f"{' on ' + repr(config.method.options.get('modality')) if config.method.name == 'unimodal' else ''}, "
                 f"expected a uni-modal run on {modality!r}"
             )
-        if config.data.name != spec.name:
-            raise ConfigError(f"{option}.{modality}: {path} was trained on {config.data.name!r}, not on {spec.name!r}")
+        trained_on = run.spec()
+        if trained_on.name != spec.name or trained_on.modality(modality) != spec.modality(modality):
+            raise ConfigError(f"{option}.{modality}: {path} was trained on {trained_on.name!r} ({trained_on.modality(modality)}), not on {spec.name!r} ({spec.modality(modality)})")
         models[modality] = load_model(run)
     return models

@@ -34,7 +34,7 @@ from .teachers import load_unimodal_runs
 
 class UMTOptions(Section):
     teachers: dict[str, str]  # modality -> uni-modal run folder
-    weight: float = Field(10.0, ge=0)
+    weight: float = Field(1.0, ge=0)
     distill: Literal["projected", "plain"] = "projected"
     # Start each student encoder from its teacher's weights, or from a fresh initialisation.
     init: Literal["teacher", "scratch"] = "teacher"

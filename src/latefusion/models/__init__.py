@@ -10,7 +10,7 @@ from ..registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
 
-from . import encoders  # noqa: E402,F401  (registers the built-in encoders)
+from . import audio, encoders  # noqa: E402,F401  (register the built-in encoders)
 from .fusion import LateFusion  # noqa: E402
 
 
