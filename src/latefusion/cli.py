@@ -92,12 +92,27 @@ def command_guide(args: argparse.Namespace) -> None:
         print(json.dumps(verdict, indent=2))
 
 
+def parse_methods(value: str) -> list[str]:
+    """`--methods`: `paper` (the paper's set only), `all` (plus every baseline), or baselines by name, comma-separated."""
+    from .pipeline import BASELINES
+
+    if value == "paper":
+        return []
+    if value == "all":
+        return list(BASELINES)
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown or not names:
+        raise ConfigError(f"--methods {value!r}: expected paper, all, or a comma-separated list of {', '.join(BASELINES)}; unknown: {unknown}")
+    return names
+
+
 def command_demo(args: argparse.Namespace) -> None:
     from .pipeline import render_tables, run_pipeline
 
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
-    summary = run_pipeline(base, out, method_options=parse_overrides(args.method_options))
+    summary = run_pipeline(base, out, method_options=parse_overrides(args.method_options), methods=parse_methods(args.methods))
     print(f"\n{render_tables(summary)}\n\nguide: {summary['guide']['choice'].upper()}: {summary['guide']['reason']}")
     print(f"\nwrote {out / 'summary.json'} and {out / 'report.md'}")
 
@@ -156,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: runs/demo-<data>)")
     p.add_argument("--method-option", dest="method_options", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="an option for one method, e.g. --method-option umt.weight=50")
+    p.add_argument("--methods", default="paper", metavar="paper|all|NAME,...",
+                   help="paper: unimodal, naive, UME, UMT (default); all: also gblend, ogm_ge, mmpareto, mla; "
+                        "or the paper's set plus the baselines named, e.g. ogm_ge,gblend")
     p.set_defaults(handler=command_demo)
 
     p = commands.add_parser("datasets", help="list the available data sets")

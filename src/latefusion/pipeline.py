@@ -1,13 +1,15 @@
 """The paper's whole pipeline on one data set (what `latefusion demo` runs):
 
   uni-modal runs (one per modality) -> naive late fusion -> UME (reuses the uni-modal runs)
-  -> UMT (the uni-modal runs as teachers) -> linear probes -> guide -> summary.json + report.md
+  -> UMT (the uni-modal runs as teachers) -> [the baselines asked for] -> linear probes -> guide
+  -> summary.json + report.md
 
 Finished runs in `out` are reused, so an interrupted demo picks up where it stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,19 @@ from .runs import atomic_write_text, write_json
 from .train import train
 
 PROBED = ("unimodal", "naive", "umt")
+# The field's late-fusion methods the paper compares against; `latefusion demo --methods all` adds them.
+BASELINES = ("gblend", "ogm_ge", "mmpareto", "mla")
 
 
 def method_config(base: RunConfig, name: str, options: dict[str, Any]) -> RunConfig:
     return base.model_copy(update={"method": base.method.model_copy(update={"name": name, "options": options})}, deep=True)
 
 
-def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, dict[str, Any]] | None = None, log=print) -> dict[str, Any]:
+def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, dict[str, Any]] | None = None,
+                 methods: Sequence[str] = (), log=print) -> dict[str, Any]:
     """`base` holds the shared sections (data, model, optim, train); `method_options` per method name
-    (e.g. {"umt": {"weight": 50}}) are added to what the pipeline sets itself."""
+    (e.g. {"umt": {"weight": 50}}) are added to what the pipeline sets itself. `methods`: baselines
+    (names from BASELINES) to run and probe after the paper's set."""
     out = Path(out)
     extra = method_options or {}
     bundle = build_dataset(base.data)
@@ -47,11 +53,15 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
     results["naive"] = run("naive", "naive", {})
     results["ume"] = run("ume", "ume", {"members": unimodal_dirs})
     results["umt"] = run("umt", "umt", {"teachers": unimodal_dirs})
+    for name in methods:
+        results[name] = run(name, name, {})
 
     log("  probing encoders ...")
     probes = {f"unimodal:{m}": probe_run(path, bundle=bundle) for m, path in unimodal_dirs.items()}
     probes["naive"] = probe_run(out / "naive", bundle=bundle)
     probes["umt"] = probe_run(out / "umt", bundle=bundle)
+    for name in methods:
+        probes[name] = probe_run(out / name, bundle=bundle)
     verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle)
 
     summary = {
@@ -62,6 +72,7 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
             "unimodal": {m: probes[f"unimodal:{m}"][m]["test_acc"] for m in modalities},
             "naive": {m: probes["naive"][m]["test_acc"] for m in modalities},
             "umt": {m: probes["umt"][m]["test_acc"] for m in modalities},
+            **{name: {m: probes[name][m]["test_acc"] for m in modalities} for name in methods},
         },
         "guide": verdict,
     }

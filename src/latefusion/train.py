@@ -196,7 +196,8 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
             started -= state["elapsed"]
 
-        steps_per_epoch = math.ceil(len(bundle.splits["train"]) / config.data.batch_size)
+        train_split = method.train_split(bundle.splits["train"])
+        steps_per_epoch = math.ceil(len(train_split) / config.data.batch_size)
         bar = tqdm(
             total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
             desc=f"{config.method.name}", disable=not config.train.progress, leave=False, dynamic_ncols=True,
@@ -206,29 +207,32 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             method.train()
             method.on_epoch_start(epoch, model)
             totals: dict[str, float] = {}
-            batches = 0
-            for inputs, labels in make_loader(bundle.splits["train"], config, train=True, epoch=epoch):
+            counts: dict[str, int] = {}
+            steps = 0
+            for inputs, labels in make_loader(train_split, config, train=True, epoch=epoch):
                 inputs, labels = to_device(inputs, labels, device)
-                with autocast(device, config.train.precision):
-                    loss, logs = method.training_loss(model, inputs, labels)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"training loss is {loss.item()} at epoch {epoch}, step {batches}; stopped. "
-                        f"The last good checkpoint is kept at {run.last}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                method.backward(model, loss)
-                if config.optim.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-                optimizer.step()
-                for key, value in logs.items():
-                    totals[key] = totals.get(key, 0.0) + value
-                batches += 1
+                for _ in range(method.steps_per_batch):
+                    with autocast(device, config.train.precision):
+                        loss, logs = method.training_loss(model, inputs, labels)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"training loss is {loss.item()} at epoch {epoch}, step {steps}; stopped. "
+                            f"The last good checkpoint is kept at {run.last}"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    method.backward(model, loss)
+                    if config.optim.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+                    optimizer.step()
+                    for key, value in logs.items():
+                        totals[key] = totals.get(key, 0.0) + value
+                        counts[key] = counts.get(key, 0) + 1
+                    steps += 1
                 bar.update()
             scheduler.step()
 
             val = evaluate(method, model, bundle.splits["val"], config, device)
-            row = {"epoch": epoch, **{f"train_{k}": v / batches for k, v in totals.items()}, "val_acc": val["acc"], "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"]}
+            row = {"epoch": epoch, **{f"train_{k}": v / counts[k] for k, v in totals.items()}, "val_acc": val["acc"], "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"]}
             history.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
             if val["acc"] > best["val_acc"]:

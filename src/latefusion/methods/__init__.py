@@ -14,6 +14,6 @@ def build_method(config: RunConfig, spec: DataSpec) -> Method:
     return METHODS.get(config.method.name)(config, spec)
 
 
-from . import naive, ume, umt, unimodal  # noqa: E402,F401  (register the methods)
+from . import gblend, mla, mmpareto, naive, ogm_ge, ume, umt, unimodal  # noqa: E402,F401  (register the methods)
 
 __all__ = ["METHODS", "Method", "build_method"]

@@ -11,8 +11,9 @@ from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from ..config import RunConfig, Section, validate
+from ..config import ConfigError, RunConfig, Section, validate
 from ..data import DataSpec, Inputs
 from ..models import build_late_fusion
 
@@ -36,6 +37,19 @@ class Method(nn.Module):
     def modalities(self) -> list[str]:
         return self.spec.modality_names
 
+    def require_modalities(self, count: int) -> None:
+        if len(self.modalities()) < count:
+            raise ConfigError(f"method {self.name!r} needs at least {count} modalities; data set {self.spec.name!r} has {self.spec.modality_names}")
+
+    def train_split(self, train: Dataset) -> Dataset:
+        """The samples the loop trains on; G-Blending keeps a slice of them aside to measure overfitting."""
+        return train
+
+    @property
+    def steps_per_batch(self) -> int:
+        """Optimiser steps the loop takes on each batch; MLA takes one per modality, in turn."""
+        return 1
+
     def build_model(self) -> nn.Module:
         return build_late_fusion(self.spec, self.config.model, self.modalities())
 
@@ -53,3 +67,9 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         """Called before each training epoch (e.g. to re-estimate blend weights)."""
+
+
+def unimodal_heads(spec: DataSpec, config: RunConfig, modalities: list[str]) -> nn.ModuleDict:
+    """A linear classifier per modality on its encoder's features, beside the fused head: the
+    uni-modal losses of G-Blending and MMPareto."""
+    return nn.ModuleDict({m: nn.Linear(config.model.feature_dim, spec.num_classes) for m in modalities})
