@@ -10,6 +10,12 @@ trained on that modality alone:
   * `distill: projected` g_m = a learned linear map, so the student must keep all the teacher's
                          information (linearly recoverable) but may hold more, such as the features
                          only cross-modal training finds.
+Teacher-feature cache (`teacher_cache: auto`, default): when the train split does not augment its
+inputs, each teacher's features are the same every epoch, so they are computed once, stored in the
+teacher's run folder (`features/<fingerprint>.pt`, keyed by the data config) and read back with each
+batch instead of running the teachers, which makes a UMT step cost what a naive step costs. When the
+split augments, the teachers run live and the log says so. `teacher_cache: off` always runs them live.
+
 `init: teacher` (default) starts each student encoder from its teacher's weights; `init: scratch`
 from a fresh initialisation [design choice; the paper does not say]. Starting from the teacher, the
 student keeps the teacher's uni-modal features from the first step instead of chasing them; on the
@@ -18,15 +24,21 @@ synthetic presets it closes the probe gap to the uni-modal encoders that scratch
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from ..config import ConfigError, Section
-from ..data import Inputs
+from ..data import Batch, Inputs
+from ..runs import CheckpointError, load_checkpoint, save_checkpoint
 from . import METHODS
 from .base import Method
 from .teachers import load_unimodal_runs
@@ -38,6 +50,30 @@ class UMTOptions(Section):
     distill: Literal["projected", "plain"] = "projected"
     # Start each student encoder from its teacher's weights, or from a fresh initialisation.
     init: Literal["teacher", "scratch"] = "teacher"
+    teacher_cache: Literal["auto", "off"] = "auto"
+
+
+log = logging.getLogger(__name__)
+CACHED = "teacher:"  # input key prefix of cached teacher features
+
+
+class WithTeacherFeatures(Dataset):
+    """A split whose batches also carry each sample's precomputed teacher features."""
+
+    def __init__(self, split: Dataset, features: dict[str, Tensor]) -> None:
+        self.split, self.features = split, features
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int):
+        inputs, labels = self.__getitems__([index])
+        return {name: t[0] for name, t in inputs.items()}, int(labels[0])
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        inputs, labels = self.split.__getitems__(indices)
+        rows = torch.as_tensor(indices)
+        return {**inputs, **{CACHED + m: f[rows] for m, f in self.features.items()}}, labels
 
 
 @METHODS.register("umt")
@@ -64,8 +100,37 @@ class UMT(Method):
         model = super().build_model()
         if self.options.init == "teacher":
             for m, teacher in self.teachers.items():
-                model.encoders[m].load_state_dict(teacher.state_dict())
+                try:
+                    model.encoders[m].load_state_dict(teacher.state_dict())
+                except RuntimeError:
+                    raise ConfigError(f"method.options.init=teacher: the student's {m!r} encoder differs from its teacher's "
+                                      f"({self.options.teachers[m]}); use the teacher's model settings or init=scratch") from None
         return model
+
+    def train_split(self, train: Dataset) -> Dataset:
+        if self.options.teacher_cache == "off":
+            return train
+        if getattr(train, "transform", None) is not None:
+            log.info("UMT: the train split augments its inputs, so teacher features change every epoch: running the teachers live")
+            return train
+        return WithTeacherFeatures(train, {m: self.cached_features(m, train) for m in self.teachers})
+
+    def cached_features(self, modality: str, train: Dataset) -> Tensor:
+        from ..train import make_loader  # here, not at the top: train imports the methods
+
+        data = json.dumps(self.config.data.model_dump(mode="json", exclude={"batch_size", "eval_batch_size", "num_workers"}), sort_keys=True)
+        fingerprint = hashlib.sha256(f"{data}|{len(train)}".encode()).hexdigest()[:16]
+        path = Path(self.options.teachers[modality]) / "features" / f"{fingerprint}.pt"
+        try:
+            return load_checkpoint(path)["features"]
+        except CheckpointError:
+            pass  # absent or damaged: compute it again
+        teacher, device = self.teachers[modality], next(self.teachers[modality].parameters()).device
+        with torch.no_grad():
+            features = torch.cat([teacher(inputs[modality].to(device)).float().cpu() for inputs, _ in make_loader(train, self.config, train=False)])
+        save_checkpoint(path, {"features": features, "data": data})
+        log.info("UMT: cached %s teacher features of %d samples in %s", modality, len(features), path)
+        return features
 
     def train(self, mode: bool = True) -> "UMT":
         super().train(mode)
@@ -78,8 +143,11 @@ class UMT(Method):
         logs = {"ce": fused.item()}
         distill = fused.new_zeros(())
         for m, teacher in self.teachers.items():
-            with torch.no_grad():
-                target = teacher(inputs[m])
+            if CACHED + m in inputs:
+                target = inputs[CACHED + m]
+            else:
+                with torch.no_grad():
+                    target = teacher(inputs[m])
             term = F.mse_loss(self.projectors[m](features[m]).float(), target.float())
             logs[f"distill_{m}"] = term.item()
             distill = distill + term
