@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's message is long advice on loading unsafely; its one useful line names the object.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         raise CheckpointError(
             f"refusing to load {path}: it holds Python objects other than tensors and plain values "
-            f"(a pickle payload), which could run code when unpickled. Details: {str(error).splitlines()[0]}"
+            f"(a pickle payload{f' calling {found.group(1)}' if found else ''}), which could run code when unpickled"
         ) from None
     except (RuntimeError, EOFError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} could not be read ({error}); it is damaged or not a checkpoint") from None
