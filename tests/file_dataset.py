@@ -38,8 +38,8 @@ def read_npy(path: Path) -> np.ndarray:
             version = np.lib.format.read_magic(handle)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, _, dtype = read_header(handle)
-        except (ValueError, OSError, SyntaxError) as error:
-            raise FileProblem("unreadable-file", f"is not a .npy array ({error})") from None
+        except Exception as error:  # a damaged header makes numpy raise ValueError, SyntaxError, tokenize.TokenError, ...
+            raise FileProblem("unreadable-file", f"is not a .npy array ({type(error).__name__}: {error})") from None
         if dtype.hasobject:
             raise FileProblem("unreadable-file", "holds Python objects, not numbers")
         expected = int(np.prod(shape)) * dtype.itemsize
@@ -56,8 +56,8 @@ def read_wav(path: Path) -> np.ndarray:
         with wave.open(str(path)) as clip:
             width, channels, frames = clip.getsampwidth(), clip.getnchannels(), clip.getnframes()
             data = clip.readframes(frames)
-    except (wave.Error, EOFError, ValueError) as error:
-        raise FileProblem("unreadable-file", f"is not a WAV file ({error or type(error).__name__})") from None
+    except Exception as error:  # the wave module raises wave.Error, EOFError, and a bare RuntimeError for a bad chunk size
+        raise FileProblem("unreadable-file", f"is not a WAV file ({type(error).__name__}: {error})") from None
     if width != 2:
         raise FileProblem("unreadable-file", f"has {8 * width}-bit samples, expected 16-bit PCM")
     if len(data) < frames * width * channels:

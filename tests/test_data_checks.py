@@ -144,7 +144,7 @@ def test_file_backed_data_reports_each_bad_input_by_name(bad_files):
     assert messages["missing-file", "train[1]"] == "image file train-001.npy does not exist"
     assert messages["truncated-file", "train[2]"] == "audio file train-002.wav holds 22 of the 32 frames its header declares"
     assert messages["truncated-file", "train[4]"] == "image file train-004.npy holds 56 of the 64 data bytes its header declares"
-    assert messages["unreadable-file", "train[3]"].startswith("image file train-003.npy is not a .npy array")
+    assert messages["unreadable-file", "train[3]"].startswith("image file train-003.npy is not a .npy array (ValueError: the magic string is not correct")
     assert messages["leaked-id", "train[6]"] == "same sample id as test[1]"
     assert messages["unreadable-sample", "test[3]"] == "loading it raised ValueError: invalid literal for int() with base 10: 'seven'"
 
@@ -209,7 +209,7 @@ def clean_files(tmp_path_factory):
     return root, write_fixture(root, sizes=(3, 2, 2))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(modality=st.sampled_from(("image", "audio")), cut=st.floats(0, 1, exclude_max=True),
        flip=st.one_of(st.none(), st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7))), junk=st.binary(max_size=64))
 def test_readers_and_checks_survive_truncated_flipped_and_random_files(clean_files, modality, cut, flip, junk):
