@@ -1,4 +1,4 @@
-"""Command line: `latefusion prepare | train | probe | guide | demo`. Run `latefusion COMMAND --help`."""
+"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | datasets`. Run `latefusion COMMAND --help`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, parse_overrides, resolve_config
+from .interrupt import Interrupted, stop_on_signal
 from .registry import UnknownNameError
 from .runs import CheckpointError
+from .train import NonFiniteLossError
 
 DEFAULT_DEMO_DATA = "synthetic-unimodal"
-USER_ERRORS = (ConfigError, CheckpointError, UnknownNameError, FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, CheckpointError, UnknownNameError, FileExistsError, FileNotFoundError, ValueError, NonFiniteLossError)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +52,22 @@ def command_prepare(args: argparse.Namespace) -> None:
 def command_train(args: argparse.Namespace) -> None:
     from .train import train
 
-    config = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
+    overrides = [*data_overrides(args.data), *args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])]
+    config = resolve_config(args.config, overrides, quick=args.quick)
     result = train(config, args.out, resume=args.resume)
     print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+
+
+def command_check_data(args: argparse.Namespace) -> int:
+    from .data import DATASETS
+    from .data.checks import check_bundle, format_report
+
+    overrides = [f"data.name={args.data}", *args.overrides] if args.data else args.overrides
+    config = resolve_config(args.config, overrides, quick=args.quick)
+    bundle = DATASETS.get(config.data.name)(config.data)  # unchecked: the checks are what this command runs
+    problems = check_bundle(bundle)
+    print(format_report(bundle, problems))
+    return 1 if problems else 0
 
 
 def command_probe(args: argparse.Namespace) -> None:
@@ -151,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--skip-bad", action="store_true", help="drop the samples the data checks find bad instead of stopping (data.skip_bad=true)")
     p.set_defaults(handler=command_train)
+
+    p = commands.add_parser("check-data", help="run every data check on a data set, without training; exit 1 if any problem is found")
+    p.add_argument("data", nargs="?", help="data set name (default: the config's data.name)")
+    add_config_arguments(p)
+    p.set_defaults(handler=command_check_data)
 
     p = commands.add_parser("probe", help="linear-probe each frozen encoder of a finished run")
     p.add_argument("run", type=Path)
@@ -188,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo" and not args.data and not args.config and not any(o.startswith("data.name=") for o in args.overrides):
         args.data = DEFAULT_DEMO_DATA
     try:
-        args.handler(args)
+        with stop_on_signal():
+            return args.handler(args) or 0
+    except Interrupted as stop:
+        print(f"latefusion {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except USER_ERRORS as error:
         print(f"latefusion {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Method-specific options live in each method's own `Options` model (see `methods/
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,7 +20,8 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and Inf pass range checks such as gt=0 (inf > 0), so they are refused outright.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EncoderConfig(Section):
@@ -35,6 +36,10 @@ class DataConfig(Section):
     batch_size: int = Field(128, gt=0)
     eval_batch_size: int = Field(512, gt=0)
     num_workers: int = Field(0, ge=0)
+    # Run the data checks (data/checks.py) when the data set is built; a failed check stops the run.
+    check: bool = True
+    # Drop the samples the checks find bad, and say how many, instead of stopping.
+    skip_bad: bool = False
 
 
 class ModelConfig(Section):
@@ -59,7 +64,10 @@ class TrainConfig(Section):
     epochs: int = Field(30, ge=0)
     # Stop when validation accuracy has not improved for this many epochs (None: run all epochs).
     patience: int | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
+    # Also save last.pt every this many steps inside an epoch, so that a crash loses at most these
+    # steps (None: at the end of each epoch only). It does not change the result.
+    checkpoint_every_steps: int | None = Field(200, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     progress: bool = True
@@ -80,9 +88,11 @@ class RunConfig(Section):
 
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     """The valid keys at the place `loc` points to, for a did-you-mean."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
+    parts = list(loc[:-1])
+    while parts:
+        annotation = getattr(model.model_fields.get(str(parts.pop(0))), "annotation", None)
+        if get_origin(annotation) is dict and parts:  # a mapping of sections: the next part is its key
+            annotation, _ = get_args(annotation)[1], parts.pop(0)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         model = annotation
@@ -133,7 +143,10 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is set both as a value and as a section")
-        node[leaf] = yaml.safe_load(value) if value.strip() else None
+        try:
+            node[leaf] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value is not a valid YAML scalar or list ({str(error).splitlines()[0]})") from None
     return nested
 
 
@@ -145,6 +158,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path}: expected a mapping at the top level, found {type(raw).__name__}")
     return raw
@@ -159,8 +174,10 @@ def resolve_config(path: str | Path | None = None, overrides: list[str] = (), *,
     from .data import DATASETS  # here: the data package imports this module
 
     user = deep_merge(read_yaml(path) if path is not None else {}, parse_overrides(list(overrides)))
-    name = user.get("data", {}).get("name", DataConfig().name)
-    base = dict(DATASETS.defaults(name)) if name in DATASETS else {}
+    data = user.get("data")
+    name = data.get("name", DataConfig().name) if isinstance(data, dict) else DataConfig().name
+    # A name of the wrong type or unknown gets no defaults here; validation or the registry names the error.
+    base = dict(DATASETS.defaults(name)) if isinstance(name, str) and name in DATASETS else {}
     quick_settings = base.pop("quick", {})
     if quick:
         base = deep_merge(base, quick_settings)

@@ -6,7 +6,8 @@ A run folder holds:
   metrics.jsonl   one line per epoch
   result.json     final validation and test accuracy
   checkpoints/    best.pt (weights at the best validation epoch) and last.pt (everything needed to resume)
-Every checkpoint has a `.sha256` beside it; a file that does not match is refused, not half-read.
+Every file is written atomically (a temporary file renamed over the old one). A checkpoint ends with the
+sha256 of its contents; a file that does not match is refused, not half-read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,36 +67,44 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
+# A checkpoint is torch.save's bytes, then this marker and their sha256. Data and checksum live in one
+# file, so a single atomic rename publishes both: no crash can leave them out of step. torch.load
+# itself ignores bytes after the archive, so the file still loads with plain torch.load.
+CHECKSUM_MARKER = b"\nlatefusion-sha256:"
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    path = Path(path)
-    # The data first, then its checksum: a crash between the two leaves a mismatch, which load refuses.
-    atomic_write_bytes(path, data)
-    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+    atomic_write_bytes(path, data + CHECKSUM_MARKER + hashlib.sha256(data).hexdigest().encode() + b"\n")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with `weights_only=True` after checking the sha256 written beside the file."""
+    """Load with `weights_only=True` after checking the sha256 stored at the end of the file."""
     path = Path(path)
-    checksum_file = path.with_name(path.name + ".sha256")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    data = path.read_bytes()
-    if checksum_file.is_file():
-        expected = checksum_file.read_text().strip()
-        if hashlib.sha256(data).hexdigest() != expected:
-            raise CheckpointError(
-                f"checkpoint {path} is damaged: its sha256 does not match {checksum_file.name} "
-                f"({len(data)} bytes read); it was truncated or changed after it was written"
-            )
+    raw = path.read_bytes()
+    data, marker, checksum = raw.rpartition(CHECKSUM_MARKER)
+    if not marker:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: it lacks the sha256 written at its end ({len(raw)} bytes read); "
+            f"it was truncated, or it was not written by latefusion"
+        )
+    if hashlib.sha256(data).hexdigest() != checksum.strip().decode(errors="replace"):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents do not match the sha256 written with them "
+            f"({len(raw)} bytes read); it was truncated or changed after it was written"
+        )
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's message is long advice on loading unsafely; its one useful line names the object.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         raise CheckpointError(
             f"refusing to load {path}: it holds Python objects other than tensors and plain values "
-            f"(a pickle payload), which could run code when unpickled. Details: {str(error).splitlines()[0]}"
+            f"(a pickle payload{f' calling {found.group(1)}' if found else ''}), which could run code when unpickled"
         ) from None
     except (RuntimeError, EOFError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} could not be read ({error}); it is damaged or not a checkpoint") from None

@@ -1,6 +1,7 @@
 """The one training loop, shared by every method. Read top to bottom:
 
-  build data, method and model -> (resume) -> for each epoch: train, validate, checkpoint
+  build data (checked), method and model -> (resume) -> for each epoch: train (checkpointing every
+  train.checkpoint_every_steps), validate, checkpoint
   -> reload the best-on-validation weights -> evaluate the test split once -> result.json
 
 What differs between methods (loss, gradients, extra modules) lives in `methods/`, not here.
@@ -20,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import __version__
 from .config import RunConfig, dump_config
 from .data import DataBundle, build_dataset, collate
+from .interrupt import raise_if_stop_requested, stop_requested
 from .methods import Method, build_method
 from .runs import RunDir, atomic_write_text, load_checkpoint, save_checkpoint, write_json
 
@@ -60,13 +62,17 @@ def to_device(inputs: dict[str, torch.Tensor], labels: torch.Tensor, device: tor
     return {m: x.to(device, non_blocking=True) for m, x in inputs.items()}, labels.to(device, non_blocking=True)
 
 
-def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0) -> DataLoader:
+def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0, start_step: int = 0) -> DataLoader:
+    """Training batches of `epoch` from batch `start_step` on (a run resumed inside an epoch), or evaluation batches."""
     # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
-    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)) if train else None
+    # The loader gets its own generator too: otherwise it draws its workers' seed from the global RNG.
+    generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
+    order = torch.randperm(len(dataset), generator=generator)[start_step * config.data.batch_size:].tolist() if train else None
     return DataLoader(
         dataset,
         batch_size=config.data.batch_size if train else config.data.eval_batch_size,
-        sampler=sampler,
+        sampler=order,
+        generator=generator,
         num_workers=config.data.num_workers,
         collate_fn=collate,
         pin_memory=torch.cuda.is_available(),
@@ -143,7 +149,8 @@ def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
             else:
                 yield f"{prefix}{key}", value
     a, b = dict(flat(old.model_dump(mode="json"))), dict(flat(new.model_dump(mode="json")))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k != "train.progress"]
+    neutral = {"train.progress", "train.checkpoint_every_steps"}
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k not in neutral]
 
 
 def load_model(run: RunDir, device: str | torch.device = "cpu") -> nn.Module:
@@ -185,7 +192,8 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
         params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
         optimizer = build_optimizer(params, config)
         scheduler = build_scheduler(optimizer, config)
-        start_epoch = 0
+        # (epoch, step): the next batch to train; last.pt saved inside an epoch has step > 0.
+        start_epoch, start_step, totals, counts = 0, 0, {}, {}
         if resume and run.last.exists():
             state = load_checkpoint(run.last, map_location=device)
             model.load_state_dict(state["model"])
@@ -193,32 +201,41 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             set_rng_state(state["rng"])
-            history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+            history, best, start_epoch, start_step = state["history"], state["best"], state["epoch"], state["step"]
+            totals, counts = state["totals"], state["counts"]
             started -= state["elapsed"]
+
+        def save_last(epoch: int, step: int, totals: dict[str, float], counts: dict[str, int]) -> None:
+            save_checkpoint(run.last, {
+                "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step, "totals": totals,
+                "counts": counts, "history": history, "best": best, "elapsed": time.time() - started,
+            })
 
         train_split = method.train_split(bundle.splits["train"])
         steps_per_epoch = math.ceil(len(train_split) / config.data.batch_size)
+        every, patience = config.train.checkpoint_every_steps, config.train.patience
         bar = tqdm(
-            total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+            total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch + start_step,
             desc=f"{config.method.name}", disable=not config.train.progress, leave=False, dynamic_ncols=True,
         )
         for epoch in range(start_epoch, config.train.epochs):
+            # Checked before the epoch, not after it, so that a run resumed right after it stopped stops too.
+            if patience is not None and epoch - 1 - best["epoch"] >= patience:
+                break
             model.train()
             method.train()
-            method.on_epoch_start(epoch, model)
-            totals: dict[str, float] = {}
-            counts: dict[str, int] = {}
-            steps = 0
-            for inputs, labels in make_loader(train_split, config, train=True, epoch=epoch):
+            step, totals, counts = (start_step, totals, counts) if epoch == start_epoch else (0, {}, {})
+            if step == 0:  # a run resumed inside an epoch already holds what this set up
+                method.on_epoch_start(epoch, model)
+            for inputs, labels in make_loader(train_split, config, train=True, epoch=epoch, start_step=step):
                 inputs, labels = to_device(inputs, labels, device)
                 for _ in range(method.steps_per_batch):
                     with autocast(device, config.train.precision):
                         loss, logs = method.training_loss(model, inputs, labels)
                     if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"training loss is {loss.item()} at epoch {epoch}, step {steps}; stopped. "
-                            f"The last good checkpoint is kept at {run.last}"
-                        )
+                        kept = f"The last good checkpoint is kept at {run.last}" if run.last.exists() else "No checkpoint had been saved yet"
+                        raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch}, step {step}; stopped. {kept}")
                     optimizer.zero_grad(set_to_none=True)
                     method.backward(model, loss)
                     if config.optim.grad_clip:
@@ -227,8 +244,11 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
                     for key, value in logs.items():
                         totals[key] = totals.get(key, 0.0) + value
                         counts[key] = counts.get(key, 0) + 1
-                    steps += 1
+                step += 1
                 bar.update()
+                if stop_requested() or (every and step % every == 0 and step < steps_per_epoch):
+                    save_last(epoch, step, totals, counts)
+                    raise_if_stop_requested(f"at epoch {epoch}, step {step}; saved {run.last}, continue with --resume")
             scheduler.step()
 
             val = evaluate(method, model, bundle.splits["val"], config, device)
@@ -238,15 +258,9 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch}
                 save_checkpoint(run.best, {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
-            save_checkpoint(run.last, {
-                "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "history": history,
-                "best": best, "elapsed": time.time() - started,
-            })
+            save_last(epoch + 1, 0, {}, {})
             run.write_metrics(history)
-            patience = config.train.patience
-            if patience is not None and epoch - best["epoch"] >= patience:
-                break
+            raise_if_stop_requested(f"after epoch {epoch}; saved {run.last}, continue with --resume")
         bar.close()
         if best["epoch"] >= 0:
             state = load_checkpoint(run.best, map_location=device)

@@ -7,13 +7,16 @@ from typing import Callable
 from ..config import DataConfig
 from ..registry import Registry
 from .base import SPLITS, Batch, DataBundle, DataSpec, Inputs, Modality, TensorSplit, collate
+from .checks import checked
 
 DatasetBuilder = Callable[[DataConfig], DataBundle]
 DATASETS: Registry[DatasetBuilder] = Registry("data set")
 
 
 def build_dataset(config: DataConfig) -> DataBundle:
-    return DATASETS.get(config.name)(config)
+    """The data set `config` names, after its data checks (see checks.py) unless `config.check` is off."""
+    bundle = DATASETS.get(config.name)(config)
+    return checked(bundle, skip_bad=config.skip_bad) if config.check else bundle
 
 
 from . import folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)

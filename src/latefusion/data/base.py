@@ -77,9 +77,6 @@ class DataBundle(DataSpec):
         missing = [s for s in SPLITS if s not in self.splits]
         if missing:
             raise ValueError(f"data set {self.name!r} lacks split(s) {missing}; every data set needs {list(SPLITS)}")
-        empty = [s for s in SPLITS if len(self.splits[s]) == 0]
-        if empty:
-            raise ValueError(f"data set {self.name!r}: split(s) {empty} are empty")
 
 
 class TensorSplit(Dataset):

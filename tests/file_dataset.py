@@ -1,0 +1,146 @@
+"""A small file-backed data set for the data-check tests, registered as "test-files".
+
+Layout of `data.path`: `manifest.csv` (id, split, label, image, audio) with an `.npy` vector per
+image and a 16-bit PCM `.wav` per audio clip; an empty cell leaves that modality out of the sample.
+Its splits implement the data-check hook (`check()` and `sample_ids`, see latefusion/data/checks.py)
+the way a real file-backed data set would: the readers tell a missing file from an unreadable one
+from a truncated one, and `check()` reports each bad sample without loading it through the model path.
+"""
+
+from __future__ import annotations
+
+import csv
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from latefusion.data import DATASETS, SPLITS, DataBundle, Modality
+from latefusion.data.checks import Problem
+
+IMAGE_DIM, AUDIO_LEN, NUM_CLASSES = 16, 32, 3
+COLUMNS = ("id", "split", "label", "image", "audio")
+
+
+class FileProblem(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def read_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileProblem("missing-file", "does not exist")
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+        except Exception as error:  # a damaged header makes numpy raise ValueError, SyntaxError, tokenize.TokenError, ...
+            raise FileProblem("unreadable-file", f"is not a .npy array ({type(error).__name__}: {error})") from None
+        if dtype.hasobject:
+            raise FileProblem("unreadable-file", "holds Python objects, not numbers")
+        expected = int(np.prod(shape)) * dtype.itemsize
+        present = path.stat().st_size - handle.tell()
+    if present < expected:
+        raise FileProblem("truncated-file", f"holds {present} of the {expected} data bytes its header declares")
+    return np.load(path, allow_pickle=False)
+
+
+def read_wav(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileProblem("missing-file", "does not exist")
+    try:
+        with wave.open(str(path)) as clip:
+            width, channels, frames = clip.getsampwidth(), clip.getnchannels(), clip.getnframes()
+            data = clip.readframes(frames)
+    except Exception as error:  # the wave module raises wave.Error, EOFError, and a bare RuntimeError for a bad chunk size
+        raise FileProblem("unreadable-file", f"is not a WAV file ({type(error).__name__}: {error})") from None
+    if width != 2:
+        raise FileProblem("unreadable-file", f"has {8 * width}-bit samples, expected 16-bit PCM")
+    if len(data) < frames * width * channels:
+        raise FileProblem("truncated-file", f"holds {len(data) // (width * channels)} of the {frames} frames its header declares")
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768
+
+
+READERS = {"image": read_npy, "audio": read_wav}
+
+
+class FileSplit(Dataset):
+    def __init__(self, root: Path, rows: list[dict[str, str]]) -> None:
+        self.root, self.rows = root, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        return [row["id"] for row in self.rows]
+
+    def __getitem__(self, index: int):
+        row = self.rows[index]
+        inputs = {m: torch.from_numpy(read(self.root / row[m]).astype(np.float32)) for m, read in READERS.items() if row[m]}
+        return inputs, int(row["label"])
+
+    def check(self) -> list[Problem]:
+        problems = []
+        for index, row in enumerate(self.rows):
+            for modality, read in READERS.items():
+                try:
+                    if row[modality]:
+                        read(self.root / row[modality])
+                except FileProblem as problem:
+                    problems.append(Problem(problem.kind, f"{modality} file {row[modality]} {problem}", index=index))
+                    break
+        return problems
+
+
+@DATASETS.register("test-files")
+def build(config) -> DataBundle:
+    root = Path(config.path)
+    with open(root / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return DataBundle(
+        name="test-files",
+        modalities=[Modality("image", "vector", (IMAGE_DIM,)), Modality("audio", "vector", (AUDIO_LEN,))],
+        num_classes=NUM_CLASSES,
+        encoders={"image": {"name": "mlp"}, "audio": {"name": "mlp"}},
+        splits={split: FileSplit(root, [r for r in rows if r["split"] == split]) for split in SPLITS},
+    )
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as clip:
+        clip.setnchannels(1)
+        clip.setsampwidth(2)
+        clip.setframerate(8000)
+        clip.writeframes((samples * 32767).astype("<i2").tobytes())
+
+
+def write_fixture(root: Path, sizes=(12, 6, 6), seed: int = 0) -> list[dict[str, str]]:
+    """A clean data set: the class shifts both modalities, so it is learnable. Returns the manifest rows."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split, size in zip(SPLITS, sizes):
+        for i in range(size):
+            label, sample_id = i % NUM_CLASSES, f"{split}-{i:03d}"
+            np.save(root / f"{sample_id}.npy", (rng.normal(size=IMAGE_DIM) + label).astype(np.float32))
+            write_wav(root / f"{sample_id}.wav", np.clip(rng.normal(size=AUDIO_LEN) * 0.1 + 0.2 * label, -1, 1))
+            rows.append({"id": sample_id, "split": split, "label": str(label), "image": f"{sample_id}.npy", "audio": f"{sample_id}.wav"})
+    write_manifest(root, rows)
+    return rows
+
+
+def write_manifest(root: Path, rows: list[dict[str, str]]) -> None:
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def row_index(rows: list[dict[str, str]], split: str, index: int) -> int:
+    """Position in the manifest of sample `index` of `split`."""
+    return [i for i, r in enumerate(rows) if r["split"] == split][index]
