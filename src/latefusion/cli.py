@@ -62,8 +62,7 @@ def command_check_data(args: argparse.Namespace) -> int:
     from .data import DATASETS
     from .data.checks import check_bundle, format_report
 
-    overrides = [f"data.name={args.data}", *args.overrides] if args.data else args.overrides
-    config = resolve_config(args.config, overrides, quick=args.quick)
+    config = resolve_config(args.config, [*data_overrides(args.dataset or args.data), *args.overrides], quick=args.quick)
     bundle = DATASETS.get(config.data.name)(config.data)  # unchecked: the checks are what this command runs
     problems = check_bundle(bundle)
     print(format_report(bundle, problems))
@@ -170,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=command_train)
 
     p = commands.add_parser("check-data", help="run every data check on a data set, without training; exit 1 if any problem is found")
-    p.add_argument("data", nargs="?", help="data set name (default: the config's data.name)")
+    p.add_argument("dataset", nargs="?", help="data set name or path to your data (same as --data; default: the config's data.name)")
     add_config_arguments(p)
     p.set_defaults(handler=command_check_data)
 

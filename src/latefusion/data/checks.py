@@ -21,6 +21,9 @@ The hook for file-backed data sets: a split (a torch Dataset) may define
                               These samples are not loaded by the generic checks.
   sample_ids: Sequence[str]   what each sample comes from (a file, a source video); an id in two splits
                               is leakage even where augmentation makes the tensors differ.
+  checked_when_prepared: bool a split whose samples were decoded and checked when they were written
+                              (`latefusion prepare`): only its labels and ids are checked here, since
+                              decoding a full-size split at every start would cost a pass over the data.
 """
 
 from __future__ import annotations
@@ -125,6 +128,9 @@ def check_split(dataset: Dataset, split: str, spec: DataSpec) -> tuple[list[Prob
     if len(dataset) == 0:
         return [Problem("empty-split", f"split {split!r} has no samples", split)], {}
     problems = [dataclasses.replace(p, split=split) for p in (dataset.check() if hasattr(dataset, "check") else [])]
+    if getattr(dataset, "checked_when_prepared", False):
+        labels = dataset.labels.tolist()
+        return problems + [dataclasses.replace(p, split=split, index=i) for i, y in enumerate(labels) for p in check_label(y, spec.num_classes)], {}
     unloadable = {p.index for p in problems}
     fingerprints: dict[bytes, list[int]] = {}
     for index in range(len(dataset)):

@@ -237,8 +237,13 @@ class PreparedSplit(Dataset):
     DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
     per array, then `transform` turns the stored arrays into model inputs (decode + augment)."""
 
-    def __init__(self, root: Path, shards: list[dict], labels: list[int], arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> None:
+    # Prepare decoded and checked every sample as it wrote it; the data checks read only ids and labels
+    # instead of decoding the whole split again at every start.
+    checked_when_prepared = True
+
+    def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> None:
         self.root = root
+        self.sample_ids = ids
         self.shards = [entry["shard"] for entry in shards]
         self.starts = np.cumsum([0] + [entry["count"] for entry in shards]).tolist()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
@@ -297,10 +302,12 @@ class Prepared:
     def split(self, split: str, arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> PreparedSplit:
         from ..runs import read_json
 
-        labels = []
+        labels, ids = [], []
         for entry in self.splits[split]:
-            labels += read_json(self.root / "shards" / f"{entry['shard']}.json")["labels"]
-        return PreparedSplit(self.root, self.splits[split], labels, arrays, transform)
+            manifest = read_json(self.root / "shards" / f"{entry['shard']}.json")
+            labels += manifest["labels"]
+            ids += manifest["ids"]
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform)
 
 
 def open_prepared(path: str | None, dataset: str) -> Prepared:
