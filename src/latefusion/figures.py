@@ -107,8 +107,9 @@ def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], m
                     ax.scatter(scores, [y + offset] * len(scores), s=10, color=style.color, alpha=0.45, linewidths=0, zorder=2)
                 ax.errorbar(mean, y + offset, xerr=spread(scores) if several else None, fmt=style.marker, ms=7, capsize=3,
                             color=style.color, mfc=style.color if filled else "white", mew=1.6, zorder=3)
-                if filled:
-                    ax.annotate(f"{mean:.1f}", (mean, y + offset), xytext=(9, -1), textcoords="offset points",
+                if filled:  # the label right of the error bar or the rightmost seed, whichever ends later
+                    right = max(mean + (spread(scores) if several else 0), max(scores))
+                    ax.annotate(f"{mean:.1f}", (right, y + offset), xytext=(7, -1), textcoords="offset points",
                                 va="center", fontsize=8.5, color="#333333")
         ax.set_yticks(range(len(keys)), [method_style(k, modalities).label for k in reversed(keys)])
         ax.set_ylim(-0.6, len(keys) - 0.4)
@@ -136,13 +137,17 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
             xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
             scores = [[v * 100 for v in probe[source][m]] for m in modalities]
             means = [statistics.fmean(s) for s in scores]
-            bars = ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
+            ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
                           edgecolor="white", linewidth=0.6, label=style.label, zorder=2)
+            tops = means
             if several:
                 ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
                 for x, s in zip(xs, scores):
                     ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
-            ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=3 if not several else 9, fontsize=8, color="#333333")
+                tops = [max(m + spread(s), max(s)) for m, s in zip(means, scores)]
+            for x, top, mean in zip(xs, tops, means):  # the label above the bar, its error bar and its seeds
+                ax.annotate(f"{mean:.1f}", (x, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=8, color="#333333")
         if chance is not None:
             ax.axhline(chance * 100, color="#555555", lw=1, ls=(0, (4, 3)), zorder=1, label=f"chance ({chance * 100:.1f})")
         ax.set_xticks(range(len(modalities)), [f"modality {m}" for m in modalities])

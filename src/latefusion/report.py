@@ -395,6 +395,8 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
     reasons = "".join(
         f"<p class=\"small\"><strong>{html.escape(s.label)}:</strong> {esc(s.summary['guide']['reason'])}</p>" if report.several
         else f"<blockquote>{esc(s.summary['guide']['reason'])}</blockquote>" for s in report.seeds)
+    if report.several:
+        reasons = f"<details><summary>The guide's reasoning in each seed</summary>{reasons}</details>"
     configs = "".join(
         f"<details><summary>{html.escape(f'{seed.label}/{run.path.name}')}/config.yaml</summary>"
         f"<pre>{html.escape(run.config_text)}</pre></details>" for seed in report.seeds for run in seed.runs.values())
