@@ -45,7 +45,7 @@ class Style:
 
 
 # Okabe-Ito; the uni-modal runs share the blues, one shade (and line style) per modality.
-UNIMODAL_COLORS = ("#0072B2", "#56B4E9")
+UNIMODAL_COLORS = ("#0072B2", "#56B4E9", "#003B5C")  # Okabe-Ito blue, sky blue, and a darker blue
 UNIMODAL_LINES = ("-", "--", ":", "-.")
 METHOD_STYLES = {
     "naive": Style("Naive fusion", "#D55E00", "s"),
@@ -66,7 +66,7 @@ def method_style(key: str, modalities: list[str]) -> Style:
     if key.startswith("unimodal:"):
         modality = key.partition(":")[2]
         i = modalities.index(modality) if modality in modalities else 0
-        return Style(f"Uni-modal ({modality})", UNIMODAL_COLORS[i % 2], "o", UNIMODAL_LINES[i % len(UNIMODAL_LINES)])
+        return Style(f"Uni-modal ({modality})", UNIMODAL_COLORS[i % len(UNIMODAL_COLORS)], "o", UNIMODAL_LINES[i % len(UNIMODAL_LINES)])
     return METHOD_STYLES.get(key) or other_style(key)
 
 
@@ -77,6 +77,11 @@ def probe_style(source: str) -> Style:
 def other_style(key: str, suffix: str = "") -> Style:
     i = sum(map(ord, key))  # stable across runs, unlike hash()
     return Style(f"{key}{suffix}", OTHER_COLORS[i % len(OTHER_COLORS)], OTHER_MARKERS[i % len(OTHER_MARKERS)], hatch="xx")
+
+
+def percent_mean(fractions: list[float]) -> float:
+    """Mean first, then percent: the order the report's tables use, so a label never differs from them by rounding."""
+    return statistics.fmean(fractions) * 100
 
 
 def spread(values: list[float]) -> float:
@@ -102,7 +107,7 @@ def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], m
             y = len(keys) - 1 - row
             for offset, values, filled in ((0.16, val[key], False), (-0.16, test[key], True)):
                 scores = [v * 100 for v in values]
-                mean = statistics.fmean(scores)
+                mean = percent_mean(values)
                 if several:
                     ax.scatter(scores, [y + offset] * len(scores), s=10, color=style.color, alpha=0.45, linewidths=0, zorder=2)
                 ax.errorbar(mean, y + offset, xerr=spread(scores) if several else None, fmt=style.marker, ms=7, capsize=3,
@@ -136,7 +141,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
             style = probe_style(source)
             xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
             scores = [[v * 100 for v in probe[source][m]] for m in modalities]
-            means = [statistics.fmean(s) for s in scores]
+            means = [percent_mean(probe[source][m]) for m in modalities]
             ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
                           edgecolor="white", linewidth=0.6, label=style.label, zorder=2)
             tops = means
@@ -162,7 +167,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
 def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
     """Two panels: training loss and validation accuracy per epoch, one line per method (the mean
     over seeds; the band spans the lowest to the highest seed)."""
-    panels = (("train_loss", "training loss (the method's objective)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
+    panels = (("train_loss", "training loss (the method's objective, log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
     several = any(len(runs) > 1 for runs in histories.values())
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
@@ -178,6 +183,8 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str])
                 if several:
                     ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.15, lw=0)
             ax.set_title(title, loc="left")
+            if column == "train_loss":  # losses fall by orders of magnitude; a log axis keeps the late epochs readable
+                ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
         handles, labels = axes[0].get_legend_handles_labels()

@@ -263,7 +263,8 @@ def guide_headline(report: Report) -> str:
     counts = guide_counts(report)
     if len(counts) == 1:
         choice = next(iter(counts)).upper()
-        return f"The guide recommends {choice}" + (f" in all {len(report.seeds)} seeds." if report.several else ".")
+        seeds = "both seeds" if len(report.seeds) == 2 else f"all {len(report.seeds)} seeds"
+        return f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
     split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
     return f"The guide is split across seeds: {split}. The evidence sits near the noise margin; more seeds or more data would settle it."
 
