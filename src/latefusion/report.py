@@ -35,7 +35,6 @@ FIGURES_FOLDER = "report-figures"
 
 @dataclass
 class Run:
-    key: str  # the summary key: "unimodal:a", "naive", ...
     path: Path
     config_text: str
     result: dict[str, Any]
@@ -47,7 +46,7 @@ class Seed:
     label: str
     path: Path
     summary: dict[str, Any]
-    runs: dict[str, Run]
+    runs: dict[str, Run]  # by summary key: "unimodal:a", "naive", ...
     train_seed: int
 
 
@@ -97,7 +96,7 @@ def load_seed(label: str, path: Path) -> Seed:
     runs = {}
     for key in summary["methods"]:
         run = RunDir(path / run_folder(key))
-        runs[key] = Run(key, run.path, run.config_file.read_text(), run.result(), read_history(run))
+        runs[key] = Run(run.path, run.config_file.read_text(), run.result(), read_history(run))
     train_seed = RunDir(next(iter(runs.values())).path).config().train.seed
     return Seed(label, path, summary, runs, train_seed)
 
@@ -149,6 +148,7 @@ class Table:
 
     def markdown(self) -> str:
         def cells(row, bold=False):
+            row = [c.replace("|", "\\|") for c in row]
             return "| " + " | ".join(f"**{c}**" if bold and c else c for c in row) + " |"
         lines = [cells(self.header), "|" + "".join("---:|" if a == "r" else "---|" for a in self.alignment())]
         lines += [cells(row, i == self.highlight) for i, row in enumerate(self.rows)]
