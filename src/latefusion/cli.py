@@ -1,4 +1,4 @@
-"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | datasets`. Run `latefusion COMMAND --help`."""
+"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | report | datasets`. Run `latefusion COMMAND --help`."""
 
 from __future__ import annotations
 
@@ -49,13 +49,25 @@ def command_prepare(args: argparse.Namespace) -> None:
     print(f"details in {args.dst / 'report.json'}")
 
 
+def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds 0..N-1 into OUT/seed-K/: sets train.seed=K "
+                        "and, for synthetic data, data.options.seed=K (fresh data per seed)")
+
+
 def command_train(args: argparse.Namespace) -> None:
+    from .seeds import each_seed, mean_and_std
     from .train import train
 
     overrides = [*data_overrides(args.data), *args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])]
     config = resolve_config(args.config, overrides, quick=args.quick)
-    result = train(config, args.out, resume=args.resume)
-    print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+    if args.seeds is None:
+        result = train(config, args.out, resume=args.resume)
+        print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+        return
+    scores = {label: {k: v for k, v in train(seed_config, folder, resume=args.resume).items() if k in ("val_acc", "test_acc")}
+              for label, seed_config, folder in each_seed(config, args.out, args.seeds)}
+    mean, std = mean_and_std(list(scores.values()))
+    print(json.dumps({"mean": mean, "std": std, "per_seed": scores}, indent=2))
 
 
 def command_check_data(args: argparse.Namespace) -> int:
@@ -123,13 +135,26 @@ def parse_methods(value: str) -> list[str]:
 
 
 def command_demo(args: argparse.Namespace) -> None:
-    from .pipeline import render_tables, run_pipeline
+    from .pipeline import run_pipeline
+    from .report import terminal_summary, write_report
+    from .seeds import run_demo_seeds
 
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
-    summary = run_pipeline(base, out, method_options=parse_overrides(args.method_options), methods=parse_methods(args.methods))
-    print(f"\n{render_tables(summary)}\n\nguide: {summary['guide']['choice'].upper()}: {summary['guide']['reason']}")
-    print(f"\nwrote {out / 'summary.json'} and {out / 'report.md'}")
+    method_options, methods = parse_overrides(args.method_options), parse_methods(args.methods)
+    if args.seeds is None:
+        run_pipeline(base, out, method_options=method_options, methods=methods)
+    else:
+        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods)
+    written = write_report([out])
+    print(f"\n{terminal_summary(written.report)}\n\nwrote {out / 'summary.json'} and {written.markdown}\nreport: {written.html}")
+
+
+def command_report(args: argparse.Namespace) -> None:
+    from .report import terminal_summary, write_report
+
+    written = write_report(args.run_dirs, args.out)
+    print(f"{terminal_summary(written.report)}\n\nwrote {written.markdown}\nreport: {written.html}")
 
 
 def command_datasets(args: argparse.Namespace) -> None:
@@ -166,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="drop the samples the data checks find bad instead of stopping (data.skip_bad=true)")
+    add_seeds_argument(p)
     p.set_defaults(handler=command_train)
 
     p = commands.add_parser("check-data", help="run every data check on a data set, without training; exit 1 if any problem is found")
@@ -195,7 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="paper", metavar="paper|all|NAME,...",
                    help="paper: unimodal, naive, UME, UMT (default); all: also gblend, ogm_ge, mmpareto, mla; "
                         "or the paper's set plus the baselines named, e.g. ogm_ge,gblend")
+    add_seeds_argument(p)
     p.set_defaults(handler=command_demo)
+
+    p = commands.add_parser("report", help="write report.html (self-contained) and report.md from demo output folders")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                   help="a `latefusion demo` output folder; several: seeds of one data set; a folder of seed-K subfolders: all of them")
+    p.add_argument("--out", type=Path, help="folder to write the report into (default: RUN_DIR, when one is given)")
+    p.set_defaults(handler=command_report)
 
     p = commands.add_parser("datasets", help="list the available data sets")
     p.set_defaults(handler=command_datasets)

@@ -2,9 +2,16 @@
 
   uni-modal runs (one per modality) -> naive late fusion -> UME (reuses the uni-modal runs)
   -> UMT (the uni-modal runs as teachers) -> [the baselines asked for] -> linear probes -> guide
-  -> summary.json + report.md
+  -> summary.json
 
-Finished runs in `out` are reused, so an interrupted demo picks up where it stopped.
+Finished runs in `out` are reused, so an interrupted demo picks up where it stopped. Each run goes to
+the folder `run_folder(key)` names; `latefusion report` (report.py) turns the folder into report.html.
+
+summary.json (one seed; several seeds: see seeds.py):
+  {"dataset": ..., "modalities": [...],
+   "methods": {"unimodal:<m>" | "naive" | "ume" | "umt" | <baseline>: {"val_acc", "test_acc"}},
+   "probe": {"unimodal" | "naive" | "umt": {modality: linear-probe test accuracy}},
+   "guide": {"choice", "reason", "evidence"}}
 """
 
 from __future__ import annotations
@@ -17,12 +24,17 @@ from .config import RunConfig
 from .data import build_dataset
 from .guide import guide_from_runs
 from .probe import probe_run
-from .runs import atomic_write_text, write_json
+from .runs import write_json
 from .train import train
 
 PROBED = ("unimodal", "naive", "umt")
 # The field's late-fusion methods the paper compares against; `latefusion demo --methods all` adds them.
 BASELINES = ("gblend", "ogm_ge", "mmpareto", "mla")
+
+
+def run_folder(key: str) -> str:
+    """The run folder of a summary key: "unimodal:a" -> "unimodal-a", "naive" -> "naive"."""
+    return key.replace(":", "-")
 
 
 def method_config(base: RunConfig, name: str, options: dict[str, Any]) -> RunConfig:
@@ -48,8 +60,8 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         log(f"  {folder}: val {result['val_acc']:.3f}  test {result['test_acc']:.3f}  ({result['wall_time_s']:.0f} s)")
         return result
 
-    unimodal_dirs = {m: str(out / f"unimodal-{m}") for m in modalities}
-    results = {f"unimodal:{m}": run("unimodal", f"unimodal-{m}", {"modality": m}) for m in modalities}
+    unimodal_dirs = {m: str(out / run_folder(f"unimodal:{m}")) for m in modalities}
+    results = {f"unimodal:{m}": run("unimodal", run_folder(f"unimodal:{m}"), {"modality": m}) for m in modalities}
     results["naive"] = run("naive", "naive", {})
     results["ume"] = run("ume", "ume", {"members": unimodal_dirs})
     results["umt"] = run("umt", "umt", {"teachers": unimodal_dirs})
@@ -77,27 +89,4 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         "guide": verdict,
     }
     write_json(out / "summary.json", summary)
-    atomic_write_text(out / "report.md", render_markdown(summary))
     return summary
-
-
-def render_tables(summary: dict[str, Any]) -> str:
-    modalities = summary["modalities"]
-    lines = ["| method | val acc | test acc |", "|---|---:|---:|"]
-    for name, r in summary["methods"].items():
-        lines.append(f"| {name} | {r['val_acc'] * 100:.1f} | {r['test_acc'] * 100:.1f} |")
-    lines += ["", "Linear probe of each frozen encoder (test accuracy):", "",
-              "| encoder from | " + " | ".join(modalities) + " |", "|---|" + "---:|" * len(modalities)]
-    for name, row in summary["probe"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[m] * 100:.1f}" for m in modalities) + " |")
-    return "\n".join(lines)
-
-
-def render_markdown(summary: dict[str, Any]) -> str:
-    guide = summary["guide"]
-    return (
-        f"# latefusion report: {summary['dataset']}\n\n"
-        f"Modalities: {', '.join(summary['modalities'])}. Accuracies in percent; model selection on the "
-        f"validation split, test split evaluated once.\n\n{render_tables(summary)}\n\n"
-        f"## Guide: {guide['choice'].upper()}\n\n{guide['reason']}\n"
-    )

@@ -104,8 +104,9 @@ def generate(options: SyntheticOptions) -> dict[str, tuple[dict[str, torch.Tenso
     return splits
 
 
-# Enough epochs for the hard features to be learnt where they are learnt at all.
-DEFAULTS = {"train": {"epochs": 60}}
+# Enough epochs for the hard features to be learnt where they are learnt at all. Declaring
+# data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py).
+DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}}
 
 
 def _builder(preset: str):

@@ -1,0 +1,192 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, so no display is needed) and
+returned as PNG bytes.
+
+Colours are the Okabe-Ito palette, which stays distinguishable with the common colour-vision
+deficiencies; every series also differs in marker, hatch or line style and is named in a legend,
+so colour is never the only cue. Accuracies are drawn in percent.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from dataclasses import dataclass
+
+import matplotlib
+from matplotlib.figure import Figure
+
+DPI = 160
+WIDTH = 8.6  # inches; every figure has this width so that their text has one size on the page
+RC = {
+    "font.size": 9.5,
+    "axes.titlesize": 10.5,
+    "axes.titleweight": "bold",
+    "axes.labelcolor": "#333333",
+    "axes.edgecolor": "#888888",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e6e6e6",
+    "grid.linewidth": 0.8,
+    "xtick.color": "#555555",
+    "ytick.color": "#555555",
+    "legend.frameon": False,
+    "savefig.facecolor": "white",
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    label: str
+    color: str
+    marker: str = "o"
+    linestyle: str = "-"
+    hatch: str = ""
+
+
+# Okabe-Ito; the uni-modal runs share the blues, one shade (and line style) per modality.
+UNIMODAL_COLORS = ("#0072B2", "#56B4E9", "#003B5C")  # Okabe-Ito blue, sky blue, and a darker blue
+UNIMODAL_LINES = ("-", "--", ":", "-.")
+METHOD_STYLES = {
+    "naive": Style("Naive fusion", "#D55E00", "s"),
+    "ume": Style("UME", "#009E73", "D"),
+    "umt": Style("UMT", "#CC79A7", "^"),
+}
+PROBE_STYLES = {
+    "unimodal": Style("Uni-modal encoder", "#0072B2", "o"),
+    "naive": Style("Naive-fusion encoder", "#D55E00", "s", hatch="////"),
+    "umt": Style("UMT encoder", "#CC79A7", "^", hatch="...."),
+}
+OTHER_COLORS = ("#E69F00", "#000000", "#F0E442")
+OTHER_MARKERS = ("v", "P", "X")
+
+
+def method_style(key: str, modalities: list[str]) -> Style:
+    """"unimodal:<m>", "naive", "ume", "umt" or any other method name."""
+    if key.startswith("unimodal:"):
+        modality = key.partition(":")[2]
+        i = modalities.index(modality) if modality in modalities else 0
+        return Style(f"Uni-modal ({modality})", UNIMODAL_COLORS[i % len(UNIMODAL_COLORS)], "o", UNIMODAL_LINES[i % len(UNIMODAL_LINES)])
+    return METHOD_STYLES.get(key) or other_style(key)
+
+
+def probe_style(source: str) -> Style:
+    return PROBE_STYLES.get(source) or other_style(source, suffix=" encoder")
+
+
+def other_style(key: str, suffix: str = "") -> Style:
+    i = sum(map(ord, key))  # stable across runs, unlike hash()
+    return Style(f"{key}{suffix}", OTHER_COLORS[i % len(OTHER_COLORS)], OTHER_MARKERS[i % len(OTHER_MARKERS)], hatch="xx")
+
+
+def percent_mean(fractions: list[float]) -> float:
+    """Mean first, then percent: the order the report's tables use, so a label never differs from them by rounding."""
+    return statistics.fmean(fractions) * 100
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def to_png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    return buffer.getvalue()
+
+
+def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], modalities: list[str]) -> bytes:
+    """A dot plot, one row per method: validation (hollow) and test (filled) accuracy, mean and
+    ± one standard deviation over seeds, each seed as a small dot."""
+    keys = list(test)
+    several = any(len(v) > 1 for v in test.values())
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(WIDTH, 0.5 * len(keys) + 1.1), layout="constrained")
+        ax = figure.add_subplot()
+        for row, key in enumerate(keys):
+            style = method_style(key, modalities)
+            y = len(keys) - 1 - row
+            for offset, values, filled in ((0.16, val[key], False), (-0.16, test[key], True)):
+                scores = [v * 100 for v in values]
+                mean = percent_mean(values)
+                if several:
+                    ax.scatter(scores, [y + offset] * len(scores), s=10, color=style.color, alpha=0.45, linewidths=0, zorder=2)
+                ax.errorbar(mean, y + offset, xerr=spread(scores) if several else None, fmt=style.marker, ms=7, capsize=3,
+                            color=style.color, mfc=style.color if filled else "white", mew=1.6, zorder=3)
+                if filled:  # the label right of the error bar or the rightmost seed, whichever ends later
+                    right = max(mean + (spread(scores) if several else 0), max(scores))
+                    ax.annotate(f"{mean:.1f}", (right, y + offset), xytext=(7, -1), textcoords="offset points",
+                                va="center", fontsize=8.5, color="#333333")
+        ax.set_yticks(range(len(keys)), [method_style(k, modalities).label for k in reversed(keys)])
+        ax.set_ylim(-0.6, len(keys) - 0.4)
+        ax.set_xlabel("accuracy (%)")
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.12)
+        ax.legend(handles=[
+            ax.plot([], [], "o", color="#555555", mfc="white", mew=1.6, label="validation")[0],
+            ax.plot([], [], "o", color="#555555", label="test")[0],
+        ], loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, handletextpad=0.3)
+        return to_png(figure)
+
+
+def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[str], chance: float | None) -> bytes:
+    """Grouped bars, one group per modality: linear-probe test accuracy of that modality's encoder
+    from each probed method (mean over seeds; error bar: one standard deviation; dots: seeds)."""
+    sources = list(probe)
+    several = any(len(v) > 1 for row in probe.values() for v in row.values())
+    width = 0.8 / len(sources)
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(WIDTH, 3.8), layout="constrained")
+        ax = figure.add_subplot()
+        for i, source in enumerate(sources):
+            style = probe_style(source)
+            xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
+            scores = [[v * 100 for v in probe[source][m]] for m in modalities]
+            means = [percent_mean(probe[source][m]) for m in modalities]
+            ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
+                          edgecolor="white", linewidth=0.6, label=style.label, zorder=2)
+            tops = means
+            if several:
+                ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
+                for x, s in zip(xs, scores):
+                    ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
+                tops = [max(m + spread(s), max(s)) for m, s in zip(means, scores)]
+            for x, top, mean in zip(xs, tops, means):  # the label above the bar, its error bar and its seeds
+                ax.annotate(f"{mean:.1f}", (x, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=8, color="#333333")
+        if chance is not None:
+            ax.axhline(chance * 100, color="#555555", lw=1, ls=(0, (4, 3)), zorder=1, label=f"chance ({chance * 100:.1f})")
+        ax.set_xticks(range(len(modalities)), [f"modality {m}" for m in modalities])
+        ax.set_ylabel("linear-probe test accuracy (%)")
+        ax.set_ylim(0, 108)
+        ax.set_yticks(range(0, 101, 20))
+        ax.grid(axis="x", visible=False)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(sources) + 1)
+        return to_png(figure)
+
+
+def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
+    """Two panels: training loss and validation accuracy per epoch, one line per method (the mean
+    over seeds; the band spans the lowest to the highest seed)."""
+    panels = (("train_loss", "training loss (the method's objective, log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
+    several = any(len(runs) > 1 for runs in histories.values())
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
+        axes = figure.subplots(1, 2)
+        for ax, (column, title, scale) in zip(axes, panels):
+            for key, runs in histories.items():
+                style = method_style(key, modalities)
+                epochs = max(len(h) for h in runs)
+                rows = [[h[e][column] * scale for h in runs if e < len(h)] for e in range(epochs)]
+                xs = list(range(1, epochs + 1))
+                ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=style.linestyle, marker=style.marker,
+                        ms=3.5, markevery=max(1, epochs // 10), lw=1.6, label=style.label)
+                if several:
+                    ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.15, lw=0)
+            ax.set_title(title, loc="left")
+            if column == "train_loss":  # losses fall by orders of magnitude; a log axis keeps the late epochs readable
+                ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+        return to_png(figure)

@@ -1,0 +1,501 @@
+"""`latefusion report RUN_DIR...`: report.html and report.md from `latefusion demo` output folders.
+
+report.html is one self-contained file (figures embedded as PNG data, no external CSS, scripts or
+fonts), so it opens offline in any browser. report.md holds the same text and tables; its figures
+are PNG files in report-figures/ beside it.
+
+Each RUN_DIR is one seed of the same data set; a folder holding seed-K subfolders (what
+`latefusion demo --seeds N` writes) stands for all of them. The numbers are aggregated with
+seeds.aggregate_summaries, the function that writes the several-seed summary.json, so the report
+and summary.json cannot disagree. Read top to bottom:
+
+  find the seed folders -> load each summary and its run folders -> aggregate -> figures
+  -> the sections (comparison, laziness, curves, guide, reproduction) as HTML and Markdown
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .figures import accuracy_figure, curves_figure, laziness_figure, method_style, probe_style
+from .pipeline import run_folder
+from .runs import RunDir, atomic_write_bytes, atomic_write_text, read_json
+from .seeds import aggregate_summaries, seed_folders
+
+FIGURES_FOLDER = "report-figures"
+
+
+@dataclass
+class Run:
+    path: Path
+    config_text: str
+    result: dict[str, Any]
+    history: list[dict[str, Any]]  # metrics.jsonl; empty for methods that do not train (UME)
+
+
+@dataclass
+class Seed:
+    label: str
+    path: Path
+    summary: dict[str, Any]
+    runs: dict[str, Run]  # by summary key: "unimodal:a", "naive", ...
+    train_seed: int
+
+
+@dataclass
+class Report:
+    seeds: list[Seed]
+    aggregate: dict[str, Any]  # seeds.aggregate_summaries
+    num_classes: int
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.aggregate["modalities"]
+
+    @property
+    def several(self) -> bool:
+        return len(self.seeds) > 1
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+def find_seed_folders(paths: list[Path]) -> list[tuple[str, Path]]:
+    found = []
+    for path in map(Path, paths):
+        if subfolders := seed_folders(path):
+            found += subfolders
+        elif (path / "summary.json").is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path} is not a `latefusion demo` output folder: it holds neither summary.json nor seed-K subfolders")
+    labels = [p.name for p in found]
+    if len(set(labels)) < len(labels):  # e.g. a/demo and b/demo: the full paths tell them apart
+        labels = [str(p) for p in found]
+    return list(zip(labels, found))
+
+
+def read_history(run: RunDir) -> list[dict[str, Any]]:
+    if not run.metrics_file.is_file():
+        return []
+    return [json.loads(line) for line in run.metrics_file.read_text().splitlines() if line.strip()]
+
+
+def load_seed(label: str, path: Path) -> Seed:
+    summary = read_json(path / "summary.json")
+    if "methods" not in summary:
+        raise ValueError(f"{path / 'summary.json'} is not a one-seed demo summary (it has no 'methods'); "
+                         "give the seed folders, or the folder that holds them")
+    runs = {}
+    for key in summary["methods"]:
+        run = RunDir(path / run_folder(key))
+        runs[key] = Run(run.path, run.config_file.read_text(), run.result(), read_history(run))
+    train_seed = RunDir(next(iter(runs.values())).path).config().train.seed
+    return Seed(label, path, summary, runs, train_seed)
+
+
+def collect(paths: list[Path]) -> Report:
+    seeds = [load_seed(label, path) for label, path in find_seed_folders(paths)]
+    aggregate = aggregate_summaries({s.label: s.summary for s in seeds})
+    first_run = next(iter(seeds[0].runs.values()))
+    return Report(seeds, aggregate, RunDir(first_run.path).spec().num_classes)
+
+
+# -------------------------------------------------------------------------------------- numbers
+
+def percent(mean: float, std: float, several: bool) -> str:
+    return f"{mean * 100:.1f} ± {std * 100:.1f}" if several else f"{mean * 100:.1f}"
+
+
+def points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def per_seed(report: Report, section: str, *keys: str) -> list[float]:
+    values = []
+    for seed in report.seeds:
+        node = seed.summary[section]
+        for key in keys:
+            node = node[key]
+        values.append(node)
+    return values
+
+
+def guide_counts(report: Report) -> Counter:
+    return Counter(report.aggregate["guide_choices"].values())
+
+
+# --------------------------------------------------------------------------------------- tables
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    keys: list[str]  # one per row, e.g. the method; HTML rows carry it as data-key
+    align: str = ""  # per column, "l" (text) or "r" (numbers); default: the first column l, the rest r
+    highlight: int | None = None  # the row to set in bold
+    swatches: list[str] | None = None  # a colour per row, shown before the first cell in HTML
+
+    def alignment(self) -> str:
+        return self.align or "l" + "r" * (len(self.header) - 1)
+
+    def markdown(self) -> str:
+        def cells(row, bold=False):
+            row = [c.replace("|", "\\|") for c in row]
+            return "| " + " | ".join(f"**{c}**" if bold and c else c for c in row) + " |"
+        lines = [cells(self.header), "|" + "".join("---:|" if a == "r" else "---|" for a in self.alignment())]
+        lines += [cells(row, i == self.highlight) for i, row in enumerate(self.rows)]
+        return "\n".join(lines)
+
+    def html(self, caption: str = "") -> str:
+        css = {"l": ' class="l"', "r": ""}
+        align = self.alignment()
+        head = "".join(f'<th scope="col"{css[a]}>{html.escape(h)}</th>' for h, a in zip(self.header, align))
+        body = []
+        for i, (key, row) in enumerate(zip(self.keys, self.rows)):
+            swatch = f'<span class="swatch" style="background:{self.swatches[i]}"></span>' if self.swatches else ""
+            first = f'<th scope="row">{swatch}{html.escape(row[0])}</th>'
+            rest = "".join(f"<td{css[a]}>{html.escape(c)}</td>" for c, a in zip(row[1:], align[1:]))
+            best = ' class="best"' if i == self.highlight else ""
+            body.append(f'<tr data-key="{html.escape(key)}"{best}>{first}{rest}</tr>')
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def comparison_table(report: Report) -> Table:
+    mean, std = report.aggregate["mean"]["methods"], report.aggregate["std"]["methods"]
+    keys = list(mean)
+    header = ["Method", "Validation accuracy (%)", "Test accuracy (%)"]
+    rows = [[method_style(k, report.modalities).label,
+             percent(mean[k]["val_acc"], std[k]["val_acc"], report.several),
+             percent(mean[k]["test_acc"], std[k]["test_acc"], report.several)] for k in keys]
+    if "naive" in mean:
+        header.append("Test vs naive (points)")
+        for row, k in zip(rows, keys):
+            row.append("–" if k == "naive" else points(mean[k]["test_acc"] - mean["naive"]["test_acc"]))
+    best = max(range(len(keys)), key=lambda i: mean[keys[i]]["test_acc"])
+    return Table(header, rows, keys, highlight=best, swatches=[method_style(k, report.modalities).color for k in keys])
+
+
+def probe_table(report: Report) -> Table:
+    mean, std = report.aggregate["mean"]["probe"], report.aggregate["std"]["probe"]
+    keys = list(mean)
+    rows = [[probe_style(k).label] + [percent(mean[k][m], std[k][m], report.several) for m in report.modalities] for k in keys]
+    return Table(["Encoder trained by"] + [f"Modality {m} (%)" for m in report.modalities], rows, keys,
+                 swatches=[probe_style(k).color for k in keys])
+
+
+def evidence_table(report: Report) -> Table:
+    header = ["Seed", "Naive", "UME", "Paired gain", "Noise margin"] + [f"Probe gap {m}" for m in report.modalities] + ["Choice"]
+    rows = []
+    for seed in report.seeds:
+        e = seed.summary["guide"]["evidence"]
+        rows.append([seed.label, f"{e['val_acc']['naive'] * 100:.1f}", f"{e['val_acc']['ume'] * 100:.1f}",
+                     points(e["paired_gain"]), f"{e['noise_margin'] * 100:.1f}",
+                     *(points(e["probe_gap"][m]) for m in report.modalities), seed.summary["guide"]["choice"].upper()])
+    return Table(header, rows, [s.label for s in report.seeds], align="l" + "r" * (len(header) - 2) + "l")
+
+
+def runs_table(report: Report) -> Table:
+    rows, keys = [], []
+    for seed in report.seeds:
+        for key, run in seed.runs.items():
+            r = run.result
+            epochs = f"{r['epochs_run']} (best {r['best_epoch'] + 1})" if r["epochs_run"] else "– (no training)"
+            rows.append([f"{seed.label}/{run.path.name}", method_style(key, report.modalities).label,
+                         epochs, f"{r['wall_time_s']:.1f}", r["environment"]["device"]])
+            keys.append(f"{seed.label}/{key}")
+    return Table(["Run folder", "Method", "Epochs", "Wall time (s)", "Device"], rows, keys, align="llrrl")
+
+
+def environment_table(report: Report) -> Table:
+    """Versions and machine; a value shared by every run is shown once."""
+    runs = [run for seed in report.seeds for run in seed.runs.values()]
+    rows = []
+    for field in ("latefusion", "torch", "python", "platform", "device", "command"):
+        values = list(dict.fromkeys(run.result["environment"].get(field, "?") for run in runs))
+        rows.append([field, " ; ".join(values)])
+    return Table(["Field", "Value (one for all runs, else each value found)"], rows, [r[0] for r in rows], align="ll")
+
+
+# ------------------------------------------------------------------------------------ the words
+
+def header_facts(report: Report) -> list[str]:
+    first = next(iter(report.seeds[0].runs.values())).result
+    seeds = ", ".join(f"{s.label}: train.seed {s.train_seed}" for s in report.seeds)
+    return [
+        f"Data set {report.aggregate['dataset']}: modalities {', '.join(report.modalities)}; "
+        f"{report.num_classes} classes; {first['n_val']} validation and {first['n_test']} test samples.",
+        f"{len(report.seeds)} seed{'s' if report.several else ''} ({seeds}); "
+        + ("figures are mean ± one standard deviation over seeds." if report.several else "one run per method."),
+    ]
+
+
+def comparison_words(report: Report) -> str:
+    mean = report.aggregate["mean"]["methods"]
+    best = max(mean, key=lambda k: mean[k]["test_acc"])
+    words = f"Best test accuracy: {method_style(best, report.modalities).label} ({mean[best]['test_acc'] * 100:.1f}%)"
+    if "naive" in mean and best != "naive":
+        words += f", {(mean[best]['test_acc'] - mean['naive']['test_acc']) * 100:.1f} points above naive late fusion"
+    return words + (". Each model is the epoch with the best validation accuracy; the test split is evaluated once, at the end."
+                    " UME trains nothing itself: it averages the uni-modal models' predictions.")
+
+
+def laziness_words(report: Report) -> str:
+    probe = report.aggregate["mean"]["probe"]
+    if "unimodal" not in probe or "naive" not in probe:
+        return ""
+    gaps = ", ".join(f"{m}: {(probe['unimodal'][m] - probe['naive'][m]) * 100:.1f} points" for m in report.modalities)
+    return ("Each trained encoder is frozen and a fresh linear classifier is fitted on its features: the probe says how "
+            "much of its own modality the encoder has learnt. An encoder trained alone is the reference; a fusion "
+            "encoder that probes below it was left lazy by joint training. Uni-modal minus naive-fusion probe "
+            f"(test): {gaps}.")
+
+
+def guide_headline(report: Report) -> str:
+    counts = guide_counts(report)
+    if len(counts) == 1:
+        choice = next(iter(counts)).upper()
+        seeds = "both seeds" if len(report.seeds) == 2 else f"all {len(report.seeds)} seeds"
+        return f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
+    split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
+    return f"The guide is split across seeds: {split}. The evidence sits near the noise margin; more seeds or more data would settle it."
+
+
+GUIDE_RULE = (
+    "How it decides: naive late fusion can use features that exist only in the combination of modalities "
+    "(paired features); the uni-modal ensemble (UME) cannot. If naive fusion beats UME on the validation "
+    "split by more than the noise margin (two standard errors of the difference, at least 1 point), the task "
+    "has paired features and UMT is chosen, since it keeps them and restores what laziness costs; otherwise "
+    "UME is as good and needs no joint training. The probe gaps (uni-modal minus naive encoder, validation) "
+    "show how much laziness there is to recover; they inform the verdict but do not decide it. "
+    "Only validation numbers enter; the test split is never read."
+)
+
+EVIDENCE_CAPTION = ("Validation accuracy (%) of naive fusion and UME; paired gain = naive minus UME; probe gap = uni-modal "
+                    "minus naive-fusion encoder's linear probe (validation); gains, margins and gaps in points.")
+
+REPRODUCE = (
+    "Each run is reproduced by `latefusion train --config RUN_FOLDER/config.yaml --out NEW_FOLDER` "
+    "(UME and UMT read the uni-modal runs their config names); the whole demo by the command below."
+)
+
+CAPTIONS = {
+    "accuracy": "Figure 1. Validation (hollow) and test (filled) accuracy per method{spread}. The number is the mean test accuracy.",
+    "laziness": "Figure 2. The laziness picture: linear-probe test accuracy of each modality's encoder, by the method that "
+                "trained it{spread}. A fusion encoder below the uni-modal one has not learnt all of its modality.",
+    "curves": "Figure 3. Training curves per method{spread}. The training loss is each method's own objective (for UMT, "
+              "cross-entropy plus distillation), so its level is not comparable across methods; its trend is. "
+              "UME does not train and has no curve.",
+}
+
+
+def caption(report: Report, name: str) -> str:
+    if name == "curves":
+        spread = ": mean over seeds, the band spans the lowest to the highest seed" if report.several else ""
+    else:
+        spread = "; mean ± one standard deviation over seeds, dots are single seeds" if report.several else ""
+    return CAPTIONS[name].format(spread=spread)
+
+
+# -------------------------------------------------------------------------------------- figures
+
+def draw_figures(report: Report) -> dict[str, bytes]:
+    methods = report.aggregate["mean"]["methods"]
+    probe = report.aggregate["mean"]["probe"]
+    histories = {k: [s.runs[k].history for s in report.seeds] for k in methods if all(s.runs[k].history for s in report.seeds)}
+    return {
+        "accuracy": accuracy_figure({k: per_seed(report, "methods", k, "val_acc") for k in methods},
+                                    {k: per_seed(report, "methods", k, "test_acc") for k in methods}, report.modalities),
+        "laziness": laziness_figure({k: {m: per_seed(report, "probe", k, m) for m in report.modalities} for k in probe},
+                                    report.modalities, 1 / report.num_classes),
+        "curves": curves_figure(histories, report.modalities),
+    }
+
+
+ALT = {
+    "accuracy": "Dot plot of validation and test accuracy for each method",
+    "laziness": "Grouped bar chart of linear-probe accuracy per modality for each method's encoder",
+    "curves": "Line charts of training loss and validation accuracy per epoch for each method",
+}
+
+
+# ----------------------------------------------------------------------------------------- HTML
+
+CSS = """
+:root { --ink: #1c1c1c; --muted: #5a5a5a; --rule: #d5d5d5; --soft: #f5f6f8; --accent: #0072B2; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #fff; color: var(--ink);
+  font: 15px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+main { max-width: 920px; margin: 0 auto; padding: 44px 28px 72px; }
+header { border-bottom: 2px solid var(--ink); padding-bottom: 14px; margin-bottom: 8px; }
+.kicker { text-transform: uppercase; letter-spacing: .08em; font-size: .75rem; color: var(--muted); margin: 0; }
+h1 { font-size: 1.75rem; line-height: 1.25; margin: .2rem 0 .5rem; letter-spacing: -.01em; }
+header p { margin: .15rem 0; color: var(--muted); font-size: .93rem; }
+nav { font-size: .88rem; margin: 10px 0 0; color: var(--muted); }
+nav a { color: var(--accent); text-decoration: none; margin-right: 1.1em; }
+h2 { font-size: 1.2rem; margin: 2.6rem 0 .7rem; padding-bottom: .3rem; border-bottom: 1px solid var(--rule); }
+h2 .n { color: var(--muted); font-weight: 500; margin-right: .45em; }
+h3 { font-size: 1rem; margin: 1.6rem 0 .4rem; }
+p { margin: .6rem 0; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; margin: .9rem 0; font-size: .92rem; font-variant-numeric: tabular-nums; }
+caption { caption-side: bottom; text-align: left; color: var(--muted); font-size: .85rem; padding-top: .4rem; }
+thead th { border-top: 1.6px solid var(--ink); border-bottom: 1px solid var(--ink); font-weight: 600; vertical-align: bottom; }
+tbody tr:last-child > * { border-bottom: 1.6px solid var(--ink); }
+th, td { padding: .34rem .85rem; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { padding-left: .2rem; }
+th:first-child, .l { text-align: left; }
+thead th { white-space: normal; }
+td.l { white-space: normal; overflow-wrap: anywhere; }
+tbody th { font-weight: 400; }
+tr.best > * { font-weight: 650; }
+.swatch { display: inline-block; width: .72em; height: .72em; border-radius: 2px; margin-right: .5em; vertical-align: baseline; }
+figure { margin: 1.4rem 0; }
+figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+figcaption { color: var(--muted); font-size: .88rem; margin-top: .5rem; }
+.verdict { border-left: 4px solid var(--accent); background: var(--soft); padding: .85rem 1.15rem; border-radius: 0 6px 6px 0; }
+.verdict .choice { font-size: 1.12rem; font-weight: 650; margin: 0 0 .3rem; }
+blockquote { margin: .6rem 0; padding: 0 0 0 .9rem; border-left: 3px solid var(--rule); color: #333; }
+.small { font-size: .88rem; color: var(--muted); }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: .84rem; }
+pre { background: var(--soft); padding: .7rem .9rem; overflow-x: auto; border-radius: 6px; line-height: 1.45; }
+details { margin: .35rem 0; }
+details summary { cursor: pointer; color: var(--accent); }
+footer { margin-top: 3rem; padding-top: .8rem; border-top: 1px solid var(--rule); color: var(--muted); font-size: .82rem; }
+@media print { main { max-width: none; padding: 0; } details { display: none; } }
+"""
+
+
+def esc(text: str) -> str:
+    """Escape for HTML, then show `backticked` spans as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def figure_html(report: Report, name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="fig-{name}"><img src="data:image/png;base64,{data}" alt="{html.escape(ALT[name])}">'
+            f"<figcaption>{esc(caption(report, name))}</figcaption></figure>")
+
+
+def section(number: int, anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2><span class="n">{number}</span>{html.escape(title)}</h2>{body}</section>'
+
+
+def render_html(report: Report, figures: dict[str, bytes], generated: str) -> str:
+    dataset = report.aggregate["dataset"]
+    wrap = '<div class="table-wrap">{}</div>'.format
+    reasons = "".join(
+        f"<p class=\"small\"><strong>{html.escape(s.label)}:</strong> {esc(s.summary['guide']['reason'])}</p>" if report.several
+        else f"<blockquote>{esc(s.summary['guide']['reason'])}</blockquote>" for s in report.seeds)
+    if report.several:
+        reasons = f"<details><summary>The guide's reasoning in each seed</summary>{reasons}</details>"
+    configs = "".join(
+        f"<details><summary>{html.escape(f'{seed.label}/{run.path.name}')}/config.yaml</summary>"
+        f"<pre>{html.escape(run.config_text)}</pre></details>" for seed in report.seeds for run in seed.runs.values())
+    sections = [
+        section(1, "comparison", "Which method wins",
+                f"<p>{esc(comparison_words(report))}</p>" + wrap(comparison_table(report).html()) + figure_html(report, "accuracy", figures["accuracy"])),
+        section(2, "laziness", "Did each modality learn its features?",
+                f"<p>{esc(laziness_words(report))}</p>" + wrap(probe_table(report).html("Linear-probe test accuracy of each frozen encoder."))
+                + figure_html(report, "laziness", figures["laziness"])),
+        section(3, "curves", "Training curves", figure_html(report, "curves", figures["curves"])),
+        section(4, "guide", "The guide's verdict",
+                f'<div class="verdict"><p class="choice">{esc(guide_headline(report))}</p>{reasons}</div>'
+                f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(
+                    EVIDENCE_CAPTION))),
+        section(5, "reproduce", "Reproducing these runs",
+                f"<p>{esc(REPRODUCE)}</p>" + wrap(runs_table(report).html()) + "<h3>Environment</h3>"
+                + wrap(environment_table(report).html()) + "<h3>Configurations</h3>" + configs),
+    ]
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("comparison", "Comparison"), ("laziness", "Laziness"),
+                                                        ("curves", "Curves"), ("guide", "Guide"), ("reproduce", "Reproduce")))
+    facts = "".join(f"<p>{esc(f)}</p>" for f in header_facts(report))
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>latefusion report: {html.escape(dataset)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<main>
+<header><p class="kicker">latefusion report · uni-modal training, naive late fusion, UME and UMT</p><h1>{html.escape(dataset)}</h1>{facts}<nav>{nav}</nav></header>
+{''.join(sections)}
+<footer>Generated {html.escape(generated)} by latefusion {html.escape(__version__)}
+from {html.escape(', '.join(str(s.path) for s in report.seeds))}.</footer>
+</main>
+</body>
+</html>
+"""
+
+
+# ------------------------------------------------------------------------------------- Markdown
+
+def render_markdown(report: Report, figure_files: dict[str, str], generated: str) -> str:
+    def figure(name: str) -> str:
+        return f"![{ALT[name]}]({figure_files[name]})\n\n*{caption(report, name)}*"
+
+    reasons = "\n\n".join(f"- **{s.label}**: {s.summary['guide']['reason']}" if report.several else f"> {s.summary['guide']['reason']}"
+                          for s in report.seeds)
+    configs = "\n\n".join(f"`{seed.label}/{run.path.name}/config.yaml`:\n\n```yaml\n{run.config_text.rstrip()}\n```"
+                          for seed in report.seeds for run in seed.runs.values())
+    parts = [
+        f"# latefusion report: {report.aggregate['dataset']}",
+        "\n".join(header_facts(report)),
+        "## 1 Which method wins", comparison_words(report), comparison_table(report).markdown(), figure("accuracy"),
+        "## 2 Did each modality learn its features?", laziness_words(report),
+        "Linear-probe test accuracy of each frozen encoder:", probe_table(report).markdown(), figure("laziness"),
+        "## 3 Training curves", figure("curves"),
+        "## 4 The guide's verdict", f"**{guide_headline(report)}**", reasons, GUIDE_RULE, evidence_table(report).markdown(), EVIDENCE_CAPTION,
+        "## 5 Reproducing these runs", REPRODUCE, runs_table(report).markdown(),
+        "### Environment", environment_table(report).markdown(), "### Configurations", configs,
+        f"---\n\nGenerated {generated} by latefusion {__version__}.",
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- write
+
+@dataclass
+class Written:
+    html: Path
+    markdown: Path
+    report: Report
+
+
+def write_report(paths: list[str | Path], out: str | Path | None = None) -> Written:
+    """Write report.html, report.md and report-figures/ into `out` (default: the one folder given)."""
+    paths = [Path(p) for p in paths]
+    if out is None:
+        if len(paths) != 1:
+            raise ValueError(f"{len(paths)} folders given: name the report's folder with --out")
+        out = paths[0]
+    out = Path(out)
+    report = collect(paths)
+    figures = draw_figures(report)
+    generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    figure_files = {}
+    for name, png in figures.items():
+        figure_files[name] = f"{FIGURES_FOLDER}/{name}.png"
+        atomic_write_bytes(out / figure_files[name], png)
+    atomic_write_text(out / "report.html", render_html(report, figures, generated))
+    atomic_write_text(out / "report.md", render_markdown(report, figure_files, generated))
+    return Written(out / "report.html", out / "report.md", report)
+
+
+def terminal_summary(report: Report) -> str:
+    """What `latefusion demo` and `latefusion report` print: the two tables and the verdict."""
+    return (f"{comparison_table(report).markdown()}\n\nLinear probe of each frozen encoder (test accuracy, %):\n\n"
+            f"{probe_table(report).markdown()}\n\n{guide_headline(report)}\n"
+            + "\n".join(f"  {s.label}: {s.summary['guide']['reason']}" if report.several else s.summary["guide"]["reason"]
+                        for s in report.seeds))
