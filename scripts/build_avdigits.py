@@ -104,11 +104,13 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 class ESpeak:
     """Minimal synchronous wrapper: text in, int16 samples out.
 
-    eSpeak NG seeds its noise generator from the clock at initialisation and
-    keeps other state (e.g. pitch flutter phase) between utterances, so a
-    clip is only reproducible if (a) the generator is reseeded before each
-    utterance and (b) utterances are made in the same order.  ``synth``
-    does (a); the build loop does (b) by always going in index order.
+    eSpeak NG seeds its noise generator from the clock at initialisation
+    (so two runs differ) and keeps other internal state between utterances
+    (the same call, reseeded, differs when repeated).  A clip is therefore
+    reproducible only if (a) the generator is reseeded before each utterance
+    and (b) utterances are made in the same order.  ``synth`` does (a); the
+    build loop does (b) by always going in index order.  Checked: two builds
+    give byte-identical arrays (see the sha256 entries in the file's meta).
     """
 
     def __init__(self) -> None:
@@ -126,7 +128,8 @@ class ESpeak:
         lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.lib = lib
-        # Klatt voices draw noise from the C library's rand(); seed that too.
+        # The library also imports the C library's rand(); seed it as well so
+        # that no draw can depend on what ran before (Linux/macOS: CDLL(None)).
         self._srand = ctypes.CDLL(None).srand
         self._srand.argtypes = [ctypes.c_uint]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latefusion import runs
+from latefusion import report, runs
 from latefusion.methods import METHODS
 from latefusion.methods.naive import Naive
 from latefusion.pipeline import run_pipeline
@@ -82,10 +82,12 @@ def test_every_output_file_goes_through_the_atomic_writer(tmp_path, tiny_config,
         atomic(path, data)
 
     monkeypatch.setattr(runs, "atomic_write_bytes", recording)
+    monkeypatch.setattr(report, "atomic_write_bytes", recording)
     run_pipeline(tiny_config("train.epochs=1", "data.batch_size=100", "train.checkpoint_every_steps=1"), tmp_path / "demo", log=lambda *_: None)
+    report.write_report([tmp_path / "demo"])
     files = {p.resolve() for p in (tmp_path / "demo").rglob("*") if p.is_file()}
     names = {p.name for p in files}
-    assert {"summary.json", "report.md", "result.json", "metrics.jsonl", "config.yaml", "data.json", "probe.json", "best.pt", "last.pt"} <= names
+    assert {"summary.json", "report.md", "report.html", "result.json", "metrics.jsonl", "config.yaml", "data.json", "probe.json", "best.pt", "last.pt"} <= names
     assert files == written  # nothing else was written, and no temporary file was left behind
 
 
