@@ -14,7 +14,7 @@ from .registry import UnknownNameError
 from .runs import CheckpointError
 from .train import NonFiniteLossError
 
-DEFAULT_DEMO_DATA = "synthetic-unimodal"
+DEFAULT_DEMO_DATA = "avdigits"
 USER_ERRORS = (ConfigError, CheckpointError, UnknownNameError, FileExistsError, FileNotFoundError, ValueError, NonFiniteLossError)
 
 

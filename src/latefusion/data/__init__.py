@@ -19,6 +19,6 @@ def build_dataset(config: DataConfig) -> DataBundle:
     return checked(bundle, skip_bad=config.skip_bad) if config.check else bundle
 
 
-from . import folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
+from . import avdigits, folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "TensorSplit", "build_dataset", "collate"]
