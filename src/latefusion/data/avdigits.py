@@ -58,7 +58,7 @@ def degrade_audio(audio: torch.Tensor, g: torch.Generator, options: AVDigitsOpti
 @DATASETS.register("avdigits", defaults={
     "data": {"batch_size": 64},
     "model": {"feature_dim": 64},
-    "train": {"epochs": 20},
+    "train": {"epochs": 30},
     "quick": {"train": {"epochs": 10}},
 })
 def build(config: DataConfig) -> DataBundle:
