@@ -46,11 +46,12 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
     )
     if gain > margin:
         choice = "umt"
+        despite = ", although its encoders learn less of each modality" if lazy else ""
         reason = (
             f"Naive late fusion beats the uni-modal ensemble by {gain * 100:.1f} points on validation "
-            f"({naive:.3f} vs {ume:.3f}; noise margin {margin * 100:.1f}), although its encoders learn less of "
-            f"each modality: the modalities hold paired features that only joint training finds. "
-            f"UMT keeps them and distils the uni-modal features back in. {laziness}"
+            f"({naive:.3f} vs {ume:.3f}; noise margin {margin * 100:.1f}){despite}: the modalities hold paired "
+            f"features that only joint training finds. UMT keeps them and distils the uni-modal features "
+            f"back in. {laziness}"
         )
     else:
         choice = "ume"
