@@ -1,23 +1,33 @@
-"""Training-step cost of each method, through the project's own code path, as a ratio to naive fusion.
+"""Training-step cost of each method, through the project's own code path, as a ratio to naive fusion,
+and (`--reference`) against a plain hand-written step of the same model, in the same process.
 
-    OMP_NUM_THREADS=2 python bench/step.py --shape small              # synthetic-preset shapes, MLPs
-    python bench/step.py --shape vggsound --batch 64 --device cuda    # VGG-Sound shapes, two ResNet18
+    OMP_NUM_THREADS=1 python bench/step.py --shape small                   # synthetic-preset shapes, MLPs
+    OMP_NUM_THREADS=1 python bench/step.py --shape vggsound --batch 8 --methods naive umt-live umt-cached --reference
+    python bench/step.py --shape vggsound --batch 64 --device cuda --reference   # what bench/gpu_check.sh runs
 
 A step is what the training loop does per batch: method.training_loss, method.backward,
-optimizer.step (MLA takes one step per modality per batch, so its row is a whole batch). Inputs are
-random tensors of the chosen shapes, already on the device: this times the model and the method,
-not the loader (bench/loader.py times that). UMT is timed twice: teachers run live, and with the
-teacher features read from the cache (`teacher_cache: auto` on a split without augmentation).
-The median of `--steps` timed steps after `--warmup` untimed ones; every row ran in this process.
+optimizer.step (MLA takes one step per modality per batch, so its row is a whole batch), with the
+loop's device set-up (train.setup_device, train.place: cuDNN autotuner, channels_last on CUDA) and
+autocast (bf16 on GPUs that support it). Inputs are random tensors of the chosen shapes, already on
+the device: this times the model and the method, not the loader (bench/loader.py times that). UMT is
+timed with its teachers run live and with their features read from the cache (`teacher_cache: auto`
+on a split without augmentation). `--reference` (VGG-Sound shapes) adds bench/reference_step.py's
+plain steps: naive, UMT with live teachers and with given teacher features.
+
+Every row runs in this process, interleaved: each round times one step of every row in turn, so a
+change of load on a shared machine hits all rows alike. Each row's figure is the median of `--rounds`
+rounds, after `--warmup` untimed steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,7 +35,7 @@ from latefusion.config import resolve_config
 from latefusion.data import DataBundle, Modality, TensorSplit
 from latefusion.methods import build_method
 from latefusion.pipeline import method_config
-from latefusion.train import autocast, build_optimizer, train
+from latefusion.train import autocast, build_optimizer, place, setup_device, train
 
 SHAPES = {
     # name: (modalities as (name, kind, shape, encoder), classes, model overrides)
@@ -33,7 +43,9 @@ SHAPES = {
     "vggsound": ([("audio", "spectrogram", (1, 257, 454), "resnet18"), ("visual", "frames", (3, 3, 224, 224), "resnet18")], 309,
                  ["model.feature_dim=512", "optim.name=sgd"]),
 }
-METHODS = ["naive", "umt (live teachers)", "umt (cached features)", "gblend", "ogm_ge", "mmpareto", "mla"]
+METHODS = ["naive", "umt-live", "umt-cached", "gblend", "ogm_ge", "mmpareto", "mla"]
+LABELS = {"umt-live": "umt (live teachers)", "umt-cached": "umt (cached features)"}
+REFERENCES = ["naive", "umt-live", "umt-cached"]
 
 
 def random_bundle(shape: str, samples: int) -> DataBundle:
@@ -50,70 +62,106 @@ def random_bundle(shape: str, samples: int) -> DataBundle:
                       encoders={n: {"name": e} for n, _, _, e in modalities}, splits=splits)
 
 
-def time_steps(method, model, batch, device, precision, steps: int, warmup: int) -> float:
+def project_step(method, model, batch, device: torch.device, precision: str) -> Callable[[], None]:
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = build_optimizer(params, method.config)
     inputs, labels = batch
     model.train(), method.train()
-    times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def step() -> None:
         for _ in range(method.steps_per_batch):
             with autocast(device, precision):
                 loss, _ = method.training_loss(model, inputs, labels)
             optimizer.zero_grad(set_to_none=True)
             method.backward(model, loss)
             optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return step
+
+
+def interleaved_medians(steps: dict[str, Callable[[], None]], device: torch.device, rounds: int, warmup: int) -> dict[str, float]:
+    """Seconds per step of each row: the median over rounds that each time one step of every row."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--reference", action="store_true", help="also time bench/reference_step.py's plain steps (--shape vggsound)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
+    if args.reference and args.shape != "vggsound":
+        parser.error("--reference is a two-ResNet18 audio-visual step: use it with --shape vggsound")
 
     overrides = [*SHAPES[args.shape][2], f"data.batch_size={args.batch}", f"data.eval_batch_size={args.batch}",
                  f"train.device={args.device}", "train.progress=false", "train.epochs=1"]
     base = resolve_config(None, overrides)
+    device = setup_device(base)
     bundle = random_bundle(args.shape, args.batch)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    steps: dict[str, Callable[[], None]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         teachers = {}
-        for m in bundle.modality_names:  # real uni-modal runs (one epoch on the random batch) as UMT's teachers
-            teachers[m] = str(Path(tmp) / f"unimodal-{m}")
-            train(method_config(base, "unimodal", {"modality": m}), teachers[m], bundle=bundle)
-        batch = bundle.splits["train"].__getitems__(list(range(args.batch)))
-        rows = []
+        if any(m.startswith("umt") for m in args.methods):
+            for m in bundle.modality_names:  # real uni-modal runs (one epoch on the random batch) as UMT's teachers
+                teachers[m] = str(Path(tmp) / f"unimodal-{m}")
+                train(method_config(base, "unimodal", {"modality": m}), teachers[m], bundle=bundle)
         for label in args.methods:
-            name = label.split()[0]
-            options = {"teachers": teachers, "teacher_cache": "auto" if "cached" in label else "off"} if name == "umt" else {}
-            method = build_method(method_config(base, name, options), bundle.spec).to(device)
-            model = method.build_model().to(device)
-            if device.type == "cuda":
-                model.to(memory_format=torch.channels_last)
-            split = method.train_split(bundle.splits["train"])
-            inputs, labels = split.__getitems__(list(range(args.batch)))
-            on_device = ({k: v.to(device) for k, v in inputs.items()}, labels.to(device))
-            seconds = time_steps(method, model, on_device, device, base.train.precision, args.steps, args.warmup)
-            rows.append((label, seconds))
-    naive = dict(rows).get("naive")
+            name = label.split("-")[0]
+            options = {"teachers": teachers, "teacher_cache": "auto" if label == "umt-cached" else "off"} if name == "umt" else {}
+            method = place(build_method(method_config(base, name, options), bundle.spec), device, base)
+            model = place(method.build_model(), device, base)
+            inputs, labels = method.train_split(bundle.splits["train"]).__getitems__(list(range(args.batch)))
+            batch = ({k: v.to(device) for k, v in inputs.items()}, labels.to(device))
+            steps[LABELS.get(label, label)] = project_step(method, model, batch, device, base.train.precision)
+    if args.reference:
+        from reference_step import ReferenceStep  # bench/, beside this script
+
+        inputs, labels = bundle.splits["train"].__getitems__(list(range(args.batch)))
+        batch = (inputs["audio"].to(device), inputs["visual"].to(device), labels.to(device))
+        layout = torch.channels_last if device.type == "cuda" and base.train.channels_last else torch.contiguous_format
+        for kind in REFERENCES:
+            reference = ReferenceStep(kind, batch, bundle.num_classes, device, layout, lambda: autocast(device, base.train.precision))
+            steps[f"reference {LABELS.get(kind, kind)}"] = reference.step
+    seconds = interleaved_medians(steps, device, args.rounds, args.warmup)
+
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"shape {args.shape}, batch {args.batch}, device {device_name}, torch {torch.__version__}, median of {args.steps} steps\n")
-    print("| method | ms/step | samples/s | x naive |\n|---|---:|---:|---:|")
-    for label, seconds in rows:
-        ratio = f"{seconds / naive:.2f}" if naive else "-"
-        print(f"| {label} | {seconds * 1000:.1f} | {args.batch / seconds:.0f} | {ratio} |")
+    with autocast(device, base.train.precision):
+        precision = "bf16 autocast" if torch.is_autocast_enabled("cuda") else "fp32"
+    layout = "channels_last" if device.type == "cuda" and base.train.channels_last else "contiguous"
+    print(f"shape {args.shape}, batch {args.batch}, device {device_name}, {precision}, {layout}, torch {torch.__version__}, "
+          f"median of {args.rounds} interleaved rounds\n")
+    naive = seconds.get("naive")
+    print("| step | ms/step | samples/s | x naive step time |\n|---|---:|---:|---:|")
+    for label, s in seconds.items():
+        reference_naive = seconds.get("reference naive") if label.startswith("reference") else naive
+        ratio = f"{s / reference_naive:.3f}" if reference_naive else "-"
+        rate = args.batch / s
+        print(f"| {label} | {s * 1000:.1f} | {rate:.1f} | {ratio} |" if rate < 100 else f"| {label} | {s * 1000:.1f} | {rate:.0f} | {ratio} |")
+    pairs = [(LABELS.get(k, k), f"reference {LABELS.get(k, k)}") for k in REFERENCES]
+    pairs = [(ours, ref) for ours, ref in pairs if ours in seconds and ref in seconds]
+    if pairs:
+        print("\n| step | project samples/s / reference samples/s |\n|---|---:|")
+        for ours, ref in pairs:
+            print(f"| {ours} | {seconds[ref] / seconds[ours]:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"device": device_name, "precision": precision, "layout": layout, "batch": args.batch,
+                                         "shape": args.shape, "seconds_per_step": seconds}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

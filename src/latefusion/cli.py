@@ -55,6 +55,7 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def command_train(args: argparse.Namespace) -> None:
+    from . import distributed
     from .seeds import each_seed, mean_and_std
     from .train import train
 
@@ -62,12 +63,14 @@ def command_train(args: argparse.Namespace) -> None:
     config = resolve_config(args.config, overrides, quick=args.quick)
     if args.seeds is None:
         result = train(config, args.out, resume=args.resume)
-        print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+        if distributed.is_main():  # under torchrun, once
+            print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
         return
     scores = {label: {k: v for k, v in train(seed_config, folder, resume=args.resume).items() if k in ("val_acc", "test_acc")}
               for label, seed_config, folder in each_seed(config, args.out, args.seeds)}
     mean, std = mean_and_std(list(scores.values()))
-    print(json.dumps({"mean": mean, "std": std, "per_seed": scores}, indent=2))
+    if distributed.is_main():
+        print(json.dumps({"mean": mean, "std": std, "per_seed": scores}, indent=2))
 
 
 def command_check_data(args: argparse.Namespace) -> int:
@@ -135,6 +138,7 @@ def parse_methods(value: str) -> list[str]:
 
 
 def command_demo(args: argparse.Namespace) -> None:
+    from . import distributed
     from .pipeline import run_pipeline
     from .report import terminal_summary, write_report
     from .seeds import run_demo_seeds
@@ -142,10 +146,13 @@ def command_demo(args: argparse.Namespace) -> None:
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
     method_options, methods = parse_overrides(args.method_options), parse_methods(args.methods)
+    log = print if distributed.is_main() else (lambda *_: None)  # under torchrun, the main process speaks and writes
     if args.seeds is None:
-        run_pipeline(base, out, method_options=method_options, methods=methods)
+        run_pipeline(base, out, method_options=method_options, methods=methods, log=log)
     else:
-        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods)
+        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods, log=log)
+    if not distributed.is_main():
+        return
     written = write_report([out])
     print(f"\n{terminal_summary(written.report)}\n\nwrote {out / 'summary.json'} and {written.markdown}\nreport: {written.html}")
 

@@ -70,6 +70,10 @@ class TrainConfig(Section):
     checkpoint_every_steps: int | None = Field(200, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # CUDA only (CPU runs ignore both): convolution weights in channels_last memory format, and
+    # cuDNN's autotuner (torch.backends.cudnn.benchmark). Neither changes what is computed.
+    channels_last: bool = True
+    cudnn_benchmark: bool = True
     progress: bool = True
 
 

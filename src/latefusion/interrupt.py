@@ -56,6 +56,10 @@ def stop_requested() -> bool:
     return _received is not None
 
 
-def raise_if_stop_requested(where: str) -> None:
+def raise_if_stop_requested(where: str, *, elsewhere: bool = False) -> None:
+    """`elsewhere`: another process of the same distributed run received the signal; this one stops
+    at the same step, so that none waits forever on the others."""
     if _received is not None:
         raise Interrupted(_received, f"stopped by {signal.Signals(_received).name} {where}")
+    if elsewhere:
+        raise Interrupted(signal.SIGTERM, f"stopped with another process of this run, which received a stop signal, {where}")

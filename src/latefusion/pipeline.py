@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import RunConfig
 from .data import build_dataset
 from .guide import guide_from_runs
@@ -88,5 +89,6 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         },
         "guide": verdict,
     }
-    write_json(out / "summary.json", summary)
+    if distributed.is_main():
+        write_json(out / "summary.json", summary)
     return summary

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from . import distributed
 from .config import RunConfig, Section
 from .data import SPLITS, DataBundle, build_dataset
 from .runs import RunDir, read_json, write_json
@@ -87,5 +88,6 @@ def probe_run(run_dir: str | Path, *, bundle: DataBundle | None = None, config: 
     for modality, encoder in model.encoders.items():
         features = extract_features(encoder, modality, bundle, run_config, device)
         results[modality] = fit_linear(features, bundle.num_classes, config)
-    write_json(run.probe_file, results)
+    if distributed.is_main():
+        write_json(run.probe_file, results)
     return results

@@ -28,6 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import distributed
 from .config import ConfigError, RunConfig
 from .runs import write_json
 
@@ -106,5 +107,6 @@ def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: 
         log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
         per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, log=log)
     summary = aggregate_summaries(per_seed)
-    write_json(Path(out) / "summary.json", summary)
+    if distributed.is_main():
+        write_json(Path(out) / "summary.json", summary)
     return summary

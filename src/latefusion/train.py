@@ -5,6 +5,7 @@
   -> reload the best-on-validation weights -> evaluate the test split once -> result.json
 
 What differs between methods (loss, gradients, extra modules) lives in `methods/`, not here.
+Launched by torchrun, every process runs this loop on its share of each batch (distributed.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .config import RunConfig, dump_config
 from .data import DataBundle, build_dataset, collate
 from .interrupt import raise_if_stop_requested, stop_requested
@@ -50,6 +51,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def setup_device(config: RunConfig) -> torch.device:
+    """This process's device (one GPU per process under torchrun), with cuDNN's autotuner as configured."""
+    device = distributed.setup(resolve_device(config.train.device))
+    if device.type == "cuda":
+        # Times the convolution algorithms for each new input shape once, then uses the fastest.
+        torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
+    return device
+
+
+def place(module: nn.Module, device: torch.device, config: RunConfig) -> nn.Module:
+    """Move to `device`; on CUDA, convolution weights in channels_last (NHWC), the layout of cuDNN's
+    fastest bf16 kernels; a convolution's output takes its weight's layout, so activations follow."""
+    if device.type == "cuda" and config.train.channels_last:
+        return module.to(device, memory_format=torch.channels_last)
+    return module.to(device)
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on GPUs that support it (precision auto or bf16); full fp32 elsewhere."""
     use_bf16 = device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
@@ -66,12 +84,13 @@ def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int 
     """Training batches of `epoch` from batch `start_step` on (a run resumed inside an epoch), or evaluation batches."""
     # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
     # The loader gets its own generator too: otherwise it draws its workers' seed from the global RNG.
+    # Several processes share out each batch of that one order (distributed.shard).
     generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
     order = torch.randperm(len(dataset), generator=generator)[start_step * config.data.batch_size:].tolist() if train else None
     return DataLoader(
         dataset,
-        batch_size=config.data.batch_size if train else config.data.eval_batch_size,
-        sampler=order,
+        batch_size=distributed.local_batch_size(config.data.batch_size) if train else config.data.eval_batch_size,
+        sampler=distributed.shard(order, config.data.batch_size) if train else None,
         generator=generator,
         num_workers=config.data.num_workers,
         collate_fn=collate,
@@ -84,14 +103,15 @@ def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int 
 def evaluate(method: Method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device) -> dict[str, float]:
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
-    for inputs, labels in make_loader(dataset, config, train=False):
+    for inputs, labels in make_loader(distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
             scores = method.predict(model, inputs).float()
         loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum").item()
         correct += (scores.argmax(1) == labels).sum().item()
         total += len(labels)
-    return {"acc": correct / total, "loss": loss_sum / total, "n": total}
+    correct, total, loss_sum = distributed.sum_values(correct, total, loss_sum)
+    return {"acc": correct / total, "loss": loss_sum / total, "n": int(total)}
 
 
 def build_optimizer(params: list[nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:
@@ -149,7 +169,7 @@ def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
             else:
                 yield f"{prefix}{key}", value
     a, b = dict(flat(old.model_dump(mode="json"))), dict(flat(new.model_dump(mode="json")))
-    neutral = {"train.progress", "train.checkpoint_every_steps"}
+    neutral = {"train.progress", "train.checkpoint_every_steps", "train.channels_last", "train.cudnn_benchmark"}
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k) and k not in neutral]
 
 
@@ -176,15 +196,18 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             return run.result()
     started = time.time()
     seed_everything(config.train.seed)
-    device = resolve_device(config.train.device)
+    device = setup_device(config)
+    distributed.local_batch_size(config.data.batch_size)  # refuses a global batch the processes cannot share
     bundle = bundle or build_dataset(config.data)
     method = build_method(config, bundle.spec)
-    model = method.build_model()
-    model.to(device)
-    method.to(device)
-    run.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config_file, dump_config(config))
-    write_json(run.data_file, bundle.spec.to_json())
+    model = place(method.build_model(), device, config)
+    place(method, device, config)
+    distributed.barrier()  # every process has looked for an earlier run before the main one writes
+    writes = distributed.is_main()  # only the main process writes files
+    if writes:
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config_file, dump_config(config))
+        write_json(run.data_file, bundle.spec.to_json())
 
     history: list[dict[str, Any]] = []
     best = {"val_acc": -1.0, "epoch": -1}
@@ -206,18 +229,20 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             started -= state["elapsed"]
 
         def save_last(epoch: int, step: int, totals: dict[str, float], counts: dict[str, int]) -> None:
-            save_checkpoint(run.last, {
-                "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step, "totals": totals,
-                "counts": counts, "history": history, "best": best, "elapsed": time.time() - started,
-            })
+            if writes:
+                save_checkpoint(run.last, {
+                    "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step, "totals": totals,
+                    "counts": counts, "history": history, "best": best, "elapsed": time.time() - started,
+                })
 
         train_split = method.train_split(bundle.splits["train"])
-        steps_per_epoch = math.ceil(len(train_split) / config.data.batch_size)
+        steps_per_epoch = distributed.steps_per_epoch(len(train_split), config.data.batch_size)
+        step_loss = distributed.wrap(method, model, device)  # the method's training_loss, behind DDP on several processes
         every, patience = config.train.checkpoint_every_steps, config.train.patience
         bar = tqdm(
             total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch + start_step,
-            desc=f"{config.method.name}", disable=not config.train.progress, leave=False, dynamic_ncols=True,
+            desc=f"{config.method.name}", disable=not (config.train.progress and writes), leave=False, dynamic_ncols=True,
         )
         for epoch in range(start_epoch, config.train.epochs):
             # Checked before the epoch, not after it, so that a run resumed right after it stopped stops too.
@@ -232,10 +257,12 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
                 inputs, labels = to_device(inputs, labels, device)
                 for _ in range(method.steps_per_batch):
                     with autocast(device, config.train.precision):
-                        loss, logs = method.training_loss(model, inputs, labels)
-                    if not torch.isfinite(loss):
+                        loss, logs = step_loss(inputs, labels)
+                    logs = distributed.average(logs)
+                    global_loss = distributed.average({"loss": loss.item()})["loss"]
+                    if not math.isfinite(global_loss):
                         kept = f"The last good checkpoint is kept at {run.last}" if run.last.exists() else "No checkpoint had been saved yet"
-                        raise NonFiniteLossError(f"training loss is {loss.item()} at epoch {epoch}, step {step}; stopped. {kept}")
+                        raise NonFiniteLossError(f"training loss is {global_loss} at epoch {epoch}, step {step}; stopped. {kept}")
                     optimizer.zero_grad(set_to_none=True)
                     method.backward(model, loss)
                     if config.optim.grad_clip:
@@ -246,9 +273,10 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
                         counts[key] = counts.get(key, 0) + 1
                 step += 1
                 bar.update()
-                if stop_requested() or (every and step % every == 0 and step < steps_per_epoch):
+                stop = distributed.any_process(stop_requested())
+                if stop or (every and step % every == 0 and step < steps_per_epoch):
                     save_last(epoch, step, totals, counts)
-                    raise_if_stop_requested(f"at epoch {epoch}, step {step}; saved {run.last}, continue with --resume")
+                    raise_if_stop_requested(f"at epoch {epoch}, step {step}; saved {run.last}, continue with --resume", elsewhere=stop)
             scheduler.step()
 
             val = evaluate(method, model, bundle.splits["val"], config, device)
@@ -257,11 +285,14 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val['acc']:.3f}")
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch}
-                save_checkpoint(run.best, {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
+                if writes:
+                    save_checkpoint(run.best, {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
             save_last(epoch + 1, 0, {}, {})
-            run.write_metrics(history)
-            raise_if_stop_requested(f"after epoch {epoch}; saved {run.last}, continue with --resume")
+            if writes:
+                run.write_metrics(history)
+            raise_if_stop_requested(f"after epoch {epoch}; saved {run.last}, continue with --resume", elsewhere=distributed.any_process(stop_requested()))
         bar.close()
+        distributed.barrier()  # the main process has written best.pt
         if best["epoch"] >= 0:
             state = load_checkpoint(run.best, map_location=device)
             model.load_state_dict(state["model"])
@@ -282,5 +313,6 @@ def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: D
         "wall_time_s": round(time.time() - started, 2),
         "environment": environment(device),
     }
-    write_json(run.result_file, result)
+    if writes:
+        write_json(run.result_file, result)
     return result

@@ -27,6 +27,9 @@ class Method(nn.Module):
     Options: ClassVar[type[Section]] = NoOptions
     # False for methods that only combine already-trained runs (UME): the loop then just evaluates.
     trains: ClassVar[bool] = True
+    # True when a training step may leave some trained parameters without a gradient (MLA trains one
+    # modality per step); distributed training must then look for them (distributed.wrap).
+    leaves_parameters_unused: ClassVar[bool] = False
 
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:
         super().__init__()

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from .. import distributed
 from ..config import ConfigError, Section
 from ..data import Inputs
 from . import METHODS
@@ -91,6 +92,7 @@ class SharedHeadModel(nn.Module):
 class MLA(Method):
     name = "mla"
     Options = MLAOptions
+    leaves_parameters_unused = True  # each step trains one modality's encoder
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
@@ -118,7 +120,7 @@ class MLA(Method):
         m = self.modalities()[self.turn]
         self.turn = (self.turn + 1) % len(self.modalities())
         features = model.encoders[m](inputs[m])
-        self.step_features = features.detach().float().mean(0)
+        self.step_features = distributed.mean_tensor(features.detach().float().mean(0))  # over the global batch
         loss = F.cross_entropy(model.head(features), labels)
         return loss, {"loss": loss.item(), f"ce_{m}": loss.item()}
 

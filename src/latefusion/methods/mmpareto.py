@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from .. import distributed
 from ..config import Section
 from ..data import Inputs
 from . import METHODS
@@ -78,7 +79,8 @@ class MMPareto(Method):
             params = [p for p in model.encoders[m].parameters() if p.requires_grad]
             g_mm = torch.autograd.grad(fused, params, retain_graph=True, allow_unused=True)
             g_u = torch.autograd.grad(loss_m, params, retain_graph=True, allow_unused=True)
-            gradients[m] = (flatten(g_mm, params), flatten(g_u, params))
+            # Averaged over the processes (autograd.grad bypasses DDP): the global batch's gradients.
+            gradients[m] = (distributed.mean_tensor(flatten(g_mm, params)), distributed.mean_tensor(flatten(g_u, params)))
         return gradients
 
     def backward(self, model: nn.Module, loss: Tensor) -> None:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from .. import distributed
 from ..config import ConfigError, Section
 from ..data import Inputs
 from . import METHODS
@@ -79,7 +80,8 @@ class OGMGE(Method):
         loss = F.cross_entropy(model.head(features), labels)
         with torch.no_grad():
             shares = model.head.modality_logits(features)
-            scores = {m: logits.float().softmax(1).gather(1, labels[:, None]).sum().item() for m, logits in shares.items()}
+            sums = torch.stack([logits.float().softmax(1).gather(1, labels[:, None]).sum() for logits in shares.values()])
+            scores = dict(zip(shares, distributed.sum_tensor(sums).tolist()))  # over the global batch
         self.coefficients = modulation_coefficients(scores, self.options.alpha)
         return loss, {"loss": loss.item(), **{f"coeff_{m}": k for m, k in self.coefficients.items()}}
 
@@ -97,5 +99,7 @@ class OGMGE(Method):
                 # The noise scale is read before scaling: the unmodulated gradient's spread.
                 spread = p.grad.std().item() if p.grad.numel() > 1 else 0.0
                 p.grad.mul_(k)
+                # Processes of a distributed run draw the same noise: they share the seed and draw
+                # equal amounts from it (equal shares of each batch), so the model stays identical.
                 if self.options.noise:
                     p.grad.add_(torch.randn_like(p.grad) * (spread + 1e-8))

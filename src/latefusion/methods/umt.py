@@ -36,6 +36,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from .. import distributed
 from ..config import ConfigError, Section
 from ..data import Batch, Inputs
 from ..runs import CheckpointError, load_checkpoint, save_checkpoint
@@ -121,16 +122,18 @@ class UMT(Method):
         data = json.dumps(self.config.data.model_dump(mode="json", exclude={"batch_size", "eval_batch_size", "num_workers"}), sort_keys=True)
         fingerprint = hashlib.sha256(f"{data}|{len(train)}".encode()).hexdigest()[:16]
         path = Path(self.options.teachers[modality]) / "features" / f"{fingerprint}.pt"
-        try:
-            return load_checkpoint(path)["features"]
-        except CheckpointError:
-            pass  # absent or damaged: compute it again
-        teacher, device = self.teachers[modality], next(self.teachers[modality].parameters()).device
-        with torch.no_grad():
-            features = torch.cat([teacher(inputs[modality].to(device)).float().cpu() for inputs, _ in make_loader(train, self.config, train=False)])
-        save_checkpoint(path, {"features": features, "data": data})
-        log.info("UMT: cached %s teacher features of %d samples in %s", modality, len(features), path)
-        return features
+        # In a distributed run the main process computes and stores the features; the others read them.
+        with distributed.main_process_first():
+            try:
+                return load_checkpoint(path)["features"]
+            except CheckpointError:
+                pass  # absent or damaged: compute it again
+            teacher, device = self.teachers[modality], next(self.teachers[modality].parameters()).device
+            with torch.no_grad():
+                features = torch.cat([teacher(inputs[modality].to(device)).float().cpu() for inputs, _ in make_loader(train, self.config, train=False)])
+            save_checkpoint(path, {"features": features, "data": data})
+            log.info("UMT: cached %s teacher features of %d samples in %s", modality, len(features), path)
+            return features
 
     def train(self, mode: bool = True) -> "UMT":
         super().train(mode)
