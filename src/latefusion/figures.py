@@ -40,7 +40,7 @@ class Style:
     label: str
     color: str
     marker: str = "o"
-    linestyle: str = "-"
+    linestyle: str | tuple = "-"
     hatch: str = ""
 
 
@@ -51,6 +51,11 @@ METHOD_STYLES = {
     "naive": Style("Naive fusion", "#D55E00", "s"),
     "ume": Style("UME", "#009E73", "D"),
     "umt": Style("UMT", "#CC79A7", "^"),
+    # The baselines: the rest of Okabe-Ito plus grey, each with its own marker, line and hatch.
+    "gblend": Style("G-Blending", "#E69F00", "v", "--", "xx"),
+    "ogm_ge": Style("OGM-GE", "#000000", "P", "-.", "\\\\"),
+    "mmpareto": Style("MMPareto", "#F0E442", "X", ":", "++"),
+    "mla": Style("MLA", "#999999", "*", (0, (5, 1)), "oo"),
 }
 PROBE_STYLES = {
     "unimodal": Style("Uni-modal encoder", "#0072B2", "o"),
@@ -71,7 +76,12 @@ def method_style(key: str, modalities: list[str]) -> Style:
 
 
 def probe_style(source: str) -> Style:
-    return PROBE_STYLES.get(source) or other_style(source, suffix=" encoder")
+    if source in PROBE_STYLES:
+        return PROBE_STYLES[source]
+    if source in METHOD_STYLES:
+        style = METHOD_STYLES[source]
+        return Style(f"{style.label} encoder", style.color, style.marker, style.linestyle, style.hatch)
+    return other_style(source, suffix=" encoder")
 
 
 def other_style(key: str, suffix: str = "") -> Style:
@@ -160,7 +170,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
         ax.set_ylim(0, 108)
         ax.set_yticks(range(0, 101, 20))
         ax.grid(axis="x", visible=False)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(sources) + 1)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(sources) + 1, 4))
         return to_png(figure)
 
 
@@ -188,5 +198,5 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str])
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
         handles, labels = axes[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
+        figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
         return to_png(figure)
