@@ -19,53 +19,17 @@ from torch.utils.data import Dataset
 
 from latefusion.data import DATASETS, SPLITS, DataBundle, Modality
 from latefusion.data.checks import Problem
+from latefusion.data.files import FileProblem, read_npy, read_wav
 
 IMAGE_DIM, AUDIO_LEN, NUM_CLASSES = 16, 32, 3
 COLUMNS = ("id", "split", "label", "image", "audio")
 
 
-class FileProblem(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+def read_audio(path: Path) -> np.ndarray:
+    return read_wav(path)[0]
 
 
-def read_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileProblem("missing-file", "does not exist")
-    with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(handle)
-        except Exception as error:  # a damaged header makes numpy raise ValueError, SyntaxError, tokenize.TokenError, ...
-            raise FileProblem("unreadable-file", f"is not a .npy array ({type(error).__name__}: {error})") from None
-        if dtype.hasobject:
-            raise FileProblem("unreadable-file", "holds Python objects, not numbers")
-        expected = int(np.prod(shape)) * dtype.itemsize
-        present = path.stat().st_size - handle.tell()
-    if present < expected:
-        raise FileProblem("truncated-file", f"holds {present} of the {expected} data bytes its header declares")
-    return np.load(path, allow_pickle=False)
-
-
-def read_wav(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileProblem("missing-file", "does not exist")
-    try:
-        with wave.open(str(path)) as clip:
-            width, channels, frames = clip.getsampwidth(), clip.getnchannels(), clip.getnframes()
-            data = clip.readframes(frames)
-    except Exception as error:  # the wave module raises wave.Error, EOFError, and a bare RuntimeError for a bad chunk size
-        raise FileProblem("unreadable-file", f"is not a WAV file ({type(error).__name__}: {error})") from None
-    if width != 2:
-        raise FileProblem("unreadable-file", f"has {8 * width}-bit samples, expected 16-bit PCM")
-    if len(data) < frames * width * channels:
-        raise FileProblem("truncated-file", f"holds {len(data) // (width * channels)} of the {frames} frames its header declares")
-    return np.frombuffer(data, "<i2").astype(np.float32) / 32768
-
-
-READERS = {"image": read_npy, "audio": read_wav}
+READERS = {"image": read_npy, "audio": read_audio}
 
 
 class FileSplit(Dataset):

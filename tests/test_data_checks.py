@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from file_dataset import NUM_CLASSES, FileProblem, read_npy, read_wav, row_index, write_fixture, write_manifest
+from file_dataset import NUM_CLASSES, FileProblem, read_audio, read_npy, row_index, write_fixture, write_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -219,7 +219,7 @@ def test_readers_and_checks_survive_truncated_flipped_and_random_files(clean_fil
         for file in source.iterdir():
             (root / file.name).write_bytes(file.read_bytes())
         target = root / rows[0][modality]
-        read = read_npy if modality == "image" else read_wav
+        read = read_npy if modality == "image" else read_audio
         original = target.read_bytes()
         flipped = bytearray(original)
         if flip is not None:

@@ -15,7 +15,6 @@ shape (audio is cropped or zero-padded to `audio_seconds` if given, else to the 
 from __future__ import annotations
 
 import csv
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pydantic import Field
 from ..config import ConfigError, DataConfig, Section, validate
 from . import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
+from .files import FileProblem, read_npy, read_wav
 
 RESERVED_COLUMNS = ("id", "label", "split")
 KIND_BY_SUFFIX = {".wav": "audio", ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
@@ -42,19 +42,6 @@ class FolderOptions(Section):
     audio_seconds: float | None = Field(None, gt=0)
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    try:
-        with wave.open(str(path), "rb") as handle:
-            width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
-            frames = handle.readframes(handle.getnframes())
-    except (wave.Error, EOFError) as error:
-        raise DataFormatError(f"{path}: not a readable PCM .wav file ({error})") from None
-    if width != 2:
-        raise DataFormatError(f"{path}: expected 16-bit PCM audio, found {8 * width}-bit samples")
-    samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-    return samples.reshape(-1, channels).mean(axis=1), rate
-
-
 def read_image(path: Path) -> np.ndarray:
     from PIL import Image  # Pillow comes with matplotlib, a core dependency
 
@@ -64,13 +51,6 @@ def read_image(path: Path) -> np.ndarray:
     except OSError as error:
         raise DataFormatError(f"{path}: not a readable image ({error})") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-
-def read_array(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False).astype(np.float32)
-    except (ValueError, OSError) as error:
-        raise DataFormatError(f"{path}: not a readable .npy array ({error})") from None
 
 
 def stack_modality(name: str, arrays: list[np.ndarray], ids: list[str], source: str) -> np.ndarray:
@@ -118,15 +98,18 @@ def read_manifest(folder: Path, options: FolderOptions) -> tuple[dict[str, np.nd
             kind = KIND_BY_SUFFIX[suffix]
             if not path.is_file():
                 raise DataFormatError(f"{manifest}, line {line} (id {row['id']!r}): file {path} for modality {name!r} does not exist")
-            if kind == "audio":
-                samples, rate = read_wav(path)
-                if encoder_options.setdefault(name, {"sample_rate": rate})["sample_rate"] != rate:
-                    raise DataFormatError(f"{path}: sample rate {rate} Hz differs from the {encoder_options[name]['sample_rate']} Hz of the first clip of {name!r}")
-                values.append(samples)
-            elif kind == "image":
-                values.append(read_image(path))
-            else:
-                values.append(read_array(path))
+            try:
+                if kind == "audio":
+                    samples, rate = read_wav(path)
+                    if encoder_options.setdefault(name, {"sample_rate": rate})["sample_rate"] != rate:
+                        raise DataFormatError(f"{path}: sample rate {rate} Hz differs from the {encoder_options[name]['sample_rate']} Hz of the first clip of {name!r}")
+                    values.append(samples)
+                elif kind == "image":
+                    values.append(read_image(path))
+                else:
+                    values.append(read_npy(path).astype(np.float32))
+            except FileProblem as problem:
+                raise DataFormatError(f"{manifest}, line {line} (id {row['id']!r}): {path} {problem} ({problem.kind})") from None
         if kind == "audio":
             seconds = options.audio_seconds
             values = fit_audio(values, int(seconds * encoder_options[name]["sample_rate"]) if seconds else None)
