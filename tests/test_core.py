@@ -85,3 +85,13 @@ def test_pipeline_summary_has_the_documented_shape(tmp_path, tiny_config):
 
 def on_disk_probe(path):
     return json.loads((path / "probe.json").read_text())
+
+
+def test_cli_resume_alone_continues_the_run_as_configured(tmp_path, capsys):
+    from latefusion.cli import main
+
+    run = str(tmp_path / "run")
+    assert main(["train", "--out", run, "--set", "train.epochs=2", "--set", "data.options.train_size=200", "--set", "train.progress=false"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["train", "--out", run, "--resume"]) == 0  # no config repeated: the stored one is used
+    assert json.loads(capsys.readouterr().out) == first

@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import ConfigError, parse_overrides, resolve_config
 from .interrupt import Interrupted, stop_on_signal
 from .registry import UnknownNameError
-from .runs import CheckpointError
+from .runs import CheckpointError, RunDir
 from .train import NonFiniteLossError
 
 DEFAULT_DEMO_DATA = "avdigits"
@@ -60,7 +60,11 @@ def command_train(args: argparse.Namespace) -> None:
     from .train import train
 
     overrides = [*data_overrides(args.data), *args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])]
-    config = resolve_config(args.config, overrides, quick=args.quick)
+    stored = RunDir(args.out).config_file
+    if args.resume and args.seeds is None and stored.is_file() and not (overrides or args.config or args.quick):
+        config = RunDir(args.out).config()  # `train --out RUN --resume` alone continues RUN as it was configured
+    else:
+        config = resolve_config(args.config, overrides, quick=args.quick)
     if args.seeds is None:
         result = train(config, args.out, resume=args.resume)
         if distributed.is_main():  # under torchrun, once
