@@ -93,6 +93,23 @@ def test_ucf101_without_flow_jpegs_prepare_train_probe(tmp_path):
 
 
 @pytest.mark.slow
+def test_ucf101_flow_source_compute_ignores_the_jpegs(tmp_path):
+    from raw_layouts import flow_value, make_ucf101, motion, write_image
+
+    raw = tmp_path / "raw"
+    make_ucf101(raw, groups=2)
+    for jpeg in (raw / "tvl1_flow").rglob("*.jpg"):
+        write_image(jpeg, 128, "L")  # JPEGs that say "no motion": computing must not read them
+    report = prepare_cli("ucf101", raw, tmp_path / "prepared", "size=32", "val_fraction=0", "flow_frames=4", "flow_source=compute")
+    assert len(report["filled"]) == sum(report["written"].values()) == 12
+    assert all(item["note"].startswith("flow_source=compute: flow computed during prepare") for item in report["filled"])
+    labels, flow = shard_labels(tmp_path / "prepared", "train"), shard_arrays(tmp_path / "prepared", "train", "flow")
+    for label in range(3):
+        medians = np.median(flow[labels == label][:, :, 4:-4, 4:-4], axis=(0, 1, 2, 3))
+        np.testing.assert_allclose(medians, [flow_value(m) for m in motion(label)], atol=1)
+
+
+@pytest.mark.slow
 def test_kinetics400_rgb_flow_prepare_train_probe(tmp_path, capsys):
     from raw_layouts import flow_value, make_kinetics, motion
 
