@@ -1,7 +1,8 @@
 """Tiny copies of the raw layouts of the paper's data sets, written with real encoders (PyAV for
 mp4/avi, the stdlib `wave` module, Pillow for JPEG/PNG) so that `latefusion prepare` meets the
 same files as on a real download. Each class gets its own colour, tone and motion, so a test can
-check that what prepare stored is what was written."""
+check that what prepare stored is what was written (the UCF101 and Kinetics videos move a texture
+at a class's own speed, so computed flow can be checked too)."""
 
 from __future__ import annotations
 
@@ -31,16 +32,38 @@ def tone_wave(label: int, seconds: float, rate: int = RATE) -> np.ndarray:
     return (0.4 * np.sin(2 * np.pi * tone(label) * t)).astype(np.float32)
 
 
-def write_video(path: Path, label: int, seconds: float = 1.0, audio: bool = True, codec: str = "libx264") -> None:
+def motion(label: int) -> tuple[float, float]:
+    """Pixels per frame (right, down) that a class's texture moves by in a `moving` video."""
+    return 2.0 * (label - 1), 1.0
+
+
+def flow_value(pixels: float) -> int:
+    """A motion as the TV-L1 flow releases store it: [-20, 20] pixels onto 0..255."""
+    return round((pixels + 20) * 255 / 40)
+
+
+def frame_image(label: int, index: int, moving: bool) -> np.ndarray:
+    """The class's colour; when `moving`, plus a texture shifted by `motion(label)` per frame whose
+    periods divide SIZE, so every frame keeps the colour as its mean."""
+    frame = np.zeros((SIZE, SIZE, 3), np.float64)
+    frame[:] = colour(label)
+    if moving:
+        dx, dy = motion(label)
+        y, x = np.mgrid[:SIZE, :SIZE] - np.array([index * dy, index * dx])[:, None, None]
+        phase = 2 * np.pi / SIZE
+        frame += (15 * np.sin(phase * x) + 15 * np.sin(phase * y) + 8 * np.sin(2 * phase * (x + y)))[..., None]
+    return frame.round().astype(np.uint8)
+
+
+def write_video(path: Path, label: int, seconds: float = 1.0, audio: bool = True, codec: str = "libx264", moving: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=FPS)
         video.width = video.height = SIZE
         video.pix_fmt = "yuv420p"
         sound = container.add_stream("aac", rate=RATE, layout="mono") if audio else None
-        frame = np.zeros((SIZE, SIZE, 3), np.uint8)
-        frame[:] = colour(label)
-        for _ in range(int(seconds * FPS)):
+        for index in range(int(seconds * FPS)):
+            frame = frame_image(label, index, moving)
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode():
@@ -79,9 +102,10 @@ def dominant_frequency(waveform: np.ndarray, rate: int) -> float:
 UCF_CLASSES = ["ApplyEyeMakeup", "Basketball", "Drumming"]
 
 
-def make_ucf101(root: Path, groups: int = 4, clips: int = 2, flow_frames: int = 6) -> list[str]:
-    """Split 1 with group 1 as test and the others as train; flow in the u/v layout for odd groups
-    and the flow_x/flow_y layout for even ones. Returns the clip names."""
+def make_ucf101(root: Path, groups: int = 4, clips: int = 2, flow_frames: int = 6, precomputed_flow: bool = True) -> list[str]:
+    """Split 1 with group 1 as test and the others as train; videos of each class's moving texture,
+    and (`precomputed_flow`) that motion as flow JPEGs, in the u/v layout for odd groups and the
+    flow_x/flow_y layout for even ones. Returns the clip names."""
     lists = root / "ucfTrainTestlist"
     lists.mkdir(parents=True)
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(UCF_CLASSES)))
@@ -91,9 +115,9 @@ def make_ucf101(root: Path, groups: int = 4, clips: int = 2, flow_frames: int = 
             for clip in range(1, clips + 1):
                 name = f"v_{action}_g{group:02d}_c{clip:02d}"
                 names.append(name)
-                write_video(root / "UCF-101" / action / f"{name}.avi", label, audio=False, codec="mpeg4")
-                for k in range(flow_frames):
-                    x, y = 128 + 30 * (label - 1), 128
+                write_video(root / "UCF-101" / action / f"{name}.avi", label, audio=False, codec="mpeg4", moving=True)
+                for k in range(flow_frames if precomputed_flow else 0):
+                    x, y = (flow_value(m) for m in motion(label))
                     if group % 2:
                         write_image(root / "tvl1_flow" / "u" / name / f"frame{k + 1:06d}.jpg", x, "L")
                         write_image(root / "tvl1_flow" / "v" / name / f"frame{k + 1:06d}.jpg", y, "L")
@@ -144,7 +168,7 @@ def make_kinetics(root: Path) -> None:
             ytid, start = f"k{label}y{k}", 10 * k
             clip = f"{ytid}_{start:06d}_{start + 10:06d}"
             folder = root / "val" if split == "validate" else root / "train" / name
-            write_video(folder / f"{clip}.mp4", label)
+            write_video(folder / f"{clip}.mp4", label, moving=True)
             tables[split].append(f'"{name}",{ytid},{start},{start + 10},{split}' + (",0\n" if split == "validate" else "\n"))
     for split, lines in tables.items():
         (root / "annotations").mkdir(parents=True, exist_ok=True)

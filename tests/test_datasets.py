@@ -57,6 +57,11 @@ def shard_arrays(prepared: Path, split: str, array: str) -> np.ndarray:
     return np.concatenate([np.load(prepared / "shards" / e["shard"] / f"{array}.npy") for e in index["splits"][split]])
 
 
+def shard_ids(prepared: Path, split: str) -> list[str]:
+    index = json.loads((prepared / "index.json").read_text())
+    return [i for e in index["splits"][split] for i in json.loads((prepared / "shards" / f"{e['shard']}.json").read_text())["ids"]]
+
+
 def shard_labels(prepared: Path, split: str) -> np.ndarray:
     index = json.loads((prepared / "index.json").read_text())
     return np.concatenate([json.loads((prepared / "shards" / f"{e['shard']}.json").read_text())["labels"] for e in index["splits"][split]])
@@ -66,7 +71,7 @@ def shard_labels(prepared: Path, split: str) -> np.ndarray:
 def test_ucf101_prepare_train_probe(tmp_path):
     raw, prepared = tmp_path / "raw", tmp_path / "prepared"
     make_ucf101(raw)
-    # Damage: a clip that is not a video, a listed clip whose file is gone, one with no flow.
+    # Damage: a clip that is not a video, a listed clip whose file is gone; and one with no flow (computed).
     (raw / "UCF-101/Basketball/v_Basketball_g03_c01.avi").write_bytes(b"not a video")
     (raw / "UCF-101/Drumming/v_Drumming_g01_c02.avi").unlink()
     for axis in ("u", "v"):
@@ -76,26 +81,33 @@ def test_ucf101_prepare_train_probe(tmp_path):
 
     report = prepare_cli("ucf101", raw, prepared, "size=32", "val_fraction=0.2", "shard_size=4", "flow_frames=4")
     why = {item["id"]: item["why"] for item in report["skipped"]}
-    assert set(why) == {"v_Basketball_g03_c01", "v_Drumming_g01_c02", "v_ApplyEyeMakeup_g03_c02"}
+    assert set(why) == {"v_Basketball_g03_c01", "v_Drumming_g01_c02"}
     assert "not a readable media file" in why["v_Basketball_g03_c01"] and "v_Basketball_g03_c01.avi" in why["v_Basketball_g03_c01"]
     assert "missing file" in why["v_Drumming_g01_c02"]
-    assert "no flow frames for v_ApplyEyeMakeup_g03_c02" in why["v_ApplyEyeMakeup_g03_c02"]
+    assert [(item["id"], item["note"].split(":")[0]) for item in report["filled"]] == [("v_ApplyEyeMakeup_g03_c02", "no precomputed flow")]
     # 3 classes x 3 train groups x 2 clips, one group carved out as validation; group 1 is test.
-    assert report["written"] == {"train": 12 - 2, "val": 6, "test": 6 - 1}
+    assert report["written"] == {"train": 12 - 1, "val": 6, "test": 6 - 1}
     assert report["listed"] == 24
 
-    # What was stored is what was written: each class's colour and horizontal motion.
-    from raw_layouts import colour
+    # What was stored is what was written: each class's colour and motion, read from the flow JPEGs
+    # or (the filled clip) computed from its video: both stored alike.
+    from raw_layouts import colour, flow_value, motion
 
     labels = shard_labels(prepared, "train")
     rgb, flow = shard_arrays(prepared, "train", "rgb"), shard_arrays(prepared, "train", "flow")
     assert rgb.shape[1:] == (3, 32, 32, 3) and flow.shape[1:] == (4, 32, 32, 2)
     for label in range(3):
         np.testing.assert_allclose(rgb[labels == label].mean((0, 1, 2, 3)), colour(label), atol=6)
-        assert abs(flow[labels == label][..., 0].mean() - (128 + 30 * (label - 1))) < 3
+        np.testing.assert_allclose(flow[labels == label].mean((0, 1, 2, 3)), [flow_value(m) for m in motion(label)], atol=2)
+    computed = flow[shard_ids(prepared, "train").index("v_ApplyEyeMakeup_g03_c02")]
+    assert [int(np.median(computed[..., axis])) for axis in (0, 1)] == [flow_value(m) for m in motion(0)]
+
+    # flow_source=files: a clip without flow JPEGs is skipped instead.
+    strict = prepare_cli("ucf101", raw, tmp_path / "strict", "size=32", "val_fraction=0.2", "flow_frames=4", "flow_source=files")
+    assert "no flow frames for v_ApplyEyeMakeup_g03_c02" in {s["id"]: s["why"] for s in strict["skipped"]}["v_ApplyEyeMakeup_g03_c02"]
+    assert not strict["filled"]
     # Validation holds whole groups, none of them in train.
-    val_ids = [i for e in json.loads((prepared / "index.json").read_text())["splits"]["val"] for i in json.loads((prepared / "shards" / f"{e['shard']}.json").read_text())["ids"]]
-    train_ids = [i for e in json.loads((prepared / "index.json").read_text())["splits"]["train"] for i in json.loads((prepared / "shards" / f"{e['shard']}.json").read_text())["ids"]]
+    val_ids, train_ids = shard_ids(prepared, "val"), shard_ids(prepared, "train")
     assert {i.split("_g")[1][:2] for i in val_ids}.isdisjoint({i.split("_g")[1][:2] for i in train_ids})
 
     results = train_every_method("ucf101", prepared, tmp_path / "runs", ["rgb", "flow"],

@@ -104,21 +104,27 @@ def test_standard_resnet18_size():
     assert sum(p.numel() for p in encoder.parameters()) == 11_176_512  # torchvision's resnet18 without its fc layer
 
 
-CONFIG_FILES = sorted(CONFIGS.glob("*/*.yaml"))
-MODALITIES = {"vggsound": ["audio", "visual"], "kinetics400": ["audio", "visual"], "ucf101": ["rgb", "flow"], "modelnet40": ["front", "rear"]}
+CONFIG_FILES = sorted(CONFIGS.rglob("*.yaml"))
+# configs/<data set>[/<variant>]/<method>.yaml -> its modalities
+MODALITIES = {"vggsound": ["audio", "visual"], "kinetics400": ["audio", "visual"], "kinetics400/rgb_flow": ["rgb", "flow"],
+              "ucf101": ["rgb", "flow"], "modelnet40": ["front", "rear"]}
 
 
-@pytest.mark.parametrize("path", CONFIG_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in CONFIG_FILES])
+def folder(path) -> str:
+    return path.parent.relative_to(CONFIGS).as_posix()
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=[f"{folder(p)}/{p.stem}" for p in CONFIG_FILES])
 def test_every_shipped_config_validates(path):
     config = resolve_config(path)
-    assert config.data.name == path.parent.name
+    assert config.data.name == folder(path).split("/")[0]
     METHODS.get(config.method.name).Options.model_validate(config.method.options)
-    assert list(config.model.encoders) == MODALITIES[config.data.name]
+    assert list(config.model.encoders) == MODALITIES[folder(path)]
 
 
 def test_configs_of_a_data_set_differ_only_in_method():
-    datasets = sorted({p.parent.name for p in CONFIG_FILES})
-    assert datasets == ["kinetics400", "modelnet40", "ucf101", "vggsound"]
+    datasets = sorted({folder(p) for p in CONFIG_FILES})
+    assert datasets == ["kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
     for dataset in datasets:
         raws = {p.stem: read_yaml(p) for p in CONFIGS.glob(f"{dataset}/*.yaml")}
         assert sorted(raws) == ["naive", "ume", "umt", "unimodal"]

@@ -1,5 +1,6 @@
 """Kinetics-400 (Kay et al., 2017): ~300k 10-second YouTube clips of 400 actions; visual + audio, the
-pairing G-Blending used (the UMT paper's pairing for Kinetics is not known [NF]).
+pairing G-Blending used, or RGB + optical flow (`modalities`; the UMT paper's pairing for Kinetics is
+not known [NF]).
 
 Raw layout (`latefusion prepare kinetics400 --src RAW`):
 
@@ -14,8 +15,11 @@ Clips without an audio track are common in Kinetics. Rule (`missing_audio`): `si
 stores a silent waveform, keeps the clip, and lists it under "filled" in the report, so the test
 set stays the full official one; `skip` leaves such clips out and lists them under "skipped".
 
-Stored per clip: `audio` int16 (clip_seconds x rate,), `visual` uint8 (frames, size, size, 3), as
-for VGG-Sound (see vggsound.py).
+Stored per clip, `modalities=audio_visual` (default): `audio` int16 (clip_seconds x rate,), `visual`
+uint8 (frames, size, size, 3), as for VGG-Sound (see vggsound.py). `modalities=rgb_flow`: `rgb` uint8
+(frames, size, size, 3) and `flow` uint8 (flow_frames, size, size, 2), stored as UCF101's (see
+ucf101.py); no flow release is assumed, so flow is always computed from the clip (flow.py: pyramidal
+Horn-Schunck on frames scaled to a 256-pixel shorter side, not TV-L1) and the audio rule does not apply.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from pydantic import Field
 
 from ..config import DataConfig, validate
 from . import DATASETS
-from .media import MediaError, fit_length, read_audio, read_video_frames
+from .flow import video_flow
+from .media import MediaError, decode_video, fit_length, read_audio, read_video_frames, spread_frames
 from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared
+from .ucf101 import RGBFlowData, rgb_flow_bundle
 from .vggsound import AudioVisualData, audio_visual_bundle
 
 COLUMNS = ("label", "youtube_id", "time_start", "time_end")
@@ -43,6 +49,8 @@ class KineticsOptions(PrepareOptions):
     rate: int = Field(16000, gt=0)
     clip_seconds: float = Field(10.0, gt=0)
     missing_audio: Literal["silence", "skip"] = "silence"
+    modalities: Literal["audio_visual", "rgb_flow"] = "audio_visual"
+    flow_frames: int = Field(5, gt=0)  # [3P] as UCF101: TSN stacks 5 flow fields
 
 
 def read_annotations(path: Path, split: str, clips: dict[str, Path]) -> tuple[list[tuple], list[dict]]:
@@ -85,11 +93,18 @@ class KineticsRecipe(Recipe):
         return Scan(samples, class_names, skipped)
 
     def stored(self, options: KineticsOptions) -> list[Stored]:
+        if options.modalities == "rgb_flow":
+            return [Stored("rgb", (options.frames, options.size, options.size, 3), "uint8"),
+                    Stored("flow", (options.flow_frames, options.size, options.size, 2), "uint8")]
         return [Stored("audio", (round(options.clip_seconds * options.rate),), "int16"),
                 Stored("visual", (options.frames, options.size, options.size, 3), "uint8")]
 
     def decode(self, sample: Sample, options: KineticsOptions) -> tuple[dict[str, np.ndarray], str | None]:
         video = Path(sample.sources["video"])
+        if options.modalities == "rgb_flow":
+            frames = decode_video(video)
+            return {"rgb": spread_frames(frames, options.frames, options.size),
+                    "flow": video_flow(video, frames, options.flow_frames, options.size)}, None
         length = round(options.clip_seconds * options.rate)
         visual = read_video_frames(video, options.frames, options.size)
         wave = read_audio(video, options.rate)
@@ -102,4 +117,10 @@ class KineticsRecipe(Recipe):
 
 @DATASETS.register("kinetics400")
 def build_kinetics(config: DataConfig):
-    return audio_visual_bundle(open_prepared(config.path, "kinetics400"), validate(AudioVisualData, config.options, "data.options of kinetics400"))
+    """The modalities are those the folder was prepared with: data.options are validated against them."""
+    prepared = open_prepared(config.path, "kinetics400")
+    modalities = prepared.options.get("modalities", "audio_visual")
+    context = f"data.options of kinetics400 prepared with modalities={modalities} ({prepared.root / 'prepare.json'})"
+    if modalities == "rgb_flow":
+        return rgb_flow_bundle(prepared, validate(RGBFlowData, config.options, context))
+    return audio_visual_bundle(prepared, validate(AudioVisualData, config.options, context))

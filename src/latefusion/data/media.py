@@ -38,9 +38,8 @@ def open_container(path: Path):
         raise MediaError(f"{path}: not a readable media file ({error})") from None
 
 
-def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
-    """`count` frames spread evenly over the video (frame i at time (i + 0.5) / count of its length),
-    resized to `size` x `size` RGB: (count, size, size, 3) uint8."""
+def decode_video(path: Path) -> list:
+    """Every frame of the first video stream, as PyAV frames (converted to arrays only where used)."""
     av = _import("av")
     with open_container(path) as container:
         if not container.streams.video:
@@ -51,8 +50,27 @@ def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
             raise MediaError(f"{path}: video stream is damaged ({error})") from None
     if not frames:
         raise MediaError(f"{path}: the video stream holds no frames")
+    return frames
+
+
+def spread_frames(frames: list, count: int, size: int) -> np.ndarray:
+    """`count` of the decoded `frames` spread evenly over the video (frame i at time (i + 0.5) / count
+    of its length), resized to `size` x `size` RGB: (count, size, size, 3) uint8."""
     picks = [int((i + 0.5) * len(frames) / count) for i in range(count)]
     return np.stack([frames[i].to_ndarray(width=size, height=size, format="rgb24") for i in picks])
+
+
+def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
+    return spread_frames(decode_video(path), count, size)
+
+
+def gray_frames(frames: list, short_side: int) -> np.ndarray:
+    """Decoded `frames` as grayscale (N, h, w) uint8 at their own size, or scaled down (aspect kept)
+    so that the shorter side is `short_side` when it is longer."""
+    height, width = frames[0].height, frames[0].width
+    scale = min(1.0, short_side / min(height, width))
+    size = {"width": max(1, round(width * scale)), "height": max(1, round(height * scale))}
+    return np.stack([frame.to_ndarray(format="gray", **size) for frame in frames])
 
 
 def read_frame_folder(folder: Path, count: int, size: int) -> np.ndarray:

@@ -208,7 +208,9 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
             manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
             bar.update(len(shards[k]))
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        # One thread per worker: a worker per core already fills the machine, and torch's own threads
+        # (flow computed during prepare) would oversubscribe it.
+        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k]): k for k in pending}
             for future in as_completed(futures):
                 manifests[futures[future]] = future.result()

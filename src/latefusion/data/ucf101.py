@@ -9,9 +9,18 @@ Raw layout (`latefusion prepare ucf101 --src RAW`), as distributed plus the usua
   RAW/tvl1_flow/                              precomputed flow JPEGs (128 = no motion), per clip either
                                               u/<clip>/*.jpg and v/<clip>/*.jpg (or x/, y/), or
                                               <clip>/flow_x_*.jpg and <clip>/flow_y_*.jpg
+                                              (optional: see `flow_source`)
 
 Stored per clip: `rgb` (frames, size, size, 3) uint8, frames spread evenly over the clip, and `flow`
 (flow_frames, size, size, 2) uint8, consecutive flow fields from the clip's middle (TSN's stacking).
+
+Where flow comes from (`flow_source`): `auto` (default) reads a clip's precomputed flow JPEGs and,
+for a clip that has none, computes its flow from the video during prepare (flow.py: pyramidal
+Horn-Schunck, not TV-L1) and lists the clip under "filled" in the report; `files` requires the
+JPEGs (a clip without them is skipped and reported); `compute` computes every clip's flow and
+ignores the JPEGs. Computed flow is stored exactly as the JPEGs are (same fields, bound, 128 = no
+motion), so training does not care where it came from. A flow folder that exists but is damaged
+or too short is an error in every mode, never replaced silently.
 Validation: whole groups gGG of the official train list; the official splits are drawn by group
 because the clips of one group share actor and scene.
 """
@@ -28,8 +37,9 @@ from pydantic import Field
 from ..config import DataConfig, Section, validate
 from . import DATASETS
 from .augment import FlowTransform, FrameTransform, ImageAugment, Transforms
-from .media import MediaError, read_image, read_video_frames
-from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared, prepared_bundle
+from .flow import video_flow
+from .media import MediaError, decode_video, read_image, spread_frames
+from .prepared import RECIPES, Prepared, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared, prepared_bundle
 
 CLIP_NAME = re.compile(r"^v_(?P<action>\w+?)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 
@@ -42,6 +52,11 @@ class UCF101Options(PrepareOptions):
     lists: str = "ucfTrainTestlist"
     videos: str = "UCF-101"
     flow: str = "tvl1_flow"
+    flow_source: Literal["auto", "files", "compute"] = "auto"
+
+
+class NoFlowFiles(MediaError):
+    """A clip has no precomputed flow folder at all (as opposed to a damaged one)."""
 
 
 def read_lines(path: Path) -> list[str]:
@@ -56,7 +71,7 @@ def flow_files(root: Path, clip: str) -> tuple[list[Path], list[Path]]:
             return sorted((root / x / clip).glob("*.jpg")), sorted((root / y / clip).glob("*.jpg"))
     if (root / clip).is_dir():
         return sorted((root / clip).glob("flow_x_*.jpg")), sorted((root / clip).glob("flow_y_*.jpg"))
-    raise MediaError(f"no flow frames for {clip} under {root}: looked for u/{clip}/, x/{clip}/ and {clip}/flow_x_*.jpg")
+    raise NoFlowFiles(f"no flow frames for {clip} under {root}: looked for u/{clip}/, x/{clip}/ and {clip}/flow_x_*.jpg")
 
 
 def read_flow_stack(root: Path, clip: str, count: int, size: int) -> np.ndarray:
@@ -98,24 +113,34 @@ class UCF101Recipe(Recipe):
         return [Stored("rgb", (options.frames, options.size, options.size, 3), "uint8"),
                 Stored("flow", (options.flow_frames, options.size, options.size, 2), "uint8")]
 
-    def decode(self, sample: Sample, options: UCF101Options) -> tuple[dict[str, np.ndarray], None]:
-        return {
-            "rgb": read_video_frames(Path(sample.sources["video"]), options.frames, options.size),
-            "flow": read_flow_stack(Path(sample.sources["flow"]), sample.id, options.flow_frames, options.size),
-        }, None
+    def decode(self, sample: Sample, options: UCF101Options) -> tuple[dict[str, np.ndarray], str | None]:
+        video = Path(sample.sources["video"])
+        frames = decode_video(video)
+        rgb = spread_frames(frames, options.frames, options.size)
+        if options.flow_source != "compute":
+            try:
+                return {"rgb": rgb, "flow": read_flow_stack(Path(sample.sources["flow"]), sample.id, options.flow_frames, options.size)}, None
+            except NoFlowFiles:
+                if options.flow_source == "files":
+                    raise
+        note = "no precomputed flow" if options.flow_source == "auto" else "flow_source=compute"
+        flow = video_flow(video, frames, options.flow_frames, options.size)
+        return {"rgb": rgb, "flow": flow}, f"{note}: flow computed during prepare (pyramidal Horn-Schunck, not TV-L1)"
 
 
-class UCF101Data(Section):
+class RGBFlowData(Section):
     rgb: ImageAugment = Field(default_factory=ImageAugment)
     flow: ImageAugment = Field(default_factory=ImageAugment)
 
 
-@DATASETS.register("ucf101")
-def build_ucf101(config: DataConfig):
-    options = validate(UCF101Data, config.options, "data.options of ucf101")
-    prepared = open_prepared(config.path, "ucf101")
-
+def rgb_flow_bundle(prepared: Prepared, options: RGBFlowData):
+    """Modalities `rgb` (frames) and `flow` (stacked flow fields) of a folder storing both."""
     def transforms(train: bool) -> Transforms:
         return Transforms({"rgb": ("rgb", FrameTransform(options.rgb, train)), "flow": ("flow", FlowTransform(options.flow, train))})
 
     return prepared_bundle(prepared, transforms, {"rgb": "frames", "flow": "flow"}, {"rgb": {"name": "resnet18"}, "flow": {"name": "resnet18"}})
+
+
+@DATASETS.register("ucf101")
+def build_ucf101(config: DataConfig):
+    return rgb_flow_bundle(open_prepared(config.path, "ucf101"), validate(RGBFlowData, config.options, "data.options of ucf101"))
