@@ -33,6 +33,8 @@ def data_overrides(data: str | None) -> list[str]:
         return []
     if Path(data).exists():
         return ["data.name=folder", f"data.path={Path(data).resolve()}"]
+    if "/" in data or data.endswith(".npz"):
+        raise ConfigError(f"--data {data}: no such file or folder (a path must exist; a data set name has no '/')")
     return [f"data.name={data}"]
 
 
