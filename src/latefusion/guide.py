@@ -16,6 +16,9 @@ teachers (UMT). Its exact operational rule is not published, so this rule is our
 
 The linear-probe gap (uni-modal encoder minus naive encoder, validation accuracy) is reported as
 evidence of laziness: it says how much UMT or UME stand to recover, not which of the two to pick.
+One case is flagged as not clear-cut (`evidence.clear_cut = false`): naive fusion ties with UME
+within the margin while its encoders are lazy, so laziness may be hiding paired features; the
+verdict stays UME and the reason suggests training UMT as well.
 Only validation numbers enter the decision; the test split is never read here.
 """
 
@@ -61,7 +64,14 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
             f"paired features add little here, so training each modality alone and ensembling (UME) is "
             f"enough and avoids joint training. {laziness}"
         )
-    evidence = {"val_acc": val_acc, "paired_gain": gain, "noise_margin": margin, "n_val": n_val, "probe_val": probe_val, "probe_gap": gaps}
+    # A tie between a lazy naive model and UME is the one case the rule cannot settle: the laziness
+    # may be hiding paired features that UMT would keep. Say so rather than sound sure.
+    ambiguous = choice == "ume" and abs(gain) <= margin and bool(lazy)
+    if ambiguous:
+        reason += (" This verdict is not clear-cut: naive fusion ties with UME while being lazy, so its laziness "
+                   "may hide paired features; training UMT as well (one more run) would settle it.")
+    evidence = {"val_acc": val_acc, "paired_gain": gain, "noise_margin": margin, "n_val": n_val, "probe_val": probe_val,
+                "probe_gap": gaps, "clear_cut": not ambiguous}
     return {"choice": choice, "reason": reason, "evidence": evidence}
 
 
