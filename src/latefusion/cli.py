@@ -31,7 +31,9 @@ def data_overrides(data: str | None) -> list[str]:
     """`--data` as config overrides: a path selects the bring-your-own `folder` data set."""
     if data is None:
         return []
-    if Path(data).exists():
+    from .data import DATASETS
+
+    if data not in DATASETS and Path(data).exists():  # a registered name wins; write ./NAME for a folder so named
         return ["data.name=folder", f"data.path={Path(data).resolve()}"]
     if "/" in data or data.endswith(".npz"):
         raise ConfigError(f"--data {data}: no such file or folder (a path must exist; a data set name has no '/')")
