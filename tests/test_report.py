@@ -178,3 +178,4 @@ def test_train_seeds_repeat_into_seed_folders(tmp_path, capsys):
     assert [RunDir(tmp_path / "runs" / f"seed-{k}").config().train.seed for k in (0, 1)] == [0, 1]
     assert printed["mean"]["test_acc"] == pytest.approx(np.mean([r["test_acc"] for r in results]))
     assert printed["std"]["test_acc"] == pytest.approx(np.std([r["test_acc"] for r in results], ddof=1))
+    assert json.loads((tmp_path / "runs" / "summary.json").read_text()) == printed

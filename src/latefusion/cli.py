@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import ConfigError, parse_overrides, resolve_config
 from .interrupt import Interrupted, stop_on_signal
 from .registry import UnknownNameError
-from .runs import CheckpointError, RunDir
+from .runs import CheckpointError, RunDir, write_json
 from .train import NonFiniteLossError
 
 DEFAULT_DEMO_DATA = "avdigits"
@@ -78,7 +78,9 @@ def command_train(args: argparse.Namespace) -> None:
               for label, seed_config, folder in each_seed(config, args.out, args.seeds)}
     mean, std = mean_and_std(list(scores.values()))
     if distributed.is_main():
-        print(json.dumps({"mean": mean, "std": std, "per_seed": scores}, indent=2))
+        summary = {"mean": mean, "std": std, "per_seed": scores}
+        write_json(Path(args.out) / "summary.json", summary)
+        print(json.dumps(summary, indent=2))
 
 
 def command_check_data(args: argparse.Namespace) -> int:
