@@ -1,16 +1,19 @@
-"""Loader throughput for VGG-Sound-shaped samples: prepared-shard read + decode + augment.
+"""Loader throughput for VGG-Sound-shaped samples: prepared-shard read + augment, and the input stage.
 
 A sample is what `latefusion prepare vggsound` stores (3 frames of 224 x 224 RGB uint8, 10 s of
-16 kHz int16 audio) and what training makes of it (random resized crop + flip of the frames to
-224, ImageNet normalisation; a random 5 s audio window -> log spectrogram, n_fft 256, hop 128).
-The prepared folder is written by the real `prepare` with a recipe whose "decoding" draws random
-arrays, so the format and the read path are the ones training uses.
+16 kHz int16 audio) and what training makes of it: in the loader, a random resized crop + flip of
+the frames to 224 (uint8) and a random 5 s audio window (int16); on the model's device, the input
+stage (ImageNet normalisation; log spectrogram, n_fft 256, hop 128). The prepared folder is written
+by the real `prepare` with a recipe whose "decoding" draws random arrays, so the format and the read
+path are the ones training uses.
 
     OMP_NUM_THREADS=1 python bench/loader.py [--samples 1024] [--batch 64] [--workers 1 2]
 
-Prints samples/s for one process reading in a loop (split into read and decode + augment), and
-through a torch DataLoader with N worker processes. Reads come from the page cache once the folder
-has been written (the folder is ~0.8 MB a sample); see bench/README.md for what that means.
+Prints samples/s for one process in a loop (read, loader augment, input stage timed apart), and
+through a torch DataLoader with N worker processes, for the loader as it is (compact uint8/int16
+batches) and as it was (the input stage run in the workers too, shipping float32 batches: the same
+numbers the former loader produced, see tests/test_input_stage.py), in the same run. Reads come from
+the page cache once the folder has been written (~0.8 MB a sample); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from latefusion.config import DataConfig
 from latefusion.data import DATASETS, build_dataset, collate
 from latefusion.data.prepared import RECIPES, Recipe, Sample, Scan, open_prepared, prepare
 from latefusion.data.vggsound import AudioVisualData, VGGSoundRecipe, audio_visual_bundle
+from latefusion.models.input_stage import build_input_stage
 
 
 @RECIPES.register("bench-vggsound")
@@ -56,10 +60,21 @@ def build_bench(config: DataConfig):
     return audio_visual_bundle(open_prepared(config.path, "bench-vggsound"), AudioVisualData())
 
 
-def per_process(split, batch: int, seconds: float) -> dict[str, float]:
-    """One process, one thread: gather batches in a loop, timing read and decode + augment apart."""
+class StagedOnCPU:
+    """A split's loader transform followed by the input stages, in the loader: the former loader's work."""
+
+    def __init__(self, transform, stages: dict) -> None:
+        self.transform, self.stages = transform, stages
+
+    def __call__(self, raw):
+        with torch.no_grad():
+            return {m: self.stages[m](x) for m, x in self.transform(raw).items()}
+
+
+def per_process(split, stages: dict, batch: int, seconds: float) -> dict[str, float]:
+    """One process, one thread: gather batches in a loop, timing read, loader augment and input stage apart."""
     generator = torch.Generator().manual_seed(0)
-    read_time = transform_time = 0.0
+    times = {"read": 0.0, "augment": 0.0, "stage": 0.0}
     samples = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -67,10 +82,17 @@ def per_process(split, batch: int, seconds: float) -> dict[str, float]:
         t0 = time.perf_counter()
         raw = split.raw(indices)
         t1 = time.perf_counter()
-        split.transform(raw)
+        compact = split.transform(raw)
         t2 = time.perf_counter()
-        read_time, transform_time, samples = read_time + t1 - t0, transform_time + t2 - t1, samples + batch
-    return {"read": samples / read_time, "transform": samples / transform_time, "total": samples / (read_time + transform_time)}
+        with torch.no_grad():
+            for m, x in compact.items():
+                stages[m](x)
+        t3 = time.perf_counter()
+        for part, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[part] += dt
+        samples += batch
+    return {part: samples / t for part, t in times.items()} | {
+        "loader": samples / (times["read"] + times["augment"]), "former": samples / sum(times.values())}
 
 
 def with_workers(split, batch: int, workers: int, seconds: float) -> float:
@@ -84,6 +106,11 @@ def with_workers(split, batch: int, workers: int, seconds: float) -> float:
         if started and time.perf_counter() - started > seconds:
             break
     return samples / (time.perf_counter() - started)
+
+
+def megabytes_a_sample(split) -> float:
+    inputs, _ = split.__getitems__([0])
+    return sum(x.numel() * x.element_size() for x in inputs.values()) / 1e6
 
 
 def main() -> None:
@@ -104,15 +131,27 @@ def main() -> None:
         prepare("bench-vggsound", raw, prepared, {}, progress=False)
         print(f"wrote {args.samples} VGG-Sound-shaped samples in {time.perf_counter() - t0:.1f} s "
               f"({sum(f.stat().st_size for f in prepared.rglob('*.npy')) / args.samples / 1e6:.2f} MB a sample)")
-        split = build_dataset(DataConfig(name="bench-vggsound", path=str(prepared))).splits["train"]
-        one = per_process(split, args.batch, args.seconds)
-        print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; batch {args.batch}\n")
+        bundle = build_dataset(DataConfig(name="bench-vggsound", path=str(prepared)))
+        split = bundle.splits["train"]
+        stages = {m.name: build_input_stage(m.stage) for m in bundle.modalities}
+        one = per_process(split, stages, args.batch, args.seconds)
+        transforms = {"uint8/int16 batches (now)": split.transform, "float32 batches (former)": StagedOnCPU(split.transform, stages)}
+        sizes = {}
+        for label, transform in transforms.items():
+            split.transform = transform
+            sizes[label] = megabytes_a_sample(split)
+        print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; batch {args.batch}")
+        print("a batch crosses processes as " + ", ".join(f"{mb:.2f} MB a sample with {label}" for label, mb in sizes.items()) + "\n")
         print("| loader | samples/s |\n|---|---:|")
         print(f"| 1 process: read (memory-mapped shards, fancy index) | {one['read']:.0f} |")
-        print(f"| 1 process: decode + augment (crop/flip 3 frames, 5 s log spectrogram) | {one['transform']:.0f} |")
-        print(f"| 1 process: read + decode + augment | {one['total']:.0f} |")
+        print(f"| 1 process: augment in the loader (crop/flip 3 frames in uint8, 5 s int16 window) | {one['augment']:.0f} |")
+        print(f"| 1 process: input stage on the CPU (float + ImageNet normalisation, 5 s log spectrogram) | {one['stage']:.0f} |")
+        print(f"| 1 process: read + augment (the loader now) | {one['loader']:.0f} |")
+        print(f"| 1 process: read + augment + input stage (the former loader's work) | {one['former']:.0f} |")
         for workers in args.workers:
-            print(f"| DataLoader, {workers} worker{'s' if workers > 1 else ''} | {with_workers(split, args.batch, workers, args.seconds):.0f} |")
+            for label, transform in transforms.items():
+                split.transform = transform
+                print(f"| DataLoader, {workers} worker{'s' if workers > 1 else ''}: {label} | {with_workers(split, args.batch, workers, args.seconds):.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
-"""From stored arrays to model inputs, a batch at a time: the decoding left for training time
-(uint8 -> float, waveform -> log spectrogram) and augmentation, which is on for the train split only.
+"""From stored arrays to compact batches, in the data loader: augmentation (on for the train split
+only) and cutting, with no float work. What the model takes is computed from these batches on its
+device, by the input stage each transform names (models/input_stage.py).
 
 * frames, views: random resized crop + horizontal flip for training (one crop per clip, shared by its
-  frames); the whole frame resized for evaluation. ImageNet mean/std normalisation.
+  frames); the whole frame resized for evaluation. uint8 out; stage `imagenet` (ImageNet mean/std).
 * flow: the same crop and flip, with the x component negated on a flip (a mirrored motion moves the
-  other way); values centred on the 128 that JPEG flow frames use for zero motion.
-* audio: a random window of `seconds` for training, the middle window for evaluation; STFT
-  magnitude, log(|S| + 1e-7): OGM-GE's VGG-Sound recipe (n_fft 256, hop 128) by default.
+  other way): v -> 256 - v about the 128 that JPEG flow frames use for zero motion. int16 out, since
+  256 - 0 does not fit in uint8; stage `flow` centres on 128 and scales by 1/128.
+* audio: a random window of `seconds` for training, the middle window for evaluation. int16 out;
+  stage `log-spectrogram`: STFT magnitude, log(|S| + 1e-7), OGM-GE's VGG-Sound recipe (n_fft 256,
+  hop 128) by default.
 
-Crops and resizes stay in uint8 (torch's fast antialiased path); only the cropped frames are
-converted to float. See bench/README.md for what this costs per sample.
+Crops and resizes stay in uint8 (torch's fast antialiased path). A VGG-Sound sample crosses from a
+worker to the training process as 0.45 MB of uint8 frames + 0.16 MB of int16 audio instead of
+2.1 MB of float32; see bench/README.md for what this buys.
 """
 
 from __future__ import annotations
@@ -23,9 +27,6 @@ from torch import Tensor
 
 from ..config import Section
 from .base import Inputs
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageAugment(Section):
@@ -54,7 +55,7 @@ def random_boxes(n: int, height: int, width: int, options: ImageAugment) -> list
 def crop_clips(x: Tensor, options: ImageAugment, train: bool) -> tuple[Tensor, Tensor]:
     """uint8 (B, T, H, W, C) -> uint8 (B, T, C, crop, crop), and which clips were flipped. The frames
     of a clip share one crop. Resizing stays in uint8 on a channels_last view (torch's fast path,
-    antialiased); converting to float is left to the caller, on the smaller cropped frames."""
+    antialiased); converting to float is left to the model's input stage."""
     b, t, h, w, c = x.shape
     size = (options.crop, options.crop)
     frames = x.permute(0, 1, 4, 2, 3)  # (B, T, C, H, W) as a channels_last view: no copy
@@ -73,17 +74,16 @@ def crop_clips(x: Tensor, options: ImageAugment, train: bool) -> tuple[Tensor, T
 
 
 class FrameTransform:
-    """Frames (B, T, H, W, 3) -> (B, T, 3, crop, crop); a single image (B, H, W, 3) -> (B, 3, crop, crop)."""
+    """Frames (B, T, H, W, 3) -> uint8 (B, T, 3, crop, crop); a single image (B, H, W, 3) -> (B, 3, crop, crop)."""
+
+    stage = {"name": "imagenet"}
 
     def __init__(self, options: ImageAugment, train: bool) -> None:
         self.options, self.train = options, train
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
 
     def __call__(self, x: Tensor) -> Tensor:
         single = x.dim() == 4
         out, _ = crop_clips(x.unsqueeze(1) if single else x, self.options, self.train)
-        out = (out.float() - self.mean) / self.std
         return out[:, 0] if single else out
 
     def shape(self, stored: tuple[int, ...]) -> tuple[int, ...]:
@@ -92,15 +92,17 @@ class FrameTransform:
 
 
 class FlowTransform:
-    """Stacked flow (B, L, H, W, 2) -> (B, 2L, crop, crop): channels x1, y1, x2, y2, ... in about [-1, 1]."""
+    """Stacked flow (B, L, H, W, 2) -> int16 (B, 2L, crop, crop): channels x1, y1, x2, y2, ..., centred on 128."""
+
+    stage = {"name": "flow"}
 
     def __init__(self, options: ImageAugment, train: bool) -> None:
         self.options, self.train = options, train
 
     def __call__(self, x: Tensor) -> Tensor:
         out, flips = crop_clips(x, self.options, self.train)
-        out = (out.float() - 128.0) / 128.0
-        out[flips, :, 0] = -out[flips, :, 0]
+        out = out.to(torch.int16)
+        out[flips, :, 0] = 256 - out[flips, :, 0]
         return out.flatten(1, 2)
 
     def shape(self, stored: tuple[int, ...]) -> tuple[int, ...]:
@@ -108,12 +110,13 @@ class FlowTransform:
 
 
 class AudioTransform:
-    """Waveform int16 (B, samples) -> log-magnitude spectrogram (B, 1, n_fft // 2 + 1, frames)."""
+    """Waveform int16 (B, samples) -> int16 window (B, seconds x rate); the input stage makes it a
+    log-magnitude spectrogram (B, 1, n_fft // 2 + 1, frames)."""
 
     def __init__(self, options: AudioAugment, rate: int, train: bool) -> None:
         self.options, self.train = options, train
         self.window = round(options.seconds * rate)
-        self.hann = torch.hann_window(options.n_fft)
+        self.stage = {"name": "log-spectrogram", "n_fft": options.n_fft, "hop": options.hop}
 
     def __call__(self, x: Tensor) -> Tensor:
         b, length = x.shape
@@ -123,16 +126,14 @@ class AudioTransform:
             starts = torch.randint(0, length - self.window + 1, (b, 1))
         else:
             starts = torch.full((b, 1), (length - self.window) // 2)
-        wave = torch.gather(x, 1, starts + torch.arange(self.window)).float() / 32768.0
-        spec = torch.stft(wave, self.options.n_fft, self.options.hop, window=self.hann, return_complex=True)
-        return torch.log(spec.abs() + 1e-7).unsqueeze(1)
+        return torch.gather(x, 1, starts + torch.arange(self.window))
 
     def shape(self, stored: tuple[int, ...]) -> tuple[int, ...]:
         return (1, self.options.n_fft // 2 + 1, self.window // self.options.hop + 1)
 
 
 class Transforms:
-    """Stored arrays -> model inputs: {modality: (array name, transform)}. A class, not a closure,
+    """Stored arrays -> compact batches: {modality: (array name, transform)}. A class, not a closure,
     so DataLoader workers can pickle it."""
 
     def __init__(self, plan: dict[str, tuple[str, object]]) -> None:

@@ -20,11 +20,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Modality:
-    """One input stream. `kind` picks a default encoder (vector -> mlp, image -> cnn, audio -> audio-cnn)."""
+    """One input stream. `kind` picks a default encoder (vector -> mlp, image -> cnn, audio -> audio-cnn).
+    `shape` is what the encoder takes per sample. `stage`, when set, names the input stage
+    (models/input_stage.py) that turns the compact batches the loader yields (uint8 frames, int16
+    audio) into that input on the model's device, e.g. {"name": "log-spectrogram", "n_fft": 256, "hop": 128}."""
 
     name: str
     kind: str
     shape: tuple[int, ...]
+    stage: dict[str, Any] | None = None
 
 
 @dataclass
@@ -51,7 +55,7 @@ class DataSpec:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "modalities": [{"name": m.name, "kind": m.kind, "shape": list(m.shape)} for m in self.modalities],
+            "modalities": [{"name": m.name, "kind": m.kind, "shape": list(m.shape), "stage": m.stage} for m in self.modalities],
             "num_classes": self.num_classes,
             "class_names": self.class_names,
             "encoders": self.encoders,
@@ -59,7 +63,7 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "DataSpec":
-        modalities = [Modality(m["name"], m["kind"], tuple(m["shape"])) for m in raw["modalities"]]
+        modalities = [Modality(m["name"], m["kind"], tuple(m["shape"]), m.get("stage")) for m in raw["modalities"]]
         return cls(raw["name"], modalities, raw["num_classes"], raw.get("class_names"), raw.get("encoders", {}))
 
 

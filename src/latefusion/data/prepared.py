@@ -237,7 +237,8 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
 class PreparedSplit(Dataset):
     """One split of a prepared folder. Arrays are memory-mapped on first use in each process (a
     DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
-    per array, then `transform` turns the stored arrays into model inputs (decode + augment)."""
+    per array, then `transform` augments them into compact batches (uint8 frames, int16 audio) that the
+    model's input stages turn into float inputs on its device."""
 
     # Prepare decoded and checked every sample as it wrote it; the data checks read only ids and labels
     # instead of decoding the whole split again at every start.
@@ -332,8 +333,9 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
 
 def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:
     """A DataBundle over a prepared folder. `transforms(train)` gives the `augment.Transforms` of a
-    split (augmenting for train only); `kinds` is each modality's kind (frames, flow, audio, image)."""
+    split (augmenting for train only); `kinds` is each modality's kind (frames, flow, audio, image).
+    Each modality's shape is what its encoder takes, after the input stage its transform names."""
     evaluation = transforms(False)
-    modalities = [Modality(m, kinds[m], transform.shape(prepared.stored[array].shape)) for m, (array, transform) in evaluation.plan.items()]
+    modalities = [Modality(m, kinds[m], transform.shape(prepared.stored[array].shape), transform.stage) for m, (array, transform) in evaluation.plan.items()]
     splits = {split: prepared.split(split, evaluation.arrays, transforms(split == "train")) for split in ("train", "val", "test")}
     return DataBundle(prepared.dataset, modalities, len(prepared.class_names), prepared.class_names, encoders, splits)

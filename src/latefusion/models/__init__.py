@@ -12,6 +12,7 @@ ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
 
 from . import audio, encoders, resnet  # noqa: E402,F401  (register the built-in encoders)
 from .fusion import LateFusion  # noqa: E402
+from .input_stage import Staged, build_input_stage  # noqa: E402
 
 
 def build_encoder(config: EncoderConfig, input_shape: tuple[int, ...], out_dim: int) -> nn.Module:
@@ -29,7 +30,9 @@ def build_late_fusion(bundle, config: ModelConfig, modalities: list[str]) -> Lat
     encoders = {}
     for name in modalities:
         chosen = config.encoders.get(name) or EncoderConfig(**bundle.encoders.get(name, {"name": "mlp"}))
-        encoders[name] = build_encoder(chosen, bundle.modality(name).shape, config.feature_dim)
+        modality = bundle.modality(name)
+        encoder = build_encoder(chosen, modality.shape, config.feature_dim)
+        encoders[name] = Staged(build_input_stage(modality.stage), encoder) if modality.stage else encoder
     return LateFusion(encoders, bundle.num_classes, config.fusion)
 
 
