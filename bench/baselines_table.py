@@ -12,16 +12,16 @@ itself is the same for every seed. Defaults of each data set and method are used
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from latefusion.config import resolve_config
 from latefusion.pipeline import BASELINES, run_pipeline
+from latefusion.seeds import mean_std
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+def percent_mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def collect(data: str, seeds: list[int], out: Path) -> dict[str, dict[str, list[float]]]:
@@ -55,8 +55,8 @@ def render(tables: dict[str, dict[str, dict[str, list[float]]]], modalities: dic
         cells = [method]
         for data, names in modalities.items():
             row = tables[data].get(method, {})
-            cells.append(mean_std(row["test"]) if "test" in row else "—")
-            cells += [mean_std(row[f"probe:{m}"]) if f"probe:{m}" in row else "—" for m in names]
+            cells.append(percent_mean_std(row["test"]) if "test" in row else "—")
+            cells += [percent_mean_std(row[f"probe:{m}"]) if f"probe:{m}" in row else "—" for m in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

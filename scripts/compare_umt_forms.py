@@ -20,6 +20,7 @@ from latefusion.config import resolve_config
 from latefusion.data import build_dataset
 from latefusion.pipeline import method_config, run_pipeline
 from latefusion.probe import probe_run
+from latefusion.seeds import mean_std
 from latefusion.train import train
 
 FORMS = {
@@ -29,8 +30,9 @@ FORMS = {
 }
 
 
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):+.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:+.1f}"
+def signed_mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:+.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:+.1f}"
 
 
 def main() -> None:
@@ -60,7 +62,7 @@ def main() -> None:
                     rows[form].setdefault(key, []).append(100 * value)
         for form, v in rows.items():
             print(f"| {preset} | {form} | {statistics.mean(v['naive']):.1f} | {statistics.mean(v['ume']):.1f} | "
-                  f"{statistics.mean(v['umt']):.1f} | {mean_std(v['diff'])} | {mean_std(v['gap'])} |")
+                  f"{statistics.mean(v['umt']):.1f} | {signed_mean_std(v['diff'])} | {signed_mean_std(v['gap'])} |")
 
 
 if __name__ == "__main__":

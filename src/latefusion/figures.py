@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.figure import Figure
 
+from .seeds import mean_std
+
 DPI = 160
 WIDTH = 8.6  # inches; every figure has this width so that their text has one size on the page
 RC = {
@@ -95,7 +97,7 @@ def percent_mean(fractions: list[float]) -> float:
 
 
 def spread(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean_std(values)[1]
 
 
 def to_png(figure: Figure) -> bytes:

@@ -22,7 +22,7 @@ from . import distributed
 from .config import RunConfig, Section
 from .data import SPLITS, DataBundle, build_dataset
 from .runs import RunDir, read_json, write_json
-from .train import load_model, make_loader, resolve_device, to_device
+from .train import encode, load_model, resolve_device
 
 
 class ProbeConfig(Section):
@@ -33,18 +33,8 @@ class ProbeConfig(Section):
     seed: int = 0
 
 
-@torch.no_grad()
 def extract_features(encoder: nn.Module, modality: str, bundle: DataBundle, config: RunConfig, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
-    encoder.eval()
-    features = {}
-    for split in SPLITS:
-        chunks, labels = [], []
-        for inputs, y in make_loader(bundle.splits[split], config, train=False):
-            inputs, y = to_device(inputs, y, device)
-            chunks.append(encoder(inputs[modality]).float().cpu())
-            labels.append(y.cpu())
-        features[split] = (torch.cat(chunks), torch.cat(labels))
-    return features
+    return {split: encode(encoder, modality, bundle.splits[split], config, device) for split in SPLITS}
 
 
 def fit_linear(features: dict[str, tuple[Tensor, Tensor]], num_classes: int, config: ProbeConfig) -> dict[str, float]:

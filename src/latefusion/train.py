@@ -100,6 +100,17 @@ def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int 
 
 
 @torch.no_grad()
+def encode(encoder: nn.Module, modality: str, dataset: Dataset, config: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One encoder's features of every sample of `dataset`, in order, on the CPU in float32, with the labels."""
+    encoder.eval()
+    features, labels = [], []
+    for inputs, y in make_loader(dataset, config, train=False):
+        features.append(encoder(inputs[modality].to(device, non_blocking=True)).float().cpu())
+        labels.append(y)
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
 def evaluate(method: Method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device) -> dict[str, float]:
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0

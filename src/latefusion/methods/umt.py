@@ -117,7 +117,7 @@ class UMT(Method):
         return WithTeacherFeatures(train, {m: self.cached_features(m, train) for m in self.teachers})
 
     def cached_features(self, modality: str, train: Dataset) -> Tensor:
-        from ..train import make_loader  # here, not at the top: train imports the methods
+        from ..train import encode  # here, not at the top: train imports the methods
 
         data = json.dumps(self.config.data.model_dump(mode="json", exclude={"batch_size", "eval_batch_size", "num_workers"}), sort_keys=True)
         fingerprint = hashlib.sha256(f"{data}|{len(train)}".encode()).hexdigest()[:16]
@@ -128,9 +128,8 @@ class UMT(Method):
                 return load_checkpoint(path)["features"]
             except CheckpointError:
                 pass  # absent or damaged: compute it again
-            teacher, device = self.teachers[modality], next(self.teachers[modality].parameters()).device
-            with torch.no_grad():
-                features = torch.cat([teacher(inputs[modality].to(device)).float().cpu() for inputs, _ in make_loader(train, self.config, train=False)])
+            teacher = self.teachers[modality]
+            features, _ = encode(teacher, modality, train, self.config, next(teacher.parameters()).device)
             save_checkpoint(path, {"features": features, "data": data})
             log.info("UMT: cached %s teacher features of %d samples in %s", modality, len(features), path)
             return features
