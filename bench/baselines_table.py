@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 from latefusion.pipeline import BASELINES, run_pipeline
 from latefusion.seeds import mean_std
 

@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 from latefusion.data import DataBundle, Modality, TensorSplit
 from latefusion.methods import build_method
 from latefusion.pipeline import method_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.pipeline import method_config, run_pipeline
 from latefusion.probe import probe_run

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 
 # Tiny models on 2 cores: one thread avoids OpenMP spin-waiting when other processes share the CPU.
 torch.set_num_threads(1)

@@ -37,7 +37,7 @@ def test_degradation_hits_its_targets():
 
 @pytest.mark.slow
 def test_quick_demo_on_embedded_data_fuses_better_than_each_modality(tmp_path):
-    from latefusion.config import resolve_config
+    from latefusion.resolve import resolve_config
     from latefusion.pipeline import run_pipeline
 
     summary = run_pipeline(resolve_config(None, ["data.name=avdigits", "train.progress=false"], quick=True), tmp_path, log=lambda *_: None)

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from latefusion import report, runs
+from latefusion import report, storage
 from latefusion.methods import METHODS
 from latefusion.methods.naive import Naive
 from latefusion.pipeline import run_pipeline
-from latefusion.runs import CheckpointError, RunDir, load_checkpoint, save_checkpoint, write_json
-from latefusion.train import NonFiniteLossError, train
+from latefusion.errors import CheckpointError
+from latefusion.runs import RunDir
+from latefusion.storage import load_checkpoint, save_checkpoint, write_json
+from latefusion.errors import NonFiniteLossError
+from latefusion.train import train
 
 STATE = {"model": {"weight": torch.arange(1000.0)}, "epoch": 3, "history": [{"val_acc": 0.5}]}
 
@@ -75,17 +78,18 @@ def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
 
 def test_every_output_file_goes_through_the_atomic_writer(tmp_path, tiny_config, monkeypatch):
     written = set()
-    atomic = runs.atomic_write_bytes
+    atomic = storage.atomic_write_bytes
 
     def recording(path, data):
         written.add(Path(path).resolve())
         atomic(path, data)
 
-    monkeypatch.setattr(runs, "atomic_write_bytes", recording)
+    monkeypatch.setattr(storage, "atomic_write_bytes", recording)
     monkeypatch.setattr(report, "atomic_write_bytes", recording)
     run_pipeline(tiny_config("train.epochs=1", "data.batch_size=100", "train.checkpoint_every_steps=1"), tmp_path / "demo", log=lambda *_: None)
     report.write_report([tmp_path / "demo"])
-    files = {p.resolve() for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    # Every file but the run folders' locks (held open, not written as a whole).
+    files = {p.resolve() for p in (tmp_path / "demo").rglob("*") if p.is_file() and p.name != ".lock"}
     names = {p.name for p in files}
     assert {"summary.json", "report.md", "report.html", "result.json", "metrics.jsonl", "config.yaml", "data.json", "probe.json", "best.pt", "last.pt"} <= names
     assert files == written  # nothing else was written, and no temporary file was left behind

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latefusion.config import ConfigError, RunConfig, parse_overrides, read_yaml, resolve_config
+from latefusion.config import ConfigError, RunConfig, parse_overrides, read_yaml
+from latefusion.resolve import resolve_config
 
 
 @pytest.mark.parametrize("overrides, message", [

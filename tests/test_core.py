@@ -3,13 +3,15 @@ import json
 import pytest
 import torch
 
-from latefusion.config import ConfigError, resolve_config
+from latefusion.config import ConfigError
+from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.models import build_late_fusion
 from latefusion.pipeline import run_pipeline
 from latefusion.probe import probe_run
 from latefusion.runs import RunDir
-from latefusion.train import load_model, train
+from latefusion.methods import load_model
+from latefusion.train import train
 
 
 def test_synthetic_is_reproducible_and_has_three_splits(tiny_config):

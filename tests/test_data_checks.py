@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from latefusion.cli import main
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 from latefusion.data import DATASETS, DataBundle, Modality, TensorSplit, build_dataset
 from latefusion.data.checks import DataCheckError, check_bundle, check_label, check_sample, checked, format_report
 

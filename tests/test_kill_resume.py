@@ -10,7 +10,9 @@ import time
 import pytest
 
 from latefusion.cli import main
-from latefusion.runs import CheckpointError, RunDir, load_checkpoint
+from latefusion.errors import CheckpointError
+from latefusion.runs import RunDir
+from latefusion.storage import load_checkpoint
 
 # 800 samples in batches of 8: 100 steps an epoch, a step checkpoint every 5.
 STEPS_PER_EPOCH = 100

@@ -7,7 +7,7 @@ are percentage points.
 
 import pytest
 
-from latefusion.config import resolve_config
+from latefusion.resolve import resolve_config
 from latefusion.pipeline import run_pipeline
 
 SEEDS = (0, 1)

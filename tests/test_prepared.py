@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml, resolve_config
+from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml
+from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.data.augment import AudioAugment, AudioTransform, FlowTransform, FrameTransform, ImageAugment
 from latefusion.data.prepared import Sample, carve_validation, prepare

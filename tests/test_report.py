@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from latefusion.cli import main
-from latefusion.config import dump_config, resolve_config
+from latefusion.config import dump_config
+from latefusion.resolve import resolve_config
 from latefusion.figures import method_style, probe_style
-from latefusion.pipeline import run_folder, run_pipeline
+from latefusion.pipeline import run_pipeline
+from latefusion.summary import run_folder
 from latefusion.report import FIGURES_FOLDER, write_report
 from latefusion.runs import RunDir
 from latefusion.seeds import seed_config

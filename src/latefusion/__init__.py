@@ -8,12 +8,15 @@ Multi-Modal Learning" (ICML 2023).
     summary = run_pipeline(resolve_config(None, ["data.name=synthetic-paired"]), "runs/paired")
 """
 
-__version__ = "0.1.0"
+from .config import RunConfig
+from .errors import UserError
+from .guide import decide, guide_from_runs
+from .methods import load_model
+from .pipeline import run_pipeline
+from .probe import probe_run
+from .resolve import resolve_config
+from .train import train
+from .version import __version__
 
-from .config import RunConfig, resolve_config  # noqa: E402
-from .guide import decide, guide_from_runs  # noqa: E402
-from .pipeline import run_pipeline  # noqa: E402
-from .probe import probe_run  # noqa: E402
-from .train import load_model, train  # noqa: E402
-
-__all__ = ["RunConfig", "decide", "guide_from_runs", "load_model", "probe_run", "resolve_config", "run_pipeline", "train"]
+__all__ = ["RunConfig", "UserError", "__version__", "decide", "guide_from_runs", "load_model", "probe_run", "resolve_config",
+           "run_pipeline", "train"]

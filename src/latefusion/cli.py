@@ -6,16 +6,22 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-from .config import ConfigError, parse_overrides, resolve_config
+from . import distributed
+from .config import parse_overrides
+from .data import DATASETS, build_dataset
+from .errors import ConfigError, RunFolderError, UserError
 from .interrupt import Interrupted, stop_on_signal
-from .registry import UnknownNameError
-from .runs import CheckpointError, RunDir, write_json
-from .train import NonFiniteLossError
+from .methods import METHODS
+from .resolve import resolve_config
+from .runs import RunDir
+from .storage import write_json
+from .summary import UNIMODAL, run_folder, unimodal_key
+from .version import __version__
 
 DEFAULT_DEMO_DATA = "avdigits"
-USER_ERRORS = (ConfigError, CheckpointError, UnknownNameError, FileExistsError, FileNotFoundError, ValueError, NonFiniteLossError)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +37,6 @@ def data_overrides(data: str | None) -> list[str]:
     """`--data` as config overrides: a path selects the bring-your-own `folder` data set."""
     if data is None:
         return []
-    from .data import DATASETS
-
     if data not in DATASETS and Path(data).exists():  # a registered name wins; write ./NAME for a folder so named
         return ["data.name=folder", f"data.path={Path(data).resolve()}"]
     if "/" in data or data.endswith(".npz"):
@@ -59,7 +63,6 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def command_train(args: argparse.Namespace) -> None:
-    from . import distributed
     from .seeds import each_seed, mean_and_std
     from .train import train
 
@@ -84,7 +87,6 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_check_data(args: argparse.Namespace) -> int:
-    from .data import DATASETS
     from .data.checks import check_bundle, format_report
 
     config = resolve_config(args.config, [*data_overrides(args.dataset or args.data), *args.overrides], quick=args.quick)
@@ -118,10 +120,11 @@ def command_guide(args: argparse.Namespace) -> None:
 
     if args.pipeline_dir is not None:
         root = args.pipeline_dir
-        unimodal = {p.name.removeprefix("unimodal-"): str(p) for p in sorted(root.glob("unimodal-*"))}
+        prefix = run_folder(unimodal_key(""))
+        unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*"))}
         naive, ume = str(root / "naive"), str(root / "ume")
         if not unimodal:
-            raise FileNotFoundError(f"{root} holds no unimodal-<modality> runs; is it a `latefusion demo` output folder?")
+            raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
     else:
         if not (args.unimodal and args.naive and args.ume):
             raise ConfigError("guide needs a demo folder, or all of --unimodal MODALITY=DIR (per modality), --naive DIR and --ume DIR")
@@ -133,22 +136,22 @@ def command_guide(args: argparse.Namespace) -> None:
 
 
 def parse_methods(value: str) -> list[str]:
-    """`--methods`: `paper` (the paper's set only), `all` (plus every baseline), or baselines by name, comma-separated."""
-    from .pipeline import BASELINES
+    """`--methods`: `paper` (the paper's set only), `all` (plus every baseline), or methods by name, comma-separated."""
+    from .pipeline import baseline_methods
 
     if value == "paper":
         return []
     if value == "all":
-        return list(BASELINES)
+        return baseline_methods()
     names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BASELINES]
+    runnable = [name for name in METHODS.names() if METHODS.get(name).group != UNIMODAL]
+    unknown = [name for name in names if name not in runnable]
     if unknown or not names:
-        raise ConfigError(f"--methods {value!r}: expected paper, all, or a comma-separated list of {', '.join(BASELINES)}; unknown: {unknown}")
+        raise ConfigError(f"--methods {value!r}: expected paper, all, or a comma-separated list of {', '.join(runnable)}; unknown: {unknown}")
     return names
 
 
 def command_demo(args: argparse.Namespace) -> None:
-    from . import distributed
     from .pipeline import run_pipeline
     from .report import terminal_summary, write_report
     from .seeds import run_demo_seeds
@@ -176,7 +179,6 @@ def command_report(args: argparse.Namespace) -> None:
 
 def command_datasets(args: argparse.Namespace) -> None:
     from .config import DataConfig
-    from .data import DATASETS, build_dataset
 
     print(f"{'name':<22} {'modalities':<40} {'classes':>7}  train/val/test")
     for name in DATASETS.names():
@@ -192,6 +194,8 @@ def command_datasets(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latefusion", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"latefusion {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too (bad config, bad data)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("prepare", help="decode a downloaded data set into the prepared format training reads")
@@ -236,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-option", dest="method_options", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="an option for one method, e.g. --method-option umt.weight=50")
     p.add_argument("--methods", default="paper", metavar="paper|all|NAME,...",
-                   help="paper: unimodal, naive, UME, UMT (default); all: also gblend, ogm_ge, mmpareto, mla; "
-                        "or the paper's set plus the baselines named, e.g. ogm_ge,gblend")
+                   help="paper: unimodal, naive, UME, UMT (default); all: also every baseline (see `latefusion methods`); "
+                        "or the paper's set plus the methods named, e.g. ogm_ge,gblend")
     add_seeds_argument(p)
     p.set_defaults(handler=command_demo)
 
@@ -263,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"latefusion {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
-    except USER_ERRORS as error:
+    except UserError as error:  # anything else is a bug: its traceback is shown
+        if args.debug:
+            traceback.print_exc()
         print(f"latefusion {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -6,17 +6,16 @@ Method-specific options live in each method's own `Options` model (see `methods/
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import ConfigError
 from .registry import did_you_mean
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the key, what was found and what was expected."""
 
 
 class Section(BaseModel):
@@ -61,7 +60,7 @@ class OptimConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(30, ge=0)
+    epochs: int = Field(30, ge=1)
     # Stop when validation accuracy has not improved for this many epochs (None: run all epochs).
     patience: int | None = Field(None, gt=0)
     seed: int = Field(0, ge=0, lt=2**32)
@@ -75,6 +74,9 @@ class TrainConfig(Section):
     channels_last: bool = True
     cudnn_benchmark: bool = True
     progress: bool = True
+    # Read the logged training values (and check the loss is finite) every this many steps: each read
+    # waits for the GPU, so reading every step would serialise the host and the device.
+    log_every_steps: int = Field(50, gt=0)
 
 
 class MethodConfig(Section):
@@ -173,17 +175,29 @@ def dump_config(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def resolve_config(path: str | Path | None = None, overrides: list[str] = (), *, quick: bool = False) -> RunConfig:
-    """The user's config over the defaults registered for its data set (and its quick settings)."""
-    from .data import DATASETS  # here: the data package imports this module
+# Keys that change how a run is shown or how fast it runs, not what it computes.
+NEUTRAL_KEYS = frozenset({"train.progress", "train.log_every_steps", "train.checkpoint_every_steps", "train.channels_last",
+                          "train.cudnn_benchmark", "data.eval_batch_size"})
 
-    user = deep_merge(read_yaml(path) if path is not None else {}, parse_overrides(list(overrides)))
-    data = user.get("data")
-    name = data.get("name", DataConfig().name) if isinstance(data, dict) else DataConfig().name
-    # A name of the wrong type or unknown gets no defaults here; validation or the registry names the error.
-    base = dict(DATASETS.defaults(name)) if isinstance(name, str) and name in DATASETS else {}
-    quick_settings = base.pop("quick", {})
-    if quick:
-        base = deep_merge(base, quick_settings)
-    source = (str(path) if path else "defaults") + (" + --set overrides" if overrides else "")
-    return validate(RunConfig, deep_merge(base, user), source)
+
+def flat_config(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """`{"train.epochs": 30, "method.options.weight": 1.0, ...}` without the neutral keys."""
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+    tree = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return {k: v for k, v in flat(tree) if k not in NEUTRAL_KEYS}
+
+
+def config_differences(old: RunConfig | dict[str, Any], new: RunConfig | dict[str, Any]) -> list[str]:
+    """`key: old -> new` for every key whose value differs (neutral keys aside)."""
+    a, b = flat_config(old), flat_config(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    """A hash of everything in the config that changes what a run computes."""
+    return hashlib.sha256(json.dumps(flat_config(config), sort_keys=True).encode()).hexdigest()[:16]

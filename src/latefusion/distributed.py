@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
-from .config import ConfigError
+from .errors import ConfigError
 
 _device = torch.device("cpu")  # where collective operations put their tensors (NCCL needs the GPU)
 
@@ -165,12 +165,12 @@ class MethodStep(nn.Module):
         super().__init__()
         self.method, self.model = method, model
 
-    def forward(self, inputs, labels):
-        return self.method.training_loss(self.model, inputs, labels)
+    def forward(self, inputs, labels, step):
+        return self.method.loss(self.model, inputs, labels, step)
 
 
 def wrap(method, model: nn.Module, device: torch.device) -> nn.Module:
-    """`step(inputs, labels) -> (loss, logs)`; behind DDP when there are several processes."""
+    """`step_loss(inputs, labels, step) -> StepOutput`; behind DDP when there are several processes."""
     step = MethodStep(method, model)
     if world_size() == 1:
         return step

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import statistics
-from dataclasses import dataclass
 
 import matplotlib
 from matplotlib.figure import Figure
 
+from .methods import METHODS
 from .seeds import mean_std
+from .style import Style
+from .summary import UNIMODAL
 
 DPI = 160
 WIDTH = 8.6  # inches; every figure has this width so that their text has one size on the page
@@ -37,58 +39,31 @@ RC = {
 }
 
 
-@dataclass(frozen=True)
-class Style:
-    label: str
-    color: str
-    marker: str = "o"
-    linestyle: str | tuple = "-"
-    hatch: str = ""
-
-
-# Okabe-Ito; the uni-modal runs share the blues, one shade (and line style) per modality.
-UNIMODAL_COLORS = ("#0072B2", "#56B4E9", "#003B5C")  # Okabe-Ito blue, sky blue, and a darker blue
+# The uni-modal runs share the blues (Okabe-Ito blue, sky blue, a darker blue), one shade and line style per modality.
+UNIMODAL_COLORS = ("#0072B2", "#56B4E9", "#003B5C")
 UNIMODAL_LINES = ("-", "--", ":", "-.")
-METHOD_STYLES = {
-    "naive": Style("Naive fusion", "#D55E00", "s"),
-    "ume": Style("UME", "#009E73", "D"),
-    "umt": Style("UMT", "#CC79A7", "^"),
-    # The baselines: the rest of Okabe-Ito plus grey, each with its own marker, line and hatch.
-    "gblend": Style("G-Blending", "#E69F00", "v", "--", "xx"),
-    "ogm_ge": Style("OGM-GE", "#000000", "P", "-.", "\\\\"),
-    "mmpareto": Style("MMPareto", "#F0E442", "X", ":", "++"),
-    "mla": Style("MLA", "#999999", "*", (0, (5, 1)), "oo"),
-}
-PROBE_STYLES = {
-    "unimodal": Style("Uni-modal encoder", "#0072B2", "o"),
-    "naive": Style("Naive-fusion encoder", "#D55E00", "s", hatch="////"),
-    "umt": Style("UMT encoder", "#CC79A7", "^", hatch="...."),
-}
 OTHER_COLORS = ("#E69F00", "#000000", "#F0E442")
 OTHER_MARKERS = ("v", "P", "X")
 
 
 def method_style(key: str, modalities: list[str]) -> Style:
-    """"unimodal:<m>", "naive", "ume", "umt" or any other method name."""
-    if key.startswith("unimodal:"):
-        modality = key.partition(":")[2]
+    """The style a summary key is drawn in: "unimodal:<m>" or a method's name (its class declares it)."""
+    name, _, modality = key.partition(":")
+    if name == UNIMODAL and modality:
         i = modalities.index(modality) if modality in modalities else 0
         return Style(f"Uni-modal ({modality})", UNIMODAL_COLORS[i % len(UNIMODAL_COLORS)], "o", UNIMODAL_LINES[i % len(UNIMODAL_LINES)])
-    return METHOD_STYLES.get(key) or other_style(key)
+    return METHODS.get(name).style if name in METHODS else other_style(key)
 
 
 def probe_style(source: str) -> Style:
-    if source in PROBE_STYLES:
-        return PROBE_STYLES[source]
-    if source in METHOD_STYLES:
-        style = METHOD_STYLES[source]
-        return Style(f"{style.label} encoder", style.color, style.marker, style.linestyle, style.hatch)
-    return other_style(source, suffix=" encoder")
+    """The style of the encoders a method trained ("unimodal" or a method's name)."""
+    style = METHODS.get(source).style if source in METHODS else other_style(source)
+    return Style(f"{style.label} encoder", style.color, style.marker, style.linestyle, style.hatch)
 
 
-def other_style(key: str, suffix: str = "") -> Style:
+def other_style(key: str) -> Style:
     i = sum(map(ord, key))  # stable across runs, unlike hash()
-    return Style(f"{key}{suffix}", OTHER_COLORS[i % len(OTHER_COLORS)], OTHER_MARKERS[i % len(OTHER_MARKERS)], hatch="xx")
+    return Style(key, OTHER_COLORS[i % len(OTHER_COLORS)], OTHER_MARKERS[i % len(OTHER_MARKERS)], hatch="xx")
 
 
 def percent_mean(fractions: list[float]) -> float:

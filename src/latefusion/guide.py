@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .probe import probe_run
 from .runs import RunDir
 
 
@@ -77,8 +78,6 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
 
 def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, bundle=None, min_margin: float = 0.01) -> dict[str, Any]:
     """Decide from finished run folders (probing the uni-modal and naive runs if not yet probed)."""
-    from .probe import probe_run
-
     val_acc = {f"unimodal:{m}": RunDir(path).result()["val_acc"] for m, path in unimodal.items()}
     val_acc["naive"] = RunDir(naive).result()["val_acc"]
     ume_result = RunDir(ume).result()

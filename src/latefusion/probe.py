@@ -18,11 +18,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+import logging
+import os
+
 from . import distributed
 from .config import RunConfig, Section
 from .data import SPLITS, DataBundle, build_dataset
-from .runs import RunDir, read_json, write_json
-from .train import encode, load_model, resolve_device
+from .engine import encode, resolve_device
+from .methods import load_model
+from .runs import RunDir, checkpoint_sha256
+from .storage import read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 class ProbeConfig(Section):
@@ -31,10 +38,15 @@ class ProbeConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     eval_every: int = Field(10, gt=0)
     seed: int = 0
+    # Train features through the evaluation transform (as val and test are), or through the
+    # training augmentation (one random draw per sample, fixed for the probe).
+    augmented_train: bool = False
 
 
-def extract_features(encoder: nn.Module, modality: str, bundle: DataBundle, config: RunConfig, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
-    return {split: encode(encoder, modality, bundle.splits[split], config, device) for split in SPLITS}
+def extract_features(encoder: nn.Module, modality: str, bundle: DataBundle, config: RunConfig, device: torch.device,
+                     augmented_train: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+    splits = {split: bundle.splits[split] if augmented_train and split == "train" else bundle.splits[split].deterministic() for split in SPLITS}
+    return {split: encode(encoder, modality, data, config, device) for split, data in splits.items()}
 
 
 def fit_linear(features: dict[str, tuple[Tensor, Tensor]], num_classes: int, config: ProbeConfig) -> dict[str, float]:
@@ -65,19 +77,27 @@ def fit_linear(features: dict[str, tuple[Tensor, Tensor]], num_classes: int, con
 
 
 def probe_run(run_dir: str | Path, *, bundle: DataBundle | None = None, config: ProbeConfig | None = None) -> dict[str, dict[str, Any]]:
-    """Probe every encoder of a finished run; results are also written to `run_dir/probe.json`."""
+    """Probe every encoder of a finished run. The results go to `run_dir/probe.json` with what they
+    were computed from (probe settings, the model's checkpoint, the data's fingerprint) and are reused
+    only while all three are unchanged. A read-only run folder is probed all the same, without saving."""
     run = RunDir(run_dir)
-    if run.probe_file.is_file():
-        return read_json(run.probe_file)
     config = config or ProbeConfig()
     run_config = run.config()
-    device = resolve_device(run_config.train.device)
     bundle = bundle or build_dataset(run_config.data)
+    key = {"settings": config.model_dump(mode="json"), "checkpoint_sha256": checkpoint_sha256(run), "data": bundle.fingerprint}
+    if run.probe_file.is_file():
+        stored = read_json(run.probe_file)
+        if stored.get("key") == key:
+            return stored["results"]
+    device = resolve_device(run_config.train.device)
     model = load_model(run, device)
     results = {}
     for modality, encoder in model.encoders.items():
-        features = extract_features(encoder, modality, bundle, run_config, device)
+        features = extract_features(encoder, modality, bundle, run_config, device, config.augmented_train)
         results[modality] = fit_linear(features, bundle.num_classes, config)
     if distributed.is_main():
-        write_json(run.probe_file, results)
+        if os.access(run.path, os.W_OK):
+            write_json(run.probe_file, {"key": key, "results": results})
+        else:
+            log.info("probe: %s is read-only; the results are not saved", run.path)
     return results

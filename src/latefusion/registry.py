@@ -5,14 +5,13 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Generic, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(ConfigError):
     """Raised for a name no entry was registered under; the message lists the close matches."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; a sentence reads better.
-        return str(self.args[0])
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .errors import RunFolderError
 from .figures import accuracy_figure, curves_figure, laziness_figure, method_style, probe_style
-from .pipeline import run_folder
-from .runs import RunDir, atomic_write_bytes, atomic_write_text, read_json
+from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
+from .storage import atomic_write_bytes, atomic_write_text, read_json
+from .summary import run_folder
+from .version import __version__
 
 FIGURES_FOLDER = "report-figures"
 
@@ -75,7 +77,7 @@ def find_seed_folders(paths: list[Path]) -> list[tuple[str, Path]]:
         elif (path / "summary.json").is_file():
             found.append(path)
         else:
-            raise FileNotFoundError(f"{path} is not a `latefusion demo` output folder: it holds neither summary.json nor seed-K subfolders")
+            raise RunFolderError(f"{path} is not a `latefusion demo` output folder: it holds neither summary.json nor seed-K subfolders")
     labels = [p.name for p in found]
     if len(set(labels)) < len(labels):  # e.g. a/demo and b/demo: the full paths tell them apart
         labels = [str(p) for p in found]
@@ -91,7 +93,7 @@ def read_history(run: RunDir) -> list[dict[str, Any]]:
 def load_seed(label: str, path: Path) -> Seed:
     summary = read_json(path / "summary.json")
     if "methods" not in summary:
-        raise ValueError(f"{path / 'summary.json'} is not a one-seed demo summary (it has no 'methods'); "
+        raise RunFolderError(f"{path / 'summary.json'} is not a one-seed demo summary (it has no 'methods'); "
                          "give the seed folders, or the folder that holds them")
     runs = {}
     for key in summary["methods"]:
@@ -478,7 +480,7 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> Writ
     paths = [Path(p) for p in paths]
     if out is None:
         if len(paths) != 1:
-            raise ValueError(f"{len(paths)} folders given: name the report's folder with --out")
+            raise RunFolderError(f"{len(paths)} folders given: name the report's folder with --out")
         out = paths[0]
     out = Path(out)
     report = collect(paths)

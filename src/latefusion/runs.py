@@ -1,113 +1,37 @@
-"""Run folders and the files in them, written atomically and read back safely.
+"""Run folders: what each file holds, one writer at a time, and references to other runs.
 
 A run folder holds:
-  config.yaml     the resolved configuration
-  data.json       the data set's spec (modalities, shapes, classes), so a model can be rebuilt without data
-  metrics.jsonl   one line per epoch
-  result.json     final validation and test accuracy
-  checkpoints/    best.pt (weights at the best validation epoch) and last.pt (everything needed to resume)
-Every file is written atomically (a temporary file renamed over the old one). A checkpoint ends with the
-sha256 of its contents; a file that does not match is refused, not half-read.
+  config.yaml       the resolved configuration
+  data.json         the data set's spec (modalities, shapes, classes), so a model can be rebuilt without data
+  references.json   the runs this one learned from (UMT's teachers, UME's members): each one's path,
+                    relative to this folder, and the sha256 of the checkpoint that was used
+  metrics.jsonl     one line per epoch
+  result.json       final validation and test metrics, with the fingerprints of the config and the data
+  probe.json        linear-probe results, with the settings and fingerprints they were computed from
+  checkpoints/      best.pt (weights at the best validation epoch) and last.pt (everything needed to
+                    resume); both also carry the config and data fingerprint they were trained with
+  cache/            what a run computes once and reuses (UMT's teacher features), keyed by its inputs
+  .lock             held by the one process writing the folder
+A finished run loads, probes and reports from its own folder alone: its checkpoints hold every weight
+its model needs (a UMT model does not need its teachers, a UME model holds its members).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
+import contextlib
+import fcntl
 import json
 import os
-import pickle
-import re
-import tempfile
+import socket
+import sys
+import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, Iterator
 
 from .config import RunConfig, read_yaml, validate
 from .data import DataSpec
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, damaged, or carries something other than tensors and plain values."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`:
-    a reader sees the old file or the new one, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: str | Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-
-
-# A checkpoint is torch.save's bytes, then this marker and their sha256. Data and checksum live in one
-# file, so a single atomic rename publishes both: no crash can leave them out of step. torch.load
-# itself ignores bytes after the archive, so the file still loads with plain torch.load.
-CHECKSUM_MARKER = b"\nlatefusion-sha256:"
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    atomic_write_bytes(path, data + CHECKSUM_MARKER + hashlib.sha256(data).hexdigest().encode() + b"\n")
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with `weights_only=True` after checking the sha256 stored at the end of the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    raw = path.read_bytes()
-    data, marker, checksum = raw.rpartition(CHECKSUM_MARKER)
-    if not marker:
-        raise CheckpointError(
-            f"checkpoint {path} is damaged: it lacks the sha256 written at its end ({len(raw)} bytes read); "
-            f"it was truncated, or it was not written by latefusion"
-        )
-    if hashlib.sha256(data).hexdigest() != checksum.strip().decode(errors="replace"):
-        raise CheckpointError(
-            f"checkpoint {path} is damaged: its contents do not match the sha256 written with them "
-            f"({len(raw)} bytes read); it was truncated or changed after it was written"
-        )
-    try:
-        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's message is long advice on loading unsafely; its one useful line names the object.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects other than tensors and plain values "
-            f"(a pickle payload{f' calling {found.group(1)}' if found else ''}), which could run code when unpickled"
-        ) from None
-    except (RuntimeError, EOFError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} could not be read ({error}); it is damaged or not a checkpoint") from None
+from .errors import RunFolderError
+from .storage import atomic_write_text, file_sha256, read_json, write_json
 
 
 class RunDir:
@@ -116,25 +40,95 @@ class RunDir:
 
     config_file = property(lambda self: self.path / "config.yaml")
     data_file = property(lambda self: self.path / "data.json")
+    references_file = property(lambda self: self.path / "references.json")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     result_file = property(lambda self: self.path / "result.json")
     probe_file = property(lambda self: self.path / "probe.json")
+    lock_file = property(lambda self: self.path / ".lock")
+    cache = property(lambda self: self.path / "cache")
     best = property(lambda self: self.path / "checkpoints" / "best.pt")
     last = property(lambda self: self.path / "checkpoints" / "last.pt")
 
     def config(self) -> RunConfig:
         if not self.config_file.is_file():
-            raise FileNotFoundError(f"{self.path} is not a run folder: {self.config_file.name} is missing")
+            raise RunFolderError(f"{self.path} is not a run folder: {self.config_file.name} is missing")
         return validate(RunConfig, read_yaml(self.config_file), str(self.config_file))
 
     def spec(self) -> DataSpec:
         return DataSpec.from_json(read_json(self.data_file))
 
     def result(self) -> dict[str, Any]:
+        if not self.result_file.is_file():
+            raise RunFolderError(f"{self.path} is not a finished run: {self.result_file.name} is missing")
         return read_json(self.result_file)
+
+    def references(self) -> dict[str, dict[str, dict[str, str]]]:
+        return read_json(self.references_file) if self.references_file.is_file() else {}
 
     def is_finished(self) -> bool:
         return self.result_file.is_file()
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         atomic_write_text(self.metrics_file, "".join(json.dumps(row) + "\n" for row in history))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one writing process. The kernel releases the lock when its process
+        ends, however it ends, so a lock left by a killed run is simply taken over."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "holder unknown"
+            os.close(fd)
+            raise RunFolderError(f"{self.path} is in use by another latefusion process ({holder}); "
+                                 f"wait for it to finish, or choose another folder") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}".encode())
+            self.remove_stale_temporaries()
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def remove_stale_temporaries(self) -> None:
+        """Temporary files an interrupted atomic write left behind; only safe while holding the lock."""
+        for folder in (self.path, self.path / "checkpoints", self.cache):
+            for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
+                stale.unlink(missing_ok=True)
+
+
+def resolve_references(run: RunDir, given: dict[str, str], option: str) -> dict[str, RunDir]:
+    """The runs named by `option` (modality -> folder, as the user gave them) for `run`.
+
+    A run that already recorded its references (a resumed one) finds them where its record says,
+    relative to its own folder, so a folder moved with its references keeps working; the path given
+    is the fallback. A reference whose checkpoint changed since it was recorded is refused by name."""
+    recorded = run.references().get(option, {})
+    resolved = {}
+    for modality, path in given.items():
+        record = recorded.get(modality)
+        candidates = ([run.path / record["path"]] if record else []) + [Path(path)]
+        found = next((RunDir(c) for c in candidates if (c / "config.yaml").is_file()), None)
+        if found is None:
+            raise RunFolderError(f"{option}.{modality}: no run folder at {' or '.join(str(c) for c in candidates)}")
+        if record and checkpoint_sha256(found) != record["sha256"]:
+            raise RunFolderError(f"{option}.{modality}: the checkpoint of {found.path} changed since {run.path} used it "
+                                 f"(sha256 {record['sha256'][:12]}... recorded); retrain this run, or restore that checkpoint")
+        resolved[modality] = found
+    return resolved
+
+
+def record_references(run: RunDir, option: str, runs: dict[str, RunDir]) -> None:
+    references = run.references()
+    references[option] = {m: {"path": os.path.relpath(r.path.resolve(), run.path.resolve()), "sha256": checkpoint_sha256(r)}
+                          for m, r in runs.items()}
+    write_json(run.references_file, references)
+
+
+def checkpoint_sha256(run: RunDir) -> str:
+    if not run.best.is_file():
+        raise RunFolderError(f"{run.path} has no {run.best.relative_to(run.path)}: it has not finished training")
+    return file_sha256(run.best)

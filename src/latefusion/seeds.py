@@ -13,7 +13,7 @@ config file or `--set` gave for these two keys is replaced by K.
 The spread is the sample standard deviation over seeds (n - 1 in the denominator), 0 for one seed.
 
 Several demo seeds write OUT/summary.json in this shape (each per-seed summary has the one-seed
-shape documented in pipeline.py; `mean` and `std` mirror its `methods` and `probe` sections):
+shape typed in summary.py; `mean` and `std` mirror its `methods` and `probe` sections):
 
   {"dataset": ..., "modalities": [...], "seeds": ["seed-0", "seed-1", ...],
    "mean": {"methods": {name: {"val_acc", "test_acc"}}, "probe": {encoder: {modality: acc}}},
@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import distributed
-from .config import ConfigError, RunConfig
-from .runs import write_json
+from .config import RunConfig
+from .pipeline import run_pipeline
+from .errors import ConfigError, RunFolderError
+from .storage import write_json
 
 SEED_PREFIX = "seed-"
 
@@ -81,10 +83,10 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for label, summary in per_seed.items():
         for key in ("dataset", "modalities"):
             if summary[key] != first[key]:
-                raise ValueError(f"cannot aggregate seeds of different data: {labels[0]} has {key} {first[key]!r}, {label} has {summary[key]!r}")
+                raise RunFolderError(f"cannot aggregate seeds of different data: {labels[0]} has {key} {first[key]!r}, {label} has {summary[key]!r}")
         for section in ("methods", "probe"):
             if summary[section].keys() != first[section].keys():
-                raise ValueError(f"cannot aggregate {section!r} across seeds: {labels[0]} has {sorted(first[section])}, {label} has {sorted(summary[section])}")
+                raise RunFolderError(f"cannot aggregate {section!r} across seeds: {labels[0]} has {sorted(first[section])}, {label} has {sorted(summary[section])}")
     mean, std = mean_and_std([{"methods": s["methods"], "probe": s["probe"]} for s in per_seed.values()])
     return {
         "dataset": first["dataset"],
@@ -100,8 +102,6 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
                    methods: list[str] = (), log=print) -> dict[str, Any]:
     """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
-    from .pipeline import run_pipeline
-
     per_seed = {}
     for label, config, folder in each_seed(base, out, n):
         log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from ..config import DataConfig
-from ..registry import Registry
-from .base import SPLITS, Batch, DataBundle, DataSpec, Inputs, Modality, TensorSplit, collate
+from .base import SPLITS, Batch, DataBundle, DataSpec, Inputs, Modality, Split, SubsetSplit, TensorSplit, collate, hash_parts
 from .checks import checked
-
-DatasetBuilder = Callable[[DataConfig], DataBundle]
-DATASETS: Registry[DatasetBuilder] = Registry("data set")
+from .registry import DATASETS
 
 
 def build_dataset(config: DataConfig) -> DataBundle:
@@ -21,4 +16,5 @@ def build_dataset(config: DataConfig) -> DataBundle:
 
 from . import avdigits, folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
 
-__all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "TensorSplit", "build_dataset", "collate"]
+__all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "Split", "SubsetSplit", "TensorSplit", "hash_parts",
+           "build_dataset", "collate"]

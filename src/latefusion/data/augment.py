@@ -81,6 +81,9 @@ class FrameTransform:
     def __init__(self, options: ImageAugment, train: bool) -> None:
         self.options, self.train = options, train
 
+    def __repr__(self) -> str:  # the settings, for data fingerprints (data/base.py)
+        return f"{type(self).__name__}({sorted(vars(self).items())})"
+
     def __call__(self, x: Tensor) -> Tensor:
         single = x.dim() == 4
         out, _ = crop_clips(x.unsqueeze(1) if single else x, self.options, self.train)
@@ -98,6 +101,9 @@ class FlowTransform:
 
     def __init__(self, options: ImageAugment, train: bool) -> None:
         self.options, self.train = options, train
+
+    def __repr__(self) -> str:  # the settings, for data fingerprints (data/base.py)
+        return f"{type(self).__name__}({sorted(vars(self).items())})"
 
     def __call__(self, x: Tensor) -> Tensor:
         out, flips = crop_clips(x, self.options, self.train)
@@ -117,6 +123,9 @@ class AudioTransform:
         self.options, self.train = options, train
         self.window = round(options.seconds * rate)
         self.stage = {"name": "log-spectrogram", "n_fft": options.n_fft, "hop": options.hop}
+
+    def __repr__(self) -> str:  # the settings, for data fingerprints (data/base.py)
+        return f"{type(self).__name__}({sorted(vars(self).items())})"
 
     def __call__(self, x: Tensor) -> Tensor:
         b, length = x.shape
@@ -138,6 +147,13 @@ class Transforms:
 
     def __init__(self, plan: dict[str, tuple[str, object]]) -> None:
         self.plan = plan
+
+    def __repr__(self) -> str:
+        return f"Transforms({self.plan!r})"
+
+    @property
+    def augments(self) -> bool:
+        return any(transform.train for _, transform in self.plan.values())
 
     def __call__(self, raw: dict[str, Tensor]) -> Inputs:
         return {modality: transform(raw[array]) for modality, (array, transform) in self.plan.items()}

@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 
 from ..config import DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
 
 ASSET = "avdigits.npz"

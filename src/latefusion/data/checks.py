@@ -16,12 +16,12 @@ Each problem has a kind:
   leaked-sample          the same input tensors in two splits
   leaked-id              the same sample id (e.g. source video) in two splits
 
-The hook for file-backed data sets: a split (a torch Dataset) may define
+What a split declares for these checks (data/base.py `Split`):
   check() -> list[Problem]    problems with its files, one per bad sample, `index` set, `split` left None.
                               These samples are not loaded by the generic checks.
-  sample_ids: Sequence[str]   what each sample comes from (a file, a source video); an id in two splits
+  sample_ids()                what each sample comes from (a file, a source video); an id in two splits
                               is leakage even where augmentation makes the tensors differ.
-  checked_when_prepared: bool a split whose samples were decoded and checked when they were written
+  checked_when_prepared       a split whose samples were decoded and checked when they were written
                               (`latefusion prepare`): only its labels and ids are checked here, since
                               decoding a full-size split at every start would cost a pass over the data.
 """
@@ -39,9 +39,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
 
-from .base import SPLITS, DataBundle, DataSpec
+from ..errors import DataError
+from .base import SPLITS, DataBundle, DataSpec, Split
 
 # Enough lines per kind to see the pattern; the rest is counted.
 REPORT_LINES_PER_KIND = 10
@@ -59,7 +59,7 @@ class Problem:
         return str(self.split) if self.index is None else f"{self.split}[{self.index}]"
 
 
-class DataCheckError(ValueError):
+class DataCheckError(DataError):
     """The data checks found problems; the message is the report."""
 
     def __init__(self, report: str, problems: list[Problem]) -> None:
@@ -123,12 +123,12 @@ def preserved_rng() -> Iterator[None]:
     np.random.set_state(numpy)
 
 
-def check_split(dataset: Dataset, split: str, spec: DataSpec) -> tuple[list[Problem], dict[bytes, list[int]]]:
+def check_split(dataset: Split, split: str, spec: DataSpec) -> tuple[list[Problem], dict[bytes, list[int]]]:
     """The split's problems, and the fingerprint -> indices of its good samples (for leakage)."""
     if len(dataset) == 0:
         return [Problem("empty-split", f"split {split!r} has no samples", split)], {}
-    problems = [dataclasses.replace(p, split=split) for p in (dataset.check() if hasattr(dataset, "check") else [])]
-    if getattr(dataset, "checked_when_prepared", False):
+    problems = [dataclasses.replace(p, split=split) for p in dataset.check()]
+    if dataset.checked_when_prepared:
         labels = dataset.labels.tolist()
         return problems + [dataclasses.replace(p, split=split, index=i) for i, y in enumerate(labels) for p in check_label(y, spec.num_classes)], {}
     unloadable = {p.index for p in problems}
@@ -160,9 +160,9 @@ def leaks(keys: dict[str, dict[Any, list[int]]], kind: str, what: str) -> list[P
     return problems
 
 
-def sample_ids(dataset: Dataset) -> dict[str, list[int]]:
+def sample_ids(dataset: Split) -> dict[str, list[int]]:
     by_id: dict[str, list[int]] = {}
-    for index, sample_id in enumerate(getattr(dataset, "sample_ids", None) or []):
+    for index, sample_id in enumerate(dataset.sample_ids() or []):
         by_id.setdefault(str(sample_id), []).append(index)
     return by_id
 
@@ -209,7 +209,7 @@ def drop_bad_samples(bundle: DataBundle, problems: list[Problem]) -> tuple[DataB
         if not keep:
             raise DataCheckError(f"data set {bundle.name!r}: every sample of split {split!r} is bad; skip_bad would leave it empty\n"
                                  + format_report(bundle, problems), problems)
-        splits[split] = Subset(dataset, keep) if bad[split] else dataset
+        splits[split] = dataset.subset(keep) if bad[split] else dataset
     return dataclasses.replace(bundle, splits=splits), {split: len(indices) for split, indices in bad.items() if indices}
 
 

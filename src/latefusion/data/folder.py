@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 
 from ..config import ConfigError, DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .files import FileProblem, read_npy, read_wav
 

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import DataConfig, validate
-from . import DATASETS
+from .registry import DATASETS
 from .flow import video_flow
 from .media import MediaError, decode_video, fit_length, read_audio, read_video_frames, spread_frames
 from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared

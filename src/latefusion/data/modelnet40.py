@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..config import DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .augment import FrameTransform, ImageAugment, Transforms
 from .media import read_image
 from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared, prepared_bundle

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import json
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,12 +34,14 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 from pydantic import Field
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..config import Section, validate
 from ..registry import Registry
-from .base import Batch, DataBundle, Inputs, Modality
+from ..errors import ConfigError, DataError
+from ..storage import atomic_write_bytes, read_json, write_json
+from .augment import Transforms
+from .base import Batch, DataBundle, Inputs, Modality, Split, hash_parts
 
 FORMAT = "latefusion-prepared/1"
 
@@ -132,7 +135,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], folder: Path, samples: list[Sample]) -> dict:
     """Decode the samples of one shard and write it; runs in a worker process."""
-    from ..runs import atomic_write_bytes, write_json  # here: runs imports the data package
 
     recipe = RECIPES.get(recipe_name)()
     options = recipe.Options.model_validate(options_json)
@@ -163,7 +165,6 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
 
 def read_manifest(path: Path, planned: list[str]) -> dict | None:
     """A finished shard's manifest, or None when the shard must be (re)written."""
-    from ..runs import read_json
 
     if not path.is_file():
         return None
@@ -177,7 +178,6 @@ def read_manifest(path: Path, planned: list[str]) -> dict | None:
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
             workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
-    from ..runs import read_json, write_json
 
     recipe = RECIPES.get(name)()
     opts = validate(recipe.Options, options or {}, f"prepare options of {name}")
@@ -234,7 +234,7 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     return report
 
 
-class PreparedSplit(Dataset):
+class PreparedSplit(Split):
     """One split of a prepared folder. Arrays are memory-mapped on first use in each process (a
     DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
     per array, then `transform` augments them into compact batches (uint8 frames, int16 audio) that the
@@ -244,14 +244,17 @@ class PreparedSplit(Dataset):
     # instead of decoding the whole split again at every start.
     checked_when_prepared = True
 
-    def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> None:
+    def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Transforms,
+                 evaluation: Transforms, manifests: list[dict]) -> None:
         self.root = root
-        self.sample_ids = ids
+        self.entries, self.manifests, self.evaluation = shards, manifests, evaluation
+        self.sample_ids_ = ids
         self.shards = [entry["shard"] for entry in shards]
         self.starts = np.cumsum([0] + [entry["count"] for entry in shards]).tolist()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.arrays = arrays
         self.transform = transform
+        self.augments = transform.augments
         self._maps: dict[tuple[str, str], np.ndarray] = {}
 
     def __getstate__(self) -> dict:
@@ -286,9 +289,19 @@ class PreparedSplit(Dataset):
     def __getitems__(self, indices: list[int]) -> Batch:
         return self.transform(self.raw(indices)), self.labels[torch.as_tensor(indices)]
 
-    def __getitem__(self, index: int) -> tuple[Inputs, int]:
-        inputs, labels = self.__getitems__([index])
-        return {name: t[0] for name, t in inputs.items()}, int(labels[0])
+    def sample_ids(self) -> list[str]:
+        return self.sample_ids_
+
+    def content_hash(self) -> str:
+        # What prepare recorded of each shard (its samples, and the sizes and checksums of its arrays
+        # where recorded) and the transform: cheap, and it changes whenever prepare rewrites a shard.
+        return hash_parts(json.dumps([self.entries, self.manifests], sort_keys=True), self.arrays, repr(self.transform))
+
+    def deterministic(self) -> Split:
+        if not self.augments:
+            return self
+        return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, self.arrays, self.evaluation,
+                             self.evaluation, self.manifests)
 
 
 @dataclass
@@ -302,20 +315,17 @@ class Prepared:
     stored: dict[str, Stored]
     splits: dict[str, list[dict]]
 
-    def split(self, split: str, arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> PreparedSplit:
-        from ..runs import read_json
-
-        labels, ids = [], []
+    def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
+        labels, ids, manifests = [], [], []
         for entry in self.splits[split]:
             manifest = read_json(self.root / "shards" / f"{entry['shard']}.json")
             labels += manifest["labels"]
             ids += manifest["ids"]
-        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform)
+            manifests.append(manifest)
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests)
 
 
 def open_prepared(path: str | None, dataset: str) -> Prepared:
-    from ..config import ConfigError
-    from ..runs import read_json
 
     if path is None:
         raise ConfigError(f"data.path is not set: data set {dataset!r} reads a prepared folder; make one with `latefusion prepare {dataset} --src RAW --dst PREPARED` and set data.path=PREPARED")
@@ -337,5 +347,5 @@ def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds
     Each modality's shape is what its encoder takes, after the input stage its transform names."""
     evaluation = transforms(False)
     modalities = [Modality(m, kinds[m], transform.shape(prepared.stored[array].shape), transform.stage) for m, (array, transform) in evaluation.plan.items()]
-    splits = {split: prepared.split(split, evaluation.arrays, transforms(split == "train")) for split in ("train", "val", "test")}
+    splits = {split: prepared.split(split, evaluation.arrays, transforms(split == "train"), evaluation) for split in ("train", "val", "test")}
     return DataBundle(prepared.dataset, modalities, len(prepared.class_names), prepared.class_names, encoders, splits)

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 
 from ..config import DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .base import DataBundle, Modality, TensorSplit
 
 MODALITIES = ("a", "b")

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .augment import FlowTransform, FrameTransform, ImageAugment, Transforms
 from .flow import video_flow
 from .media import MediaError, decode_video, read_image, spread_frames

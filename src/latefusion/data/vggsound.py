@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import DataConfig, Section, validate
-from . import DATASETS
+from .registry import DATASETS
 from .augment import AudioAugment, AudioTransform, FrameTransform, ImageAugment, Transforms
 from .media import MediaError, fit_length, read_audio, read_frame_folder, read_video_frames
 from .prepared import RECIPES, Prepared, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared, prepared_bundle

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import RunConfig
-from ..data import DataSpec
-from ..registry import Registry
-from .base import Method
+from . import gblend, mla, mmpareto, naive, ogm_ge, ume, umt, unimodal  # noqa: F401  (register the methods)
+from .base import Method, StepInfo, StepOutput, TrainingContext
+from .registry import METHODS, build_method, load_model
 
-METHODS: Registry[type[Method]] = Registry("method")
-
-
-def build_method(config: RunConfig, spec: DataSpec) -> Method:
-    return METHODS.get(config.method.name)(config, spec)
-
-
-from . import gblend, mla, mmpareto, naive, ogm_ge, ume, umt, unimodal  # noqa: E402,F401  (register the methods)
-
-__all__ = ["METHODS", "Method", "build_method"]
+__all__ = ["METHODS", "Method", "StepInfo", "StepOutput", "TrainingContext", "build_method", "load_model"]

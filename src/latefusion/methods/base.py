@@ -1,41 +1,94 @@
-"""What every training method shares. A method decides which model to build, the training loss,
-and how to predict; the one loop in `train.py` does the rest.
+"""The method protocol: what every training method declares and implements.
 
-A method is an `nn.Module` so that anything it learns besides the model (a projection, blend
-weights) is optimised with the model and saved in the same checkpoint.
+A method is the training objective; the model is what it trains. The model (`build_model`) is rebuilt
+from the run's config and data spec alone, so a finished run loads from its own folder. Everything
+else a method needs to train (teachers, projections, extra heads, balancing state) is the method's:
+set up in `prepare`, saved in last.pt to resume, never needed to predict.
+
+The loop (train.py) calls, in this order:
+  prepare(model, context) -> the dataset to train on      once, before the optimiser is built
+  on_epoch_start(epoch, model, context)                    before each epoch
+  loss(model, inputs, labels, step) -> StepOutput          `steps_per_batch` times per batch
+  backward(model, output)                                  fills the gradients from that output
+  predict(model, inputs)                                   evaluation
+Per-step values travel in the StepOutput, not on `self`, so no call depends on another having run.
+Logged values stay on the device; the loop reads them once per logging interval.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from ..config import ConfigError, RunConfig, Section, validate
-from ..data import DataSpec, Inputs
+from ..config import RunConfig, Section, validate
+from ..data import DataBundle, DataSpec, Inputs, Split
+from ..errors import ConfigError
 from ..models import build_late_fusion
+from ..runs import RunDir
+from ..style import Style
 
 
 class NoOptions(Section):
     pass
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """Where the loop is: the epoch, and which of the method's optimiser steps on this batch."""
+
+    epoch: int
+    substep: int = 0
+
+
+@dataclass
+class StepOutput:
+    """A training step's loss, its logged values (detached scalars, on the device), and whatever the
+    method's `backward` needs from the forward pass (`saved`)."""
+
+    loss: Tensor
+    logs: dict[str, Tensor]
+    saved: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingContext:
+    """What `prepare` and `on_epoch_start` may use: the run's config, data, folder and device, and the
+    loop's engine (loaders, encode) through `latefusion.engine`."""
+
+    config: RunConfig
+    bundle: DataBundle
+    run: RunDir
+    device: Any
+    writes: bool = True  # False on the processes of a distributed run other than the main one
+
+
 class Method(nn.Module):
     name: ClassVar[str]
     Options: ClassVar[type[Section]] = NoOptions
+    # How reports and figures show the method.
+    style: ClassVar[Style]
+    # "unimodal": trained once per modality; "paper": the paper's set; "baseline": the field's methods.
+    group: ClassVar[Literal["unimodal", "paper", "baseline"]] = "baseline"
+    # The option the pipeline fills with {modality: uni-modal run folder} (UMT's teachers, UME's members).
+    unimodal_runs_option: ClassVar[str | None] = None
     # False for methods that only combine already-trained runs (UME): the loop then just evaluates.
     trains: ClassVar[bool] = True
+    # Whether the pipeline linear-probes this method's encoders (UME's are the uni-modal ones).
+    probed: ClassVar[bool] = True
     # True when a training step may leave some trained parameters without a gradient (MLA trains one
     # modality per step); distributed training must then look for them (distributed.wrap).
     leaves_parameters_unused: ClassVar[bool] = False
+    # Optimiser steps the loop takes on each batch; MLA takes one per modality, in turn.
+    steps_per_batch: int = 1
 
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:
         super().__init__()
         self.config = config
         self.spec = spec
-        self.options = validate(self.Options, config.method.options, f"method.options of method {self.name!r}")
+        self.options = validate_options(type(self), config.method.options)
 
     def modalities(self) -> list[str]:
         return self.spec.modality_names
@@ -44,32 +97,31 @@ class Method(nn.Module):
         if len(self.modalities()) < count:
             raise ConfigError(f"method {self.name!r} needs at least {count} modalities; data set {self.spec.name!r} has {self.spec.modality_names}")
 
-    def train_split(self, train: Dataset) -> Dataset:
-        """The samples the loop trains on; G-Blending keeps a slice of them aside to measure overfitting."""
-        return train
-
-    @property
-    def steps_per_batch(self) -> int:
-        """Optimiser steps the loop takes on each batch; MLA takes one per modality, in turn."""
-        return 1
-
     def build_model(self) -> nn.Module:
         return build_late_fusion(self.spec, self.config.model, self.modalities())
 
-    def training_loss(self, model: nn.Module, inputs: Inputs, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def prepare(self, model: nn.Module, context: TrainingContext) -> Split:
+        """Set up what training needs besides the model; return the samples to train on."""
+        return context.bundle.splits["train"]
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, context: TrainingContext) -> None:
+        """Called before each training epoch (e.g. to re-estimate blend weights)."""
+
+    def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         loss = F.cross_entropy(model(inputs), labels)
-        return loss, {"loss": loss.item()}
+        return StepOutput(loss, {"loss": loss.detach()})
+
+    def backward(self, model: nn.Module, output: StepOutput) -> None:
+        """Fill the gradients; methods that reshape gradients (OGM-GE, MMPareto, MLA) override this."""
+        output.loss.backward()
 
     def predict(self, model: nn.Module, inputs: Inputs) -> Tensor:
         """Scores whose argmax is the predicted class."""
         return model(inputs)
 
-    def backward(self, model: nn.Module, loss: Tensor) -> None:
-        """Fill the gradients; methods that reshape gradients (OGM-GE, MMPareto) override this."""
-        loss.backward()
 
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        """Called before each training epoch (e.g. to re-estimate blend weights)."""
+def validate_options(method: type[Method], options: dict[str, Any]) -> Section:
+    return validate(method.Options, options, f"method.options of method {method.name!r}")
 
 
 def unimodal_heads(spec: DataSpec, config: RunConfig, modalities: list[str]) -> nn.ModuleDict:

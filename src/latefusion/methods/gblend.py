@@ -36,12 +36,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
 
 from ..config import Section
-from ..data import Inputs
-from . import METHODS
-from .base import Method, unimodal_heads
+from ..data import Inputs, Split
+from ..engine import make_loader, to_device
+from ..style import Style
+from .base import Method, StepInfo, StepOutput, TrainingContext, unimodal_heads
+from .registry import METHODS
 
 FUSED = "fused"
 
@@ -66,6 +67,7 @@ def blend_weights(start: Tensor, end: Tensor, eps: float) -> Tensor | None:
 class GradientBlending(Method):
     name = "gblend"
     Options = GBlendOptions
+    style = Style("G-Blending", "#E69F00", "v", "--", "xx")
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
@@ -75,49 +77,42 @@ class GradientBlending(Method):
         # Saved in checkpoints, so a resumed run blends as the interrupted one did.
         self.register_buffer("weights", torch.full((len(self.heads),), 1 / len(self.heads)))
         self.register_buffer("last_losses", torch.full((2, len(self.heads)), float("nan")))
-        self.train_sample: Dataset | None = None
-        self.held_out: Dataset | None = None
+        self.measured: tuple[Split, Split] | None = None  # (a train sample, the held-out slice), set by `prepare`
 
-    def train_split(self, train: Dataset) -> Dataset:
-        # The split is a function of the seed alone, so a resumed run holds out the same samples.
+    def prepare(self, model: nn.Module, context: TrainingContext) -> Split:
+        # The slice is a function of the seed alone, so a resumed run holds out the same samples.
+        train = context.bundle.splits["train"]
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.train.seed)).tolist()
         n = max(1, round(self.options.holdout * len(train)))
-        self.held_out = Subset(train, order[:n])
-        self.train_sample = Subset(train, order[n : 2 * n])
-        return Subset(train, order[n:])
+        self.measured = (train.subset(order[n : 2 * n]).deterministic(), train.subset(order[:n]).deterministic())
+        return train.subset(order[n:])
 
     def head_logits(self, model: nn.Module, inputs: Inputs) -> list[Tensor]:
         features = model.features(inputs)
         return [*(self.unimodal_heads[m](features[m]) for m in self.modalities()), model.head(features)]
 
     @torch.no_grad()
-    def mean_losses(self, model: nn.Module, dataset: Dataset) -> Tensor:
-        from ..train import make_loader, to_device  # here, not at the top: train imports the methods
-
-        device = next(model.parameters()).device
-        sums = torch.zeros(len(self.heads))
+    def mean_losses(self, model: nn.Module, dataset: Split, device: torch.device) -> Tensor:
+        sums = torch.zeros(len(self.heads), device=device)
         for inputs, labels in make_loader(dataset, self.config, train=False):
             inputs, labels = to_device(inputs, labels, device)
-            logits = self.head_logits(model, inputs)
-            sums += torch.stack([F.cross_entropy(z.float(), labels, reduction="sum") for z in logits]).cpu()
-        return sums / len(dataset)
+            sums += torch.stack([F.cross_entropy(z.float(), labels, reduction="sum") for z in self.head_logits(model, inputs)])
+        return sums.cpu() / len(dataset)
 
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+    def on_epoch_start(self, epoch: int, model: nn.Module, context: TrainingContext) -> None:
         if epoch % self.options.every:
             return
-        if self.held_out is None:
-            raise RuntimeError("gblend: train_split() must be called before training, to hold out its slice")
         model.eval()
-        losses = torch.stack([self.mean_losses(model, self.train_sample), self.mean_losses(model, self.held_out)])
-        model.train()
+        losses = torch.stack([self.mean_losses(model, split, context.device) for split in self.measured])
         if not self.last_losses.isnan().any():
             weights = blend_weights(self.last_losses.cpu(), losses, self.options.eps)
             if weights is not None:
                 self.weights.copy_(weights)
         self.last_losses.copy_(losses)
 
-    def training_loss(self, model: nn.Module, inputs: Inputs, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         terms = torch.stack([F.cross_entropy(z, labels) for z in self.head_logits(model, inputs)])
         loss = (self.weights * terms).sum()
-        logs = {"loss": loss.item(), **{f"ce_{h}": t.item() for h, t in zip(self.heads, terms)}}
-        return loss, {**logs, **{f"w_{h}": w.item() for h, w in zip(self.heads, self.weights)}}
+        logs = {"loss": loss.detach(), **{f"ce_{h}": t.detach() for h, t in zip(self.heads, terms)},
+                **{f"w_{h}": w for h, w in zip(self.heads, self.weights)}}
+        return StepOutput(loss, logs)

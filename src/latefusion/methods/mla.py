@@ -39,10 +39,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import ConfigError, Section
+from ..config import Section
 from ..data import Inputs
-from . import METHODS
-from .base import Method
+from ..errors import ConfigError
+from ..style import Style
+from .base import Method, StepInfo, StepOutput
+from .registry import METHODS
 
 
 class MLAOptions(Section):
@@ -92,6 +94,7 @@ class SharedHeadModel(nn.Module):
 class MLA(Method):
     name = "mla"
     Options = MLAOptions
+    style = Style("MLA", "#999999", "*", (0, (5, 1)), "oo")
     leaves_parameters_unused = True  # each step trains one modality's encoder
 
     def __init__(self, config, spec) -> None:
@@ -102,34 +105,25 @@ class MLA(Method):
             raise ConfigError(f"method.options.fixed_weights names modalities {sorted(unknown)} that data set {spec.name!r} lacks; it has {spec.modality_names}")
         # Saved in checkpoints: the head's memory of the features it has fitted.
         self.register_buffer("projector", torch.eye(config.model.feature_dim))
-        self.turn = 0
-        self.step_features: Tensor | None = None
-
-    @property
-    def steps_per_batch(self) -> int:
-        return len(self.modalities())
+        self.steps_per_batch = len(self.modalities())
 
     def build_model(self) -> nn.Module:
         encoders = dict(super().build_model().encoders)  # the late-fusion model's encoders; its head is not used
         return SharedHeadModel(encoders, self.spec.num_classes, self.options.fusion, self.options.fixed_weights)
 
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        self.turn = 0
-
-    def training_loss(self, model: nn.Module, inputs: Inputs, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
-        m = self.modalities()[self.turn]
-        self.turn = (self.turn + 1) % len(self.modalities())
+    def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
+        m = self.modalities()[step.substep]  # one step per modality on each batch, in turn
         features = model.encoders[m](inputs[m])
-        self.step_features = distributed.mean_tensor(features.detach().float().mean(0))  # over the global batch
         loss = F.cross_entropy(model.head(features), labels)
-        return loss, {"loss": loss.item(), f"ce_{m}": loss.item()}
+        mean_feature = distributed.mean_tensor(features.detach().float().mean(0))  # over the global batch
+        return StepOutput(loss, {"loss": loss.detach(), f"ce_{m}": loss.detach()}, {"mean_feature": mean_feature})
 
-    def backward(self, model: nn.Module, loss: Tensor) -> None:
-        loss.backward()
+    def backward(self, model: nn.Module, output: StepOutput) -> None:
+        output.loss.backward()
         if not self.options.projection:
             return
         weight = model.head.weight
         weight.grad = (weight.grad.float() @ self.projector).to(weight.dtype)  # P is symmetric
-        r = self.step_features
+        r = output.saved["mean_feature"]
         k = self.projector @ r
         self.projector -= torch.outer(k, k) / (self.options.projection_alpha + r @ k)

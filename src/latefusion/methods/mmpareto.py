@@ -32,8 +32,9 @@ from torch import Tensor, nn
 from .. import distributed
 from ..config import Section
 from ..data import Inputs
-from . import METHODS
-from .base import Method, unimodal_heads
+from ..style import Style
+from .base import Method, StepInfo, StepOutput, unimodal_heads
+from .registry import METHODS
 
 
 class MMParetoOptions(Section):
@@ -41,13 +42,10 @@ class MMParetoOptions(Section):
 
 
 def pareto_integrate(g_mm: Tensor, g_u: Tensor, gamma: float) -> Tensor:
-    """The integrated gradient of two flat gradients (see the module docstring)."""
-    if torch.dot(g_mm, g_u) > 0:
-        direction = g_mm + g_u
-    else:
-        difference = g_mm - g_u
-        c = (torch.dot(g_u - g_mm, g_u) / difference.dot(difference).clamp_min(1e-20)).clamp(0, 1)
-        direction = 2 * (c * g_mm + (1 - c) * g_u)
+    """The integrated gradient of two flat gradients (see the module docstring); no host sync."""
+    difference = g_mm - g_u
+    c = (torch.dot(g_u - g_mm, g_u) / difference.dot(difference).clamp_min(1e-20)).clamp(0, 1)
+    direction = torch.where(torch.dot(g_mm, g_u) > 0, g_mm + g_u, 2 * (c * g_mm + (1 - c) * g_u))
     scale = ((g_mm + g_u).norm() / direction.norm().clamp_min(1e-20)).clamp_min(1.0)
     return gamma * scale * direction
 
@@ -56,42 +54,40 @@ def pareto_integrate(g_mm: Tensor, g_u: Tensor, gamma: float) -> Tensor:
 class MMPareto(Method):
     name = "mmpareto"
     Options = MMParetoOptions
+    style = Style("MMPareto", "#F0E442", "X", ":", "++")
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
         self.unimodal_heads = unimodal_heads(spec, config, self.modalities())
-        self.losses: tuple[Tensor, dict[str, Tensor]] | None = None
 
-    def training_loss(self, model: nn.Module, inputs: Inputs, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         features = model.features(inputs)
         fused = F.cross_entropy(model.head(features), labels)
         unimodal = {m: F.cross_entropy(head(features[m]), labels) for m, head in self.unimodal_heads.items()}
-        self.losses = (fused, unimodal)
         loss = fused + sum(unimodal.values())
-        return loss, {"loss": loss.item(), "ce_fused": fused.item(), **{f"ce_{m}": v.item() for m, v in unimodal.items()}}
+        logs = {"loss": loss.detach(), "ce_fused": fused.detach(), **{f"ce_{m}": v.detach() for m, v in unimodal.items()}}
+        return StepOutput(loss, logs, {"fused": fused, "unimodal": unimodal})
 
-    def encoder_gradients(self, model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
-        """(g_mm, g_u) of every encoder, flattened, from the losses of the last `training_loss`."""
-        fused, unimodal = self.losses
+    def encoder_gradients(self, model: nn.Module, output: StepOutput) -> dict[str, tuple[Tensor, Tensor]]:
+        """(g_mm, g_u) of every encoder, flattened."""
         gradients = {}
-        for m, loss_m in unimodal.items():
+        for m, loss_m in output.saved["unimodal"].items():
             params = [p for p in model.encoders[m].parameters() if p.requires_grad]
-            g_mm = torch.autograd.grad(fused, params, retain_graph=True, allow_unused=True)
+            g_mm = torch.autograd.grad(output.saved["fused"], params, retain_graph=True, allow_unused=True)
             g_u = torch.autograd.grad(loss_m, params, retain_graph=True, allow_unused=True)
             # Averaged over the processes (autograd.grad bypasses DDP): the global batch's gradients.
             gradients[m] = (distributed.mean_tensor(flatten(g_mm, params)), distributed.mean_tensor(flatten(g_u, params)))
         return gradients
 
-    def backward(self, model: nn.Module, loss: Tensor) -> None:
-        gradients = self.encoder_gradients(model)
-        loss.backward()  # the heads' gradients, each from its own loss
+    def backward(self, model: nn.Module, output: StepOutput) -> None:
+        gradients = self.encoder_gradients(model, output)
+        output.loss.backward()  # the heads' gradients, each from its own loss
         for m, (g_mm, g_u) in gradients.items():
             integrated = pareto_integrate(g_mm, g_u, self.options.gamma)
             params = [p for p in model.encoders[m].parameters() if p.requires_grad]
             for p, g in zip(params, integrated.split([p.numel() for p in params])):
                 p.grad = g.view_as(p).to(p.dtype)
-        self.losses = None
 
 
 def flatten(gradients: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Tensor:

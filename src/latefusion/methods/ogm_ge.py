@@ -27,18 +27,18 @@ Where each detail comes from:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import ConfigError, Section
+from ..config import Section
 from ..data import Inputs
-from . import METHODS
-from .base import Method
+from ..errors import ConfigError
+from ..style import Style
+from .base import Method, StepInfo, StepOutput
+from .registry import METHODS
 
 
 class OGMGEOptions(Section):
@@ -48,56 +48,45 @@ class OGMGEOptions(Section):
     noise: bool = Field(True, description="add the generalisation-enhancement noise (false: plain OGM)")
 
 
-def modulation_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]:
-    """k_m for each modality from its summed true-class probability s_m (see the module docstring)."""
-    coefficients = {}
-    for m, score in scores.items():
-        others = [s for n, s in scores.items() if n != m]
-        reference = sum(others) / len(others)
-        ratio = score / reference if reference > 0 else math.inf
-        coefficients[m] = 1.0 - math.tanh(alpha * ratio) if ratio > 1 else 1.0
-    return coefficients
+def modulation_coefficients(scores: Tensor, alpha: float) -> Tensor:
+    """k_m for each modality from its summed true-class probability s_m (see the module docstring);
+    `scores` holds s_m per modality, in order. Computed on the device: no host sync."""
+    others = (scores.sum() - scores) / (len(scores) - 1)
+    ratio = torch.where(others > 0, scores / others.clamp_min(1e-30), torch.full_like(scores, float("inf")))
+    return torch.where(ratio > 1, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
 
 
 @METHODS.register("ogm_ge")
 class OGMGE(Method):
     name = "ogm_ge"
     Options = OGMGEOptions
+    style = Style("OGM-GE", "#000000", "P", "-.", "\\\\")
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
         if self.options.end_epoch < self.options.start_epoch:
             raise ConfigError(f"method.options: end_epoch {self.options.end_epoch} is before start_epoch {self.options.start_epoch}")
-        self.epoch = 0
-        self.coefficients: dict[str, float] = {}
 
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        self.epoch = epoch
-
-    def training_loss(self, model: nn.Module, inputs: Inputs, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         features = model.features(inputs)
         loss = F.cross_entropy(model.head(features), labels)
         with torch.no_grad():
             shares = model.head.modality_logits(features)
             sums = torch.stack([logits.float().softmax(1).gather(1, labels[:, None]).sum() for logits in shares.values()])
-            scores = dict(zip(shares, distributed.sum_tensor(sums).tolist()))  # over the global batch
-        self.coefficients = modulation_coefficients(scores, self.options.alpha)
-        return loss, {"loss": loss.item(), **{f"coeff_{m}": k for m, k in self.coefficients.items()}}
+            coefficients = modulation_coefficients(distributed.sum_tensor(sums), self.options.alpha)  # over the global batch
+        modulating = self.options.start_epoch <= step.epoch <= self.options.end_epoch
+        logs = {"loss": loss.detach(), **{f"coeff_{m}": k for m, k in zip(shares, coefficients)}}
+        return StepOutput(loss, logs, {"coefficients": dict(zip(shares, coefficients)) if modulating else {}})
 
-    def modulating(self) -> bool:
-        return self.options.start_epoch <= self.epoch <= self.options.end_epoch
-
-    def backward(self, model: nn.Module, loss: Tensor) -> None:
-        loss.backward()
-        if not self.modulating():
-            return
-        for m, k in self.coefficients.items():
+    def backward(self, model: nn.Module, output: StepOutput) -> None:
+        output.loss.backward()
+        for m, k in output.saved["coefficients"].items():
             for p in model.encoders[m].parameters():
                 if p.grad is None:
                     continue
                 # The noise scale is read before scaling: the unmodulated gradient's spread.
-                spread = p.grad.std().item() if p.grad.numel() > 1 else 0.0
+                spread = p.grad.std() if p.grad.numel() > 1 else p.grad.new_zeros(())
                 p.grad.mul_(k)
                 # Processes of a distributed run draw the same noise: they share the seed and draw
                 # equal amounts from it (equal shares of each batch), so the model stays identical.

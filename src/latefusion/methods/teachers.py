@@ -1,37 +1,45 @@
-"""Loading trained uni-modal runs for reuse by UME (as members) and UMT (as teachers)."""
+"""Finding, checking and loading the uni-modal runs that UME reuses as members and UMT as teachers."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from torch import nn
 
-from ..config import ConfigError
 from ..data import DataSpec
-from ..models import LateFusion
-from ..runs import RunDir
+from ..errors import ConfigError
+from ..runs import RunDir, record_references, resolve_references
+from .base import TrainingContext
+from .registry import load_model
 
 
-def load_unimodal_runs(run_dirs: dict[str, str], spec: DataSpec, option: str) -> dict[str, LateFusion]:
-    """`{modality: run folder}` -> the trained uni-modal models, checked against `spec`."""
-    from ..train import load_model  # here, not at the top: train imports the methods
-
+def unimodal_runs(run_dirs: dict[str, str], spec: DataSpec, option: str, context: TrainingContext) -> dict[str, RunDir]:
+    """`{modality: run folder}` -> the finished uni-modal runs, checked against this run's data (by the
+    data's fingerprint, not only its name), and recorded in this run's references.json."""
     unknown = set(run_dirs) - set(spec.modality_names)
     if unknown:
         raise ConfigError(f"{option} names modalities {sorted(unknown)} that data set {spec.name!r} lacks; it has {spec.modality_names}")
     missing = [m for m in spec.modality_names if m not in run_dirs]
     if missing:
         raise ConfigError(f"{option} has no uni-modal run for modalities {missing}; give one per modality, e.g. {option}.{missing[0]}=runs/unimodal-{missing[0]}")
-    models = {}
-    for modality, path in run_dirs.items():
-        run = RunDir(Path(path))
+    runs = resolve_references(context.run, run_dirs, option)
+    for modality, run in runs.items():
         config = run.config()
         if config.method.name != "unimodal" or config.method.options.get("modality") != modality:
-            raise ConfigError(
-                f"{option}.{modality}: {path} is a {config.method.name!r} run"
-                f"{' on ' + repr(config.method.options.get('modality')) if config.method.name == 'unimodal' else ''}, "
-                f"expected a uni-modal run on {modality!r}"
-            )
-        trained_on = run.spec()
-        if trained_on.name != spec.name or trained_on.modality(modality) != spec.modality(modality):
-            raise ConfigError(f"{option}.{modality}: {path} was trained on {trained_on.name!r} ({trained_on.modality(modality)}), not on {spec.name!r} ({spec.modality(modality)})")
-        models[modality] = load_model(run)
-    return models
+            trained_on = f" on {config.method.options.get('modality')!r}" if config.method.name == "unimodal" else ""
+            raise ConfigError(f"{option}.{modality}: {run.path} is a {config.method.name!r} run{trained_on}, expected a uni-modal run on {modality!r}")
+        fingerprint = run.result().get("fingerprints", {}).get("data")
+        if fingerprint != context.bundle.fingerprint:
+            raise ConfigError(f"{option}.{modality}: {run.path} was trained on other data ({config.data.name!r}, fingerprint {fingerprint}) "
+                              f"than this run ({spec.name!r}, fingerprint {context.bundle.fingerprint}); train the uni-modal runs on this data")
+    if context.writes:
+        record_references(context.run, option, runs)
+    return runs
+
+
+def unimodal_encoders(runs: dict[str, RunDir], device) -> dict[str, nn.Module]:
+    """Each run's trained encoder of its modality, frozen, in eval mode, on `device`."""
+    encoders = {}
+    for modality, run in runs.items():
+        encoder = load_model(run, device).encoders[modality]
+        encoder.requires_grad_(False)
+        encoders[modality] = encoder.eval()
+    return encoders

@@ -1,5 +1,6 @@
 """Uni-Modal Ensemble (UME): the uni-modal models of every modality, trained alone, with their
-predictions combined. Nothing is trained here: the members are reused from their uni-modal runs.
+predictions combined. Nothing is trained here: the members' weights are copied from their uni-modal
+runs (which must share this run's model settings) and stored in this run's own checkpoint.
 
 Combining rule [design choice; the paper's is not published]: the mean of the members' softmax
 probabilities (`combine: prob`, default), or the mean of their logits (`combine: logit`).
@@ -12,11 +13,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..config import Section
-from ..data import Inputs
-from . import METHODS
-from .base import Method
-from .teachers import load_unimodal_runs
+from ..config import Section, config_differences
+from ..data import Inputs, Split
+from ..errors import ConfigError
+from ..models import build_late_fusion
+from ..style import Style
+from .base import Method, TrainingContext
+from .registry import METHODS, load_model
+from .teachers import unimodal_runs
 
 
 class UMEOptions(Section):
@@ -46,8 +50,22 @@ class UniModalEnsemble(nn.Module):
 class UME(Method):
     name = "ume"
     Options = UMEOptions
+    group = "paper"
+    style = Style("UME", "#009E73", "D")
+    unimodal_runs_option = "members"
     trains = False
+    probed = False  # its encoders are the uni-modal runs', probed there
 
     def build_model(self) -> nn.Module:
-        members = load_unimodal_runs(self.options.members, self.spec, "method.options.members")
-        return UniModalEnsemble({m: members[m] for m in self.spec.modality_names}, self.options.combine)
+        members = {m: build_late_fusion(self.spec, self.config.model, [m]) for m in self.spec.modality_names}
+        return UniModalEnsemble(members, self.options.combine)
+
+    def prepare(self, model: nn.Module, context: TrainingContext) -> Split:
+        runs = unimodal_runs(self.options.members, self.spec, "method.options.members", context)
+        for modality, run in runs.items():
+            differences = config_differences(run.config().model.model_dump(mode="json"), self.config.model.model_dump(mode="json"))
+            if differences:
+                raise ConfigError(f"method.options.members.{modality}: {run.path} has other model settings than this run "
+                                  f"({'; '.join(differences)}); UME stores its members with this run's model settings")
+            model.members[modality].load_state_dict(load_model(run).state_dict())
+        return context.bundle.splits["train"]

@@ -3,9 +3,11 @@ UMT's teachers, and their probes are the reference for how much a modality can t
 
 from pydantic import Field
 
-from ..config import ConfigError, Section
-from . import METHODS
+from ..config import Section
+from ..errors import ConfigError
+from ..style import Style
 from .base import Method
+from .registry import METHODS
 
 
 class UnimodalOptions(Section):
@@ -16,6 +18,8 @@ class UnimodalOptions(Section):
 class Unimodal(Method):
     name = "unimodal"
     Options = UnimodalOptions
+    group = "unimodal"
+    style = Style("Uni-modal", "#0072B2", "o")
 
     def modalities(self) -> list[str]:
         modality = self.options.modality

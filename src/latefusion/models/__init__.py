@@ -3,37 +3,48 @@ registers a class taking `(input_shape, out_dim, **options)` and exposing `out_d
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
-from ..config import ConfigError, EncoderConfig, ModelConfig
-from ..registry import Registry
+from ..config import EncoderConfig, ModelConfig
+from ..errors import ConfigError
+from . import audio, encoders, resnet  # noqa: F401  (register the built-in encoders)
+from .fusion import LateFusion
+from .input_stage import Staged, build_input_stage
+from .registry import ENCODERS
 
-ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
 
-from . import audio, encoders, resnet  # noqa: E402,F401  (register the built-in encoders)
-from .fusion import LateFusion  # noqa: E402
-from .input_stage import Staged, build_input_stage  # noqa: E402
+def check_encoder_options(config: EncoderConfig, where: str) -> None:
+    """Refuse options the encoder's constructor does not take, before anything is built or trained."""
+    try:
+        inspect.signature(ENCODERS.get(config.name)).bind(None, None, **config.options)
+    except TypeError as error:
+        raise ConfigError(f"{where}: encoder {config.name!r} does not take options {config.options}: {error}") from None
 
 
 def build_encoder(config: EncoderConfig, input_shape: tuple[int, ...], out_dim: int) -> nn.Module:
-    try:
-        return ENCODERS.get(config.name)(input_shape, out_dim, **config.options)
-    except TypeError as error:
-        raise ConfigError(f"encoder {config.name!r}: bad options {config.options}: {error}") from None
+    check_encoder_options(config, "model.encoders")
+    return ENCODERS.get(config.name)(input_shape, out_dim, **config.options)
+
+
+def encoder_config(spec, config: ModelConfig, modality: str) -> EncoderConfig:
+    """The encoder the config chooses for `modality`, or else the one the data set suggests."""
+    unknown = set(config.encoders) - set(spec.modality_names)
+    if unknown:
+        raise ConfigError(f"model.encoders names modalities {sorted(unknown)} that data set {spec.name!r} lacks; it has {spec.modality_names}")
+    return config.encoders.get(modality) or EncoderConfig(**spec.encoders.get(modality, {"name": "mlp"}))
 
 
 def build_late_fusion(bundle, config: ModelConfig, modalities: list[str]) -> LateFusion:
     """A late-fusion model over `modalities` of `bundle` (one modality gives a uni-modal model)."""
-    unknown = set(config.encoders) - set(bundle.modality_names)
-    if unknown:
-        raise ConfigError(f"model.encoders names modalities {sorted(unknown)} that data set {bundle.name!r} lacks; it has {bundle.modality_names}")
     encoders = {}
     for name in modalities:
-        chosen = config.encoders.get(name) or EncoderConfig(**bundle.encoders.get(name, {"name": "mlp"}))
+        chosen = encoder_config(bundle, config, name)
         modality = bundle.modality(name)
         encoder = build_encoder(chosen, modality.shape, config.feature_dim)
         encoders[name] = Staged(build_input_stage(modality.stage), encoder) if modality.stage else encoder
     return LateFusion(encoders, bundle.num_classes, config.fusion)
 
 
-__all__ = ["ENCODERS", "LateFusion", "build_encoder", "build_late_fusion"]
+__all__ = ["ENCODERS", "LateFusion", "build_encoder", "build_late_fusion", "check_encoder_options", "encoder_config"]

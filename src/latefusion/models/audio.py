@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import ENCODERS
+from .registry import ENCODERS
 from .encoders import SmallCNN
 
 

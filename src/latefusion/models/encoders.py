@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from . import ENCODERS
+from .registry import ENCODERS
 
 
 @ENCODERS.register("mlp")

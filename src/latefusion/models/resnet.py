@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from . import ENCODERS
+from .registry import ENCODERS
 
 
 class BasicBlock(nn.Module):

@@ -1,0 +1,169 @@
+"""The engine under the training loop: device and precision, data loaders, encoding and evaluation,
+optimiser and schedule, random-number state. The loop (train.py), the probe, the methods' set-up and
+the benchmarks share these; none of them is specific to a method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import distributed
+from .config import RunConfig
+from .data import collate
+from .errors import ConfigError
+from .version import __version__
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+def setup_device(config: RunConfig) -> torch.device:
+    """This process's device (one GPU per process under torchrun), with cuDNN's autotuner as configured."""
+    device = distributed.setup(resolve_device(config.train.device))
+    if device.type == "cuda":
+        # Times the convolution algorithms for each new input shape once, then uses the fastest.
+        torch.backends.cudnn.benchmark = config.train.cudnn_benchmark
+    return device
+
+
+def place(module: nn.Module, device: torch.device, config: RunConfig) -> nn.Module:
+    """Move to `device`; on CUDA, convolution weights in channels_last (NHWC), the layout of cuDNN's
+    fastest bf16 kernels; a convolution's output takes its weight's layout, so activations follow."""
+    if device.type == "cuda" and config.train.channels_last:
+        return module.to(device, memory_format=torch.channels_last)
+    return module.to(device)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on GPUs that support it (precision auto or bf16); full fp32 elsewhere."""
+    use_bf16 = device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not use_bf16:
+        raise ConfigError(f"train.precision=bf16 is not supported on {device}; use precision=auto or fp32")
+    return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+def to_device(inputs: dict[str, torch.Tensor], labels: torch.Tensor, device: torch.device):
+    return {m: x.to(device, non_blocking=True) for m, x in inputs.items()}, labels.to(device, non_blocking=True)
+
+
+def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0, start_step: int = 0) -> DataLoader:
+    """Training batches of `epoch` from batch `start_step` on (a run resumed inside an epoch), or evaluation batches."""
+    # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
+    # The loader gets its own generator too: otherwise it draws its workers' seed from the global RNG.
+    # Several processes share out each batch of that one order (distributed.shard).
+    generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
+    order = torch.randperm(len(dataset), generator=generator)[start_step * config.data.batch_size:].tolist() if train else None
+    return DataLoader(
+        dataset,
+        batch_size=distributed.local_batch_size(config.data.batch_size) if train else config.data.eval_batch_size,
+        sampler=distributed.shard(order, config.data.batch_size) if train else None,
+        generator=generator,
+        num_workers=config.data.num_workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+    )
+
+
+@torch.no_grad()
+def encode(encoder: nn.Module, modality: str, dataset: Dataset, config: RunConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One encoder's features of every sample of `dataset`, in order, on the CPU in float32, with the labels."""
+    encoder.eval()
+    features, labels = [], []
+    for inputs, y in make_loader(dataset, config, train=False):
+        features.append(encoder(inputs[modality].to(device, non_blocking=True)).float().cpu())
+        labels.append(y)
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
+def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device, num_classes: int) -> dict[str, Any]:
+    """Accuracy, macro-F1, mean cross-entropy and the confusion matrix (rows: true class) of the
+    method's predictions on `dataset`, over every process's share; one host sync at the end."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for inputs, labels in make_loader(distributed.part(dataset), config, train=False):
+        inputs, labels = to_device(inputs, labels, device)
+        with autocast(device, config.train.precision):
+            scores = method.predict(model, inputs).float()
+        loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
+        confusion += torch.bincount(labels * num_classes + scores.argmax(1), minlength=num_classes**2).view(num_classes, num_classes)
+    confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
+    return {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / max(confusion.sum().item(), 1)}
+
+
+def classification_metrics(confusion: torch.Tensor) -> dict[str, Any]:
+    """acc, macro-F1 (the mean over classes present in the labels or the predictions), n and the matrix."""
+    true, predicted, hits = confusion.sum(1), confusion.sum(0), confusion.diagonal()
+    present = (true + predicted) > 0
+    f1 = 2 * hits / (true + predicted).clamp_min(1)
+    total = confusion.sum().item()
+    return {"acc": hits.sum().item() / max(total, 1), "macro_f1": f1[present].mean().item() if present.any() else 0.0,
+            "n": int(total), "confusion": confusion.long().tolist()}
+
+
+def build_optimizer(params: list[nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig):
+    o, epochs = config.optim, max(config.train.epochs, 1)
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if o.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    return {
+        "latefusion": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "command": " ".join(sys.argv),
+    }

@@ -1,0 +1,119 @@
+"""Files written atomically and read back safely: bytes, text, JSON and checkpoints.
+
+Every file is written to a temporary file in the same folder, flushed, then renamed over the old one,
+so a reader sees the old file or the new one, never a truncated one. A checkpoint ends with the
+sha256 of its contents; a file that does not match is refused, not half-read, and it is loaded with
+`weights_only=True`, so no pickled code can run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError, UserError
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`:
+    a reader sees the old file or the new one, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes the file private (0600); a plain open() would honour the umask
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+# A checkpoint is torch.save's bytes, then this marker and their sha256. Data and checksum live in one
+# file, so a single atomic rename publishes both: no crash can leave them out of step. torch.load
+# itself ignores bytes after the archive, so the file still loads with plain torch.load.
+CHECKSUM_MARKER = b"\nlatefusion-sha256:"
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data + CHECKSUM_MARKER + hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with `weights_only=True` after checking the sha256 stored at the end of the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    raw = path.read_bytes()
+    data, marker, checksum = raw.rpartition(CHECKSUM_MARKER)
+    if not marker:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: it lacks the sha256 written at its end ({len(raw)} bytes read); "
+            f"it was truncated, or it was not written by latefusion"
+        )
+    if hashlib.sha256(data).hexdigest() != checksum.strip().decode(errors="replace"):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents do not match the sha256 written with them "
+            f"({len(raw)} bytes read); it was truncated or changed after it was written"
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message is long advice on loading unsafely; its one useful line names the object.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects other than tensors and plain values "
+            f"(a pickle payload{f' calling {found.group(1)}' if found else ''}), which could run code when unpickled"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} could not be read ({error}); it is damaged or not a checkpoint") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

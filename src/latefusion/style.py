@@ -1,0 +1,14 @@
+"""How a method is drawn: its label, colour (Okabe-Ito palette), marker, line style and hatch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Style:
+    label: str
+    color: str
+    marker: str = "o"
+    linestyle: str | tuple = "-"
+    hatch: str = ""
