@@ -2,7 +2,7 @@
 
 Layout of `data.path`: `manifest.csv` (id, split, label, image, audio) with an `.npy` vector per
 image and a 16-bit PCM `.wav` per audio clip; an empty cell leaves that modality out of the sample.
-Its splits implement the data-check hook (`check()` and `sample_ids`, see latefusion/data/checks.py)
+Its splits implement latefusion's Split protocol, including the data-check hooks (`check()` and `sample_ids()`)
 the way a real file-backed data set would: the readers tell a missing file from an unreadable one
 from a truncated one, and `check()` reports each bad sample without loading it through the model path.
 """
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from latefusion.data import DATASETS, SPLITS, DataBundle, Modality
+from latefusion.data import DATASETS, SPLITS, DataBundle, Modality, Split, hash_parts
 from latefusion.data.checks import Problem
 from latefusion.data.files import FileProblem, read_npy, read_wav
 
@@ -32,21 +31,28 @@ def read_audio(path: Path) -> np.ndarray:
 READERS = {"image": read_npy, "audio": read_audio}
 
 
-class FileSplit(Dataset):
+class FileSplit(Split):
     def __init__(self, root: Path, rows: list[dict[str, str]]) -> None:
         self.root, self.rows = root, rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
     def sample_ids(self) -> list[str]:
         return [row["id"] for row in self.rows]
+
+    def content_hash(self) -> str:
+        files = [self.root / row[m] for row in self.rows for m in READERS if row[m]]
+        return hash_parts(self.rows, *(f.read_bytes() if f.is_file() else "missing" for f in files))
 
     def __getitem__(self, index: int):
         row = self.rows[index]
         inputs = {m: torch.from_numpy(read(self.root / row[m]).astype(np.float32)) for m, read in READERS.items() if row[m]}
         return inputs, int(row["label"])
+
+    def __getitems__(self, indices: list[int]):
+        samples = [self[i] for i in indices]
+        return {m: torch.stack([x[m] for x, _ in samples]) for m in samples[0][0]}, torch.tensor([y for _, y in samples])
 
     def check(self) -> list[Problem]:
         problems = []

@@ -117,15 +117,17 @@ FAULT: dict = {"kind": None, "at_call": None}
 @METHODS.register("naive-with-faults")
 class NaiveWithFaults(Naive):
     name = "naive-with-faults"
+    group = "other"
 
-    def training_loss(self, model, inputs, labels):
+    def loss(self, model, inputs, labels, step):
         self.calls = getattr(self, "calls", 0) + 1
-        loss, logs = super().training_loss(model, inputs, labels)
+        output = super().loss(model, inputs, labels, step)
         if self.calls == FAULT["at_call"]:
             if FAULT["kind"] == "crash":
                 raise KeyboardInterrupt("simulated kill")
-            loss = loss * float("nan")
-        return loss, logs
+            output.loss = output.loss * float("nan")
+            output.logs["loss"] = output.loss.detach()
+        return output
 
 
 @pytest.fixture
@@ -139,9 +141,10 @@ def fault(monkeypatch):
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, fault):
     # 300 samples / 50 = 6 steps an epoch; the 10th call is epoch 1, step 3; last.pt was saved at step 2.
+    # The loss is read (a host sync) before each checkpoint, so the NaN is found at step 4, before saving.
     config = tiny_config("method.name=naive-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2")
     fault("nan", 10)
-    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 1, step 3; stopped\. The last good checkpoint is kept at .*last\.pt"):
+    with pytest.raises(NonFiniteLossError, match=r"training loss is not finite .* by epoch 1, step 4; stopped\. The last good checkpoint is kept at .*last\.pt"):
         train(config, tmp_path / "run")
     state = load_checkpoint(RunDir(tmp_path / "run").last)
     assert (state["epoch"], state["step"]) == (1, 2)

@@ -8,7 +8,8 @@ from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.models import build_late_fusion
 from latefusion.pipeline import run_pipeline
-from latefusion.probe import probe_run
+from latefusion.probe import ProbeConfig, probe_run
+from latefusion.errors import RunFolderError
 from latefusion.runs import RunDir
 from latefusion.methods import load_model
 from latefusion.train import train
@@ -67,9 +68,9 @@ def test_unimodal_rejects_unknown_modality(tmp_path, tiny_config):
 
 def test_existing_run_is_not_overwritten_and_resume_needs_same_config(tmp_path, tiny_config):
     train(tiny_config(), tmp_path / "run")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunFolderError, match="--resume"):
         train(tiny_config(), tmp_path / "run")
-    with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.01"):
+    with pytest.raises(RunFolderError, match=r"optim\.lr: 0\.001 -> 0\.01"):
         train(tiny_config("optim.lr=0.01"), tmp_path / "run", resume=True)
 
 
@@ -81,12 +82,13 @@ def test_pipeline_summary_has_the_documented_shape(tmp_path, tiny_config):
     assert summary["guide"]["choice"] in ("ume", "umt") and summary["guide"]["reason"]
     on_disk = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
-    # Probes are cached in each run folder and reused.
-    assert probe_run(tmp_path / "demo" / "naive") == on_disk_probe(tmp_path / "demo" / "naive")
-
-
-def on_disk_probe(path):
-    return json.loads((path / "probe.json").read_text())
+    # Probes are cached in each run folder, reused while their key holds, recomputed when it does not.
+    probe_file = tmp_path / "demo" / "naive" / "probe.json"
+    stored = json.loads(probe_file.read_text())
+    stored["results"]["a"]["test_acc"] = -1.0  # a value no probe computes: seen only if the cache is read
+    probe_file.write_text(json.dumps(stored))
+    assert probe_run(tmp_path / "demo" / "naive")["a"]["test_acc"] == -1.0
+    assert probe_run(tmp_path / "demo" / "naive", config=ProbeConfig(steps=50))["a"]["test_acc"] >= 0
 
 
 def test_cli_resume_alone_continues_the_run_as_configured(tmp_path, capsys):

@@ -49,15 +49,15 @@ def test_cached_teacher_features_give_the_live_loss_and_are_read_back(tmp_path, 
 def test_the_cache_key_follows_the_teacher_weights(tmp_path, tiny_config):
     bundle, config, teachers = teachers_and_umt(tmp_path, tiny_config)
     prepared(config, bundle, tmp_path / "umt")
-    before = {p.name for p in (tmp_path / "umt" / "cache").glob("teacher-a-*.pt")}
     retrained = tmp_path / "unimodal-a-retrained"
     seed5 = method_config(config, "unimodal", {"modality": "a"})
     seed5 = seed5.model_copy(update={"train": seed5.train.model_copy(update={"seed": 5})})
     train(seed5, retrained, bundle=bundle)
     other = method_config(config, "umt", {"teachers": {**teachers, "a": str(retrained)}})
-    prepared(other, bundle, tmp_path / "umt")
-    after = {p.name for p in (tmp_path / "umt" / "cache").glob("teacher-a-*.pt")}
-    assert len(after - before) == 1
+    prepared(other, bundle, tmp_path / "umt-other")
+    names = {folder: sorted(p.name for p in (tmp_path / folder / "cache").glob("teacher-*.pt")) for folder in ("umt", "umt-other")}
+    assert names["umt"][0] != names["umt-other"][0]  # teacher a changed: another key
+    assert names["umt"][1] == names["umt-other"][1]  # teacher b and the data did not: the same key
 
 
 def test_augmenting_split_runs_teachers_live_and_says_so(tmp_path, tiny_config, caplog):

@@ -74,7 +74,9 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for one writing process. The kernel releases the lock when its process
-        ends, however it ends, so a lock left by a killed run is simply taken over."""
+        ends, however it ends, so a lock left by a killed run is simply taken over. A folder this
+        creates is removed again if nothing but the lock was written in it (a run refused at start)."""
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -90,6 +92,9 @@ class RunDir:
             self.remove_stale_temporaries()
             yield
         finally:
+            if created and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:
+                self.lock_file.unlink()
+                self.path.rmdir()
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 

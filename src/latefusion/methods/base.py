@@ -70,8 +70,9 @@ class Method(nn.Module):
     Options: ClassVar[type[Section]] = NoOptions
     # How reports and figures show the method.
     style: ClassVar[Style]
-    # "unimodal": trained once per modality; "paper": the paper's set; "baseline": the field's methods.
-    group: ClassVar[Literal["unimodal", "paper", "baseline"]] = "baseline"
+    # "unimodal": trained once per modality; "paper": the paper's set, always in the demo; "baseline": the
+    # field's methods (`demo --methods all`); "other": run only when named.
+    group: ClassVar[Literal["unimodal", "paper", "baseline", "other"]] = "baseline"
     # The option the pipeline fills with {modality: uni-modal run folder} (UMT's teachers, UME's members).
     unimodal_runs_option: ClassVar[str | None] = None
     # False for methods that only combine already-trained runs (UME): the loop then just evaluates.
