@@ -21,7 +21,7 @@ import reprlib
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 # How many nodes aliases may add to a document. A run config has about a hundred nodes.
 MAX_ALIAS_NODES = 100_000
