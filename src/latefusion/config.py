@@ -14,8 +14,10 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import yamlfile
 from .errors import ConfigError
 from .registry import did_you_mean
+from .yamlfile import YAMLRefused, short_repr
 
 
 class Section(BaseModel):
@@ -115,7 +117,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], so
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {item['msg']} (found {item.get('input')!r})")
+            lines.append(f"  {key}: {item['msg']} (found {short_repr(item.get('input'))})")
     return "\n".join(lines)
 
 
@@ -137,38 +139,70 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """`["train.epochs=5", "method.options.weight=10"]` -> nested dict; values are parsed as YAML scalars."""
+    """`["train.epochs=5", "method.options.weight=10"]` -> nested dict; values are parsed as YAML scalars.
+
+    Values are read as in config files (see yamlfile.py): `off`/`on`/`yes`/`no` stay strings, only
+    `true`/`false` are booleans; duplicated keys and alias bombs are refused.
+    """
     nested: dict[str, Any] = {}
     for item in overrides:
+        shown = short_repr(item)
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.epochs=5")
+            raise ConfigError(f"override {shown}: expected KEY=VALUE, e.g. train.epochs=5")
         node = nested
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is set both as a value and as a section")
+                raise ConfigError(f"override {shown}: {short_repr(part)} is set both as a value and as a section")
         try:
-            node[leaf] = yaml.safe_load(value) if value.strip() else None
+            node[leaf] = yamlfile.load(value, f"override {shown}") if value.strip() else None
+        except YAMLRefused as error:
+            raise ConfigError(str(error)) from None
         except yaml.YAMLError as error:
-            raise ConfigError(f"override {item!r}: the value is not a valid YAML scalar or list ({str(error).splitlines()[0]})") from None
+            raise ConfigError(f"override {shown}: the value is not a valid YAML scalar or list ({str(error).splitlines()[0]})") from None
     return nested
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping in the config file `path`, with the files it `extends:` merged under it.
+
+    `extends: base.yaml` (or a list of files, merged in order) names files relative to this one; each
+    is read first (with its own `extends:`), and this file's keys are deep-merged over them: a section
+    given here updates the inherited one key by key, any other value replaces the inherited one.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yamlfile.load(path.read_text(encoding="utf-8"), f"config file {path}") or {}
+    except YAMLRefused as error:
+        raise ConfigError(str(error)) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"config file {path} is not UTF-8 text: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path}: expected a mapping at the top level, found {type(raw).__name__}")
-    return raw
+    if "extends" not in raw:
+        return raw
+    extends = raw.pop("extends")
+    names = [extends] if isinstance(extends, str) else extends
+    if not isinstance(names, list) or not all(isinstance(name, str) and name.strip() for name in names):
+        raise ConfigError(f"config file {path}: extends: expected a file name or a list of file names "
+                          f"(relative to this file), found {short_repr(extends)}")
+    chain = (*_chain, path.resolve())
+    merged: dict[str, Any] = {}
+    for name in names:
+        base = path.parent / name
+        if base.resolve() in chain:
+            cycle = " -> ".join(str(p) for p in (*chain[chain.index(base.resolve()):], base.resolve()))
+            raise ConfigError(f"config file {path}: extends {name}, which makes a cycle: {cycle}")
+        if not base.is_file():
+            raise ConfigError(f"config file {path}: extends {name}, but {base} does not exist")
+        merged = deep_merge(merged, read_yaml(base, _chain=chain))
+    return deep_merge(merged, raw)
 
 
 def dump_config(config: BaseModel) -> str:

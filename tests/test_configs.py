@@ -1,0 +1,60 @@
+"""The shipped configs: per data set (and variant) one base.yaml with data/model/optim/train, and per
+method a small overlay (`extends: base.yaml` + `method`); every recipe resolves to a valid RunConfig;
+every configs/ path the docs and configs name exists."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from latefusion import yamlfile
+from latefusion.config import RunConfig, read_yaml, resolve_config
+from latefusion.methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+FOLDERS = ["kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
+METHOD_FILES = ["naive", "ume", "umt", "unimodal"]
+RECIPES = [CONFIGS / folder / f"{method}.yaml" for folder in FOLDERS for method in METHOD_FILES]
+
+
+def written(path: Path) -> dict:
+    """A file's own keys, without what it extends."""
+    return yamlfile.load(path.read_text(), str(path))
+
+
+def test_each_folder_holds_a_base_and_one_overlay_per_method():
+    found = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
+    assert found == sorted(f"{folder}/{name}.yaml" for folder in FOLDERS for name in ["base", *METHOD_FILES])
+    for folder in FOLDERS:
+        base = written(CONFIGS / folder / "base.yaml")
+        assert list(base) == ["data", "model", "optim", "train"], folder
+        for method in METHOD_FILES:
+            overlay = written(CONFIGS / folder / f"{method}.yaml")
+            assert overlay == {"extends": "base.yaml", "method": overlay["method"]}, f"{folder}/{method}"
+            assert overlay["method"]["name"] == method
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.relative_to(CONFIGS).as_posix() for p in RECIPES])
+def test_each_recipe_resolves_to_a_valid_run_config(path):
+    config = resolve_config(path)
+    assert isinstance(config, RunConfig)
+    assert config.method.name == path.stem and config.data.name == path.relative_to(CONFIGS).parts[0]
+    METHODS.get(config.method.name).Options.model_validate(config.method.options)
+    # The recipe is its base with the method section added: nothing of the base is lost or changed.
+    base = read_yaml(path.parent / "base.yaml")
+    assert read_yaml(path) == {**base, "method": written(path)["method"]}
+
+
+def test_every_configs_path_the_docs_name_exists():
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(CONFIGS.rglob("*.yaml"))]
+    named = {m for path in texts for m in re.findall(r"configs/[\w./<>-]*\w", path.read_text())}
+    checked = 0
+    for name in sorted(named):
+        # `<method>` stands for each method file; other placeholders (`<data set>`) are not checked.
+        candidates = [name.replace("<method>", m) for m in METHOD_FILES] if "<method>" in name else [name]
+        for candidate in candidates:
+            if "<" not in candidate:
+                assert (ROOT / candidate).exists(), f"{name} is named in the docs or configs but does not exist"
+                checked += 1
+    assert checked > 20
