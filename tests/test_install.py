@@ -1,8 +1,10 @@
 """The install requirements: pyproject.toml declares a torch *range*, constraints.txt pins the tested release.
 
 Nothing here downloads anything. The specifier tests read pyproject.toml and check the range with
-`packaging`; the resolver tests run pip's real resolver offline (`--dry-run --no-index`) on a copy of
-the project's metadata, with stand-in torch wheels of the versions under test in a local folder.
+`packaging`; the resolver tests run pip's real resolver offline (`--dry-run --no-index`) on the
+project's metadata (built by setuptools from a copy of pyproject.toml, or carried by a stand-in wheel
+where setuptools is not installed), with stand-in torch wheels of the versions under test in a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -78,44 +80,50 @@ def test_makefile_installs_through_the_constraints():
 
 def fake_wheel(folder: Path, name: str, version: str, requires: list[str] = ()) -> None:
     """A wheel holding only metadata: enough for `pip install --dry-run` to resolve it, never installed."""
-    dist = f"{name}-{version}.dist-info"
+    stem = f"{name.replace('-', '_')}-{version}"  # a wheel's file name escapes "-" in the project name
+    dist = f"{stem}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
     wheel = "Wheel-Version: 1.0\nGenerator: tests/test_install.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as archive:
+    with zipfile.ZipFile(folder / f"{stem}-py3-none-any.whl", "w") as archive:
         archive.writestr(f"{dist}/METADATA", metadata)
         archive.writestr(f"{dist}/WHEEL", wheel)
         archive.writestr(f"{dist}/RECORD", f"{dist}/METADATA,,\n{dist}/WHEEL,,\n{dist}/RECORD,,\n")
 
 
-def pip_resolve(tmp_path: Path, torch_version: str) -> subprocess.CompletedProcess:
-    """Resolve the project together with `torch==torch_version`, offline, installing nothing.
+def pip_resolve(tmp_path: Path, torch_version: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Resolve the project's requirements together with `torch==torch_version`, offline, installing nothing.
 
-    The project is a copy of pyproject.toml with an empty package, its metadata built by the real
-    build backend (setuptools, already installed: --no-build-isolation). Its other dependencies are
-    satisfied by what this environment has installed; torch can only come from the stand-in wheel.
+    With setuptools installed, the project is a copy of pyproject.toml with an empty package, its
+    metadata built by the real build backend (--no-build-isolation). Without it, a stand-in wheel
+    carries the `dependencies` of pyproject.toml as its Requires-Dist. Either way the other
+    dependencies are satisfied by what this environment has installed, and torch can only come from
+    the stand-in torch wheel. Returns pip's result and the name the project resolves under.
     """
-    try:
-        import setuptools  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("pip's offline resolution needs setuptools installed in this environment (--no-build-isolation)")
-    source = tmp_path / "project"
-    (source / "src" / "latefusion").mkdir(parents=True)
-    (source / "src" / "latefusion" / "__init__.py").write_text("")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "LICENSES", source / "LICENSES")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     fake_wheel(wheels, "torch", torch_version)
+    try:
+        import setuptools  # noqa: F401
+
+        source = tmp_path / "project"
+        (source / "src" / "latefusion").mkdir(parents=True)
+        (source / "src" / "latefusion" / "__init__.py").write_text("")
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy(ROOT / name, source / name)
+        shutil.copytree(ROOT / "LICENSES", source / "LICENSES")
+        target, name = [str(source), "--no-build-isolation"], "latefusion"
+    except ModuleNotFoundError:
+        name = "latefusion-requirements"  # not "latefusion": the installed package would stand in for it
+        fake_wheel(wheels, name, "0", project()["dependencies"])
+        target = [f"{name}==0"]
     # No configuration file and no PIP_* variable: no index, no extra find-links, no machine constraints.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
     command = [
         sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-",
-        "--no-index", "--find-links", str(wheels), "--no-build-isolation",
-        str(source), f"torch=={torch_version}",
+        "--no-index", "--find-links", str(wheels), *target, f"torch=={torch_version}",
     ]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120), name
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +142,14 @@ def pip_ok():
 @pytest.mark.parametrize("which", ["oldest", "newer"])
 def test_pip_accepts_other_torch_releases(tmp_path, pip_ok, which):
     torch_version = str(oldest_declared() if which == "oldest" else NEWER)
-    result = pip_resolve(tmp_path, torch_version)
+    result, name = pip_resolve(tmp_path, torch_version)
     assert result.returncode == 0, f"pip could not resolve the project with torch {torch_version}:\n{result.stderr}"
     chosen = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in json.loads(result.stdout)["install"]}
     assert chosen.get("torch") == torch_version, chosen
-    assert "latefusion" in chosen, chosen
+    assert name in chosen, chosen
 
 
 def test_pip_refuses_torch_3(tmp_path, pip_ok):
-    result = pip_resolve(tmp_path, "3.0.0")
+    result, _ = pip_resolve(tmp_path, "3.0.0")
     assert result.returncode != 0, "pip resolved the project with torch 3.0.0, which the range excludes"
     assert "ResolutionImpossible" in result.stderr or "conflict" in result.stderr.lower(), result.stderr
