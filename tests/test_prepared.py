@@ -8,7 +8,8 @@ import torch
 from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml, resolve_config
 from latefusion.data import build_dataset
 from latefusion.data.augment import AudioAugment, AudioTransform, FlowTransform, FrameTransform, ImageAugment
-from latefusion.data.prepared import Sample, carve_validation, prepare
+from latefusion.data.carve import carve_validation
+from latefusion.data.prepared import prepare
 from latefusion.methods import METHODS
 from latefusion.models import build_encoder
 from latefusion.models.input_stage import build_input_stage
@@ -39,14 +40,18 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path):
 
 
 def test_validation_is_carved_by_whole_groups_and_seeded():
-    samples = [Sample(f"s{i}", i % 3, "train", f"g{i // 4}") for i in range(40)] + [Sample("t", 0, "test", "g0")]
-    carved = carve_validation(samples, 0.25, seed=0)
-    val_groups = {s.group for s in carved if s.split == "val"}
-    assert sum(s.split == "val" for s in carved) == 12  # three groups of 4: the first to reach 25%
-    assert val_groups.isdisjoint({s.group for s in carved if s.split == "train"})
-    assert [s.split for s in carved] == [s.split for s in carve_validation(samples, 0.25, seed=0)]
-    assert val_groups != {s.group for s in carve_validation(samples, 0.25, seed=1) if s.split == "val"}
-    assert carved[-1].split == "test"
+    splits, groups = ["train"] * 40 + ["test"], [f"g{i // 4}" for i in range(40)] + ["g0"]
+    carved = carve_validation(splits, 0.25, seed=0, groups=groups)
+    val_groups = {g for g, s in zip(groups, carved) if s == "val"}
+    assert carved.count("val") == 12  # three groups of 4: the first to reach 25%
+    assert val_groups == {"g1", "g7", "g8"}  # the groups prepare carved before carving served the folder data too
+    assert val_groups.isdisjoint({g for g, s in zip(groups, carved) if s == "train"})
+    assert carved == carve_validation(splits, 0.25, seed=0, groups=groups)
+    assert val_groups != {g for g, s in zip(groups, carve_validation(splits, 0.25, seed=1, groups=groups)) if s == "val"}
+    assert carved[-1] == "test"
+    # Without groups every sample is its own: exactly the share, at least one sample.
+    assert carve_validation(splits, 0.25, seed=0).count("val") == 10
+    assert carve_validation(["train"] * 5, 0.01, seed=0).count("val") == 1
 
 
 def test_flow_flip_mirrors_the_image_and_negates_x():

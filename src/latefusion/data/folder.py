@@ -25,7 +25,9 @@ from pydantic import Field
 from ..config import ConfigError, DataConfig, Section, validate
 from . import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
+from .carve import carve_validation
 from .files import FileProblem, read_npy, read_wav
+from .media import MediaError, read_image
 
 RESERVED_COLUMNS = ("id", "label", "split")
 KIND_BY_SUFFIX = {".wav": "audio", ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
@@ -42,14 +44,13 @@ class FolderOptions(Section):
     audio_seconds: float | None = Field(None, gt=0)
 
 
-def read_image(path: Path) -> np.ndarray:
-    from PIL import Image  # Pillow comes with matplotlib, a core dependency
-
+def read_image_file(path: Path) -> np.ndarray:
+    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three."""
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if image.mode in ("L", "I", "1") else "RGB"), dtype=np.float32) / 255.0
-    except OSError as error:
-        raise DataFormatError(f"{path}: not a readable image ({error})") from None
+        pixels = read_image(path, mode=None)
+    except MediaError as error:
+        raise DataFormatError(str(error)) from None
+    array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
@@ -67,7 +68,7 @@ def fit_audio(clips: list[np.ndarray], length: int | None) -> list[np.ndarray]:
     return [np.pad(c[:length], (0, max(0, length - len(c)))) for c in clips]
 
 
-def read_manifest(folder: Path, options: FolderOptions) -> tuple[dict[str, np.ndarray], dict[str, str], list[str], list[str], list[str], dict[str, Any]]:
+def read_manifest_folder(folder: Path, options: FolderOptions) -> tuple[dict[str, np.ndarray], dict[str, str], list[str], list[str], list[str], dict[str, Any]]:
     manifest = folder / "manifest.csv"
     with manifest.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -105,7 +106,7 @@ def read_manifest(folder: Path, options: FolderOptions) -> tuple[dict[str, np.nd
                         raise DataFormatError(f"{path}: sample rate {rate} Hz differs from the {encoder_options[name]['sample_rate']} Hz of the first clip of {name!r}")
                     values.append(samples)
                 elif kind == "image":
-                    values.append(read_image(path))
+                    values.append(read_image_file(path))
                 else:
                     values.append(read_npy(path).astype(np.float32))
             except FileProblem as problem:
@@ -135,14 +136,6 @@ def read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], list[st
     return {k: v.astype(np.float32) for k, v in contents.items()}, {k: "array" for k in contents}, labels, splits, ids, {}
 
 
-def carve_val(splits: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    train = np.flatnonzero(splits == "train")
-    picked = np.random.default_rng(seed).permutation(train)[: max(1, round(fraction * len(train)))]
-    splits = splits.copy()
-    splits[picked] = "val"
-    return splits
-
-
 @DATASETS.register("folder")
 def build(config: DataConfig) -> DataBundle:
     if config.path is None:
@@ -150,7 +143,7 @@ def build(config: DataConfig) -> DataBundle:
     options = validate(FolderOptions, config.options, "data.options of the folder data set")
     path = Path(config.path)
     if path.is_dir() and (path / "manifest.csv").is_file():
-        arrays, kinds, labels, splits, ids, encoder_options = read_manifest(path, options)
+        arrays, kinds, labels, splits, ids, encoder_options = read_manifest_folder(path, options)
     elif path.is_file() and path.suffix == ".npz":
         arrays, kinds, labels, splits, ids, encoder_options = read_npz(path)
     else:
@@ -162,7 +155,7 @@ def build(config: DataConfig) -> DataBundle:
         line = int(np.flatnonzero(np.isin(splits, unknown))[0])
         raise DataFormatError(f"{path}: unknown split value(s) {unknown} (first at sample {ids[line]!r}); expected train, val or test")
     if "val" not in set(splits):
-        splits = carve_val(splits, options.val_fraction, options.val_seed)
+        splits = np.array(carve_validation(splits, options.val_fraction, options.val_seed))
     labels = np.array(labels)
     class_names = sorted({str(v) for v in labels[splits == "train"]}, key=lambda v: (len(v), v) if v.lstrip("-").isdigit() else (0, v))
     unseen = sorted(str(v) for v in set(labels) - set(class_names))

@@ -24,9 +24,8 @@ from __future__ import annotations
 import bisect
 import io
 import os
-import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 from ..config import Section, validate
 from ..registry import Registry
 from .base import Batch, DataBundle, Inputs, Modality
+from .carve import carve_validation
 
 FORMAT = "latefusion-prepared/1"
 
@@ -46,7 +46,7 @@ FORMAT = "latefusion-prepared/1"
 class PrepareOptions(Section):
     """Options every recipe has; each recipe adds its own."""
 
-    # Share of the official train split held out as validation, by group (see carve_validation).
+    # Share of the official train split held out as validation, by group (see carve.carve_validation).
     val_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
     shard_size: int = Field(256, gt=0)
@@ -96,25 +96,6 @@ class Recipe:
 RECIPES: Registry[type[Recipe]] = Registry("prepare recipe")
 
 
-def carve_validation(samples: list[Sample], fraction: float, seed: int) -> list[Sample]:
-    """Move whole groups of train samples to `val`, in a seeded order, until `fraction` of the train
-    samples are moved: clips of one source video (or views of one object) never end up on both sides."""
-    train_groups = sorted({s.group for s in samples if s.split == "train"})
-    random.Random(seed).shuffle(train_groups)
-    target = fraction * sum(s.split == "train" for s in samples)
-    sizes: dict[str, int] = {}
-    for s in samples:
-        if s.split == "train":
-            sizes[s.group] = sizes.get(s.group, 0) + 1
-    held, moved = set(), 0
-    for group in train_groups:
-        if moved >= target:
-            break
-        held.add(group)
-        moved += sizes[group]
-    return [Sample(s.id, s.label, "val", s.group, s.sources) if s.split == "train" and s.group in held else s for s in samples]
-
-
 def plan_shards(samples: list[Sample], shard_size: int) -> dict[str, list[Sample]]:
     shards = {}
     for split in ("train", "val", "test"):
@@ -161,7 +142,7 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
     return manifest
 
 
-def read_manifest(path: Path, planned: list[str]) -> dict | None:
+def read_shard_manifest(path: Path, planned: list[str]) -> dict | None:
     """A finished shard's manifest, or None when the shard must be (re)written."""
     from ..runs import read_json
 
@@ -194,10 +175,11 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         write_json(settings_file, settings)
 
     scan = recipe.scan(src, opts)
-    samples = carve_validation(scan.samples, opts.val_fraction, opts.seed)
+    carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
+    samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
-    manifests = {k: read_manifest(dst / "shards" / f"{k}.json", [s.id for s in v]) for k, v in shards.items()}
+    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", [s.id for s in v]) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
 
