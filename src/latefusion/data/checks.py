@@ -4,8 +4,8 @@ first step and reported by name (`latefusion check-data`; `build_dataset` runs t
 Each problem has a kind:
   empty-split            a split without samples
   missing-file           \
-  unreadable-file         > reported by a file-backed split's own `check()` (the hook below)
-  truncated-file         /
+  unreadable-file         > reported by a file-backed split's own `check()` (the hook below); the
+  truncated-file         /  folder data set adds its own kinds there (see data/folder.py)
   unreadable-sample      loading the sample raised an error
   label-not-integer      a label that is not a whole number
   label-out-of-range     a label outside [0, num_classes)
@@ -196,6 +196,32 @@ def format_report(bundle: DataBundle, problems: list[Problem]) -> str:
     return "\n".join(lines)
 
 
+class KeptSamples(Subset):
+    """A split without its bad samples that still answers as the split: attributes of the split as a
+    whole (`transform`, `checked_when_prepared`, ...) are the split's, the per-sample ones of the
+    data-check hook (`sample_ids`, `labels`, `check()`) are narrowed to the kept samples."""
+
+    def __getattr__(self, name: str) -> Any:
+        dataset = self.__dict__.get("dataset")  # absent while unpickling: no recursion through here
+        if dataset is None:
+            raise AttributeError(name)
+        return getattr(dataset, name)
+
+    @property
+    def sample_ids(self) -> list:
+        ids = self.dataset.sample_ids
+        return [ids[i] for i in self.indices]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.dataset.labels[torch.as_tensor(self.indices)]
+
+    def check(self) -> list[Problem]:
+        position = {index: i for i, index in enumerate(self.indices)}
+        found = self.dataset.check() if hasattr(self.dataset, "check") else []
+        return [dataclasses.replace(p, index=position[p.index]) for p in found if p.index in position]
+
+
 def drop_bad_samples(bundle: DataBundle, problems: list[Problem]) -> tuple[DataBundle, dict[str, int]]:
     """The bundle without the samples `problems` name, and how many were dropped per split."""
     whole = [p for p in problems if p.index is None]
@@ -209,7 +235,7 @@ def drop_bad_samples(bundle: DataBundle, problems: list[Problem]) -> tuple[DataB
         if not keep:
             raise DataCheckError(f"data set {bundle.name!r}: every sample of split {split!r} is bad; skip_bad would leave it empty\n"
                                  + format_report(bundle, problems), problems)
-        splits[split] = Subset(dataset, keep) if bad[split] else dataset
+        splits[split] = KeptSamples(dataset, keep) if bad[split] else dataset
     return dataclasses.replace(bundle, splits=splits), {split: len(indices) for split, indices in bad.items() if indices}
 
 

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 
 
+class DataFormatError(ValueError):
+    """A user data set that does not follow the documented format; the message says where and how."""
+
+
 class FileProblem(Exception):
     """`kind` is a data-check kind: missing-file, unreadable-file or truncated-file."""
 
