@@ -174,7 +174,7 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], opt
             bad(row, "wrong-sample-rate", f"{cells[row]} is sampled at {rates[row]} Hz, the other clips at {rate} Hz")
             del values[row]
         seconds = options.audio_seconds
-        values = fit_audio(values, math.ceil(seconds * rate) if seconds else None)
+        values = fit_audio(values, max(1, int(seconds * rate)) if seconds else None)
         encoder_options = {"sample_rate": rate}
     array = stack_samples(name, values, len(cells), lambda row, what: bad(row, "wrong-shape", f"{cells[row]} {what}"), manifest)
     return array, kind, encoder_options, problems
