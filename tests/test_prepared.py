@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from latefusion.cli import main
 from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml, resolve_config
 from latefusion.data import build_dataset
 from latefusion.data.augment import AudioAugment, AudioTransform, FlowTransform, FrameTransform, ImageAugment
 from latefusion.data.carve import carve_validation
+from latefusion.data.files import DataFormatError
 from latefusion.data.prepared import prepare
 from latefusion.methods import METHODS
 from latefusion.models import build_encoder
@@ -37,6 +41,57 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path):
         prepare("modelnet40", raw, tmp_path / "other", {"sise": 16})
     with pytest.raises(ValueError, match="is a 'modelnet40' folder"):
         build_dataset(RunConfig.model_validate({"data": {"name": "ucf101", "path": str(dst)}}).data)
+
+
+def modelnet_config(dst):
+    return RunConfig.model_validate({"data": {"name": "modelnet40", "path": str(dst)}}).data
+
+
+def test_prepare_records_checksums_repairs_damaged_shards_and_retries_changed_raw_files(tmp_path, capsys):
+    from raw_layouts import make_modelnet40
+
+    raw, dst = tmp_path / "raw", tmp_path / "prepared"
+    make_modelnet40(raw, train=2, test=1)
+    options = {"size": 8, "shard_size": 2}
+    good = next(raw.rglob("*_0101.obj.shaded_v001.png"))  # a test object's first view
+    original = good.read_bytes()
+    good.write_bytes(original[:40])  # a download cut short: prepare leaves its object out
+    first = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert first["written"]["test"] == 2 and [x["id"] for x in first["skipped"]] == [good.name.split(".")[0]]
+    manifest = json.loads((dst / "shards" / "train-00000.json").read_text())
+    assert set(manifest["files"]) == {f"view{v:02d}" for v in range(12)}
+    assert manifest["files"]["view00"]["bytes"] == (dst / "shards" / "train-00000" / "view00.npy").stat().st_size
+
+    view = dst / "shards" / "train-00000" / "view03.npy"
+    healthy = view.read_bytes()
+    view.write_bytes(healthy[:-10])  # cut short: seen when the folder is opened
+    with pytest.raises(DataFormatError, match=r"train-00000: view03\.npy holds \d+ bytes, prepare wrote \d+; rerun"):
+        build_dataset(modelnet_config(dst))
+    flipped = bytearray(healthy)
+    flipped[-1] ^= 1
+    view.write_bytes(bytes(flipped))  # same size, other bytes: only the checksums see it
+    build_dataset(modelnet_config(dst))
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 1
+    assert "damaged-shard (1):\n    train: shards/train-00000/view03.npy differs from what prepare wrote (checksum); rerun" in capsys.readouterr().out
+
+    good.write_bytes(original)  # the download repaired
+    second = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert second["shards"] == {"total": 5, "written": 2, "reused": 3}  # the damaged shard, and the one of the repaired object
+    assert second["written"]["test"] == 3 and second["skipped"] == []
+    assert view.read_bytes() == healthy
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 0
+
+
+def test_prepare_writing_no_sample_is_an_error(tmp_path):
+    from raw_layouts import make_modelnet40
+
+    raw = tmp_path / "raw"
+    make_modelnet40(raw, train=1, test=1)
+    for image in raw.rglob("*v001.png"):
+        image.write_bytes(b"not a png")
+    with pytest.raises(DataFormatError, match=r"prepare modelnet40: no sample of .* could be prepared \(6 left out\); .*report\.json says why"):
+        prepare("modelnet40", raw, tmp_path / "prepared", {"size": 8}, workers=1, progress=False)
+    assert not (tmp_path / "prepared" / "index.json").exists()
 
 
 def test_validation_is_carved_by_whole_groups_and_seeded():

@@ -21,6 +21,8 @@ The hook for file-backed data sets: a split (a torch Dataset) may define
                               These samples are not loaded by the generic checks.
   sample_ids: Sequence[str]   what each sample comes from (a file, a source video); an id in two splits
                               is leakage even where augmentation makes the tensors differ.
+  verify() -> list[Problem]   a check too costly for every start (the checksums of prepared shards):
+                              run by `latefusion check-data` (check_bundle's `thorough`), not by training.
   checked_when_prepared: bool a split whose samples were decoded and checked when they were written
                               (`latefusion prepare`): only its labels and ids are checked here, since
                               decoding a full-size split at every start would cost a pass over the data.
@@ -123,11 +125,12 @@ def preserved_rng() -> Iterator[None]:
     np.random.set_state(numpy)
 
 
-def check_split(dataset: Dataset, split: str, spec: DataSpec) -> tuple[list[Problem], dict[bytes, list[int]]]:
+def check_split(dataset: Dataset, split: str, spec: DataSpec, thorough: bool = True) -> tuple[list[Problem], dict[bytes, list[int]]]:
     """The split's problems, and the fingerprint -> indices of its good samples (for leakage)."""
     if len(dataset) == 0:
         return [Problem("empty-split", f"split {split!r} has no samples", split)], {}
-    problems = [dataclasses.replace(p, split=split) for p in (dataset.check() if hasattr(dataset, "check") else [])]
+    found = (dataset.check() if hasattr(dataset, "check") else []) + (dataset.verify() if thorough and hasattr(dataset, "verify") else [])
+    problems = [dataclasses.replace(p, split=split) for p in found]
     if getattr(dataset, "checked_when_prepared", False):
         labels = dataset.labels.tolist()
         return problems + [dataclasses.replace(p, split=split, index=i) for i, y in enumerate(labels) for p in check_label(y, spec.num_classes)], {}
@@ -167,13 +170,13 @@ def sample_ids(dataset: Dataset) -> dict[str, list[int]]:
     return by_id
 
 
-def check_bundle(bundle: DataBundle) -> list[Problem]:
-    """Every problem of every split, in split order."""
+def check_bundle(bundle: DataBundle, thorough: bool = True) -> list[Problem]:
+    """Every problem of every split, in split order; `thorough` adds the splits' costly `verify()`."""
     problems: list[Problem] = []
     fingerprints: dict[str, dict[bytes, int]] = {}
     with preserved_rng():
         for split in SPLITS:
-            found, fingerprints[split] = check_split(bundle.splits[split], split, bundle.spec)
+            found, fingerprints[split] = check_split(bundle.splits[split], split, bundle.spec, thorough)
             problems += found
     ids = {split: sample_ids(bundle.splits[split]) for split in SPLITS}
     problems += leaks(fingerprints, "leaked-sample", "same input tensors")
@@ -242,7 +245,7 @@ def drop_bad_samples(bundle: DataBundle, problems: list[Problem]) -> tuple[DataB
 def checked(bundle: DataBundle, *, skip_bad: bool) -> DataBundle:
     """The bundle if it passes every check; otherwise DataCheckError with the report, or, with
     `skip_bad`, the bundle without its bad samples (the report and the count go to stderr)."""
-    problems = check_bundle(bundle)
+    problems = check_bundle(bundle, thorough=False)  # at every start: the cheap checks only
     if not problems:
         return bundle
     report = format_report(bundle, problems)

@@ -5,7 +5,9 @@ A prepared folder:
   prepare.json             the recipe and options it was made with (a rerun with other options is refused)
   shards/<split>-NNNNN/    one `<array>.npy` per stored array, samples along the first axis, fixed shape:
                            frames as uint8 (T, H, W, 3), flow as uint8 (L, H, W, 2), audio as int16 (samples,)
-  shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, and the samples left out and why
+  shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, the samples left out and why,
+                           each array file's size and checksum, and the size and time of each sample's
+                           raw files (`sources`) when it was written
   index.json               arrays, classes, splits -> shards; written last, so its presence means "complete"
   report.json              what was read, written, reused and skipped, with the reason for each skip
 
@@ -13,7 +15,11 @@ Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mma
 fancy index, with nothing left to decode at training time (the costly part of reading video); a
 shard of a few hundred samples is one file per array, big enough for sequential reads and small
 enough to redo when interrupted. Every file is written atomically and a shard's manifest is written
-after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare).
+after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare) unless
+its arrays no longer match their checksums (a damaged disk, a copy cut short) or the raw files of one
+of its samples changed (a broken download replaced): those shards are written again. Opening a
+prepared folder compares the sizes of the array files with their manifests (one stat each);
+`latefusion check-data` compares their checksums.
 
 A data set is a `Recipe` registered in RECIPES: it lists the samples of a raw folder (`scan`), says
 which arrays it stores, and decodes one sample (`decode`); the code here does the rest.
@@ -22,6 +28,7 @@ which arrays it stores, and decodes one sample (`decode`); the code here does th
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,6 +45,8 @@ from tqdm.auto import tqdm
 from ..config import Section, validate
 from ..registry import Registry
 from .base import Batch, DataBundle, Inputs, Modality
+from .checks import Problem
+from .files import DataFormatError
 from .carve import carve_validation
 
 FORMAT = "latefusion-prepared/1"
@@ -135,15 +144,53 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
             notes.append({"id": sample.id, "split": sample.split, "note": note})
         ids.append(sample.id)
         labels.append(sample.label)
+    files = {}
     for s in stored:
-        atomic_write_bytes(folder / f"{s.name}.npy", npy_bytes(arrays[s.name][: len(ids)]))
-    manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes}
+        data = npy_bytes(arrays[s.name][: len(ids)])
+        atomic_write_bytes(folder / f"{s.name}.npy", data)
+        files[s.name] = {"bytes": len(data), "blake2b": hashlib.blake2b(data).hexdigest()}
+    manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes,
+                "files": files, "sources": source_stamps(samples)}
     write_json(folder.with_suffix(".json"), manifest)
     return manifest
 
 
-def read_shard_manifest(path: Path, planned: list[str]) -> dict | None:
-    """A finished shard's manifest, or None when the shard must be (re)written."""
+def source_stamps(samples: list[Sample]) -> dict[str, dict[str, list[int] | None]]:
+    """Size and modification time of each sample's raw files (None: missing), to notice a changed one."""
+    stamps = {}
+    for sample in samples:
+        stamps[sample.id] = {}
+        for role, source in sample.sources.items():
+            path = Path(source)
+            stamps[sample.id][role] = [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else None
+    return stamps
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.blake2b()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def damaged_files(folder: Path, files: dict[str, dict], *, checksums: bool) -> dict[str, str]:
+    """The array files of the shard in `folder` that differ from its manifest's record, and how;
+    sizes only (one stat each) unless `checksums`. Shards written before sizes were recorded pass."""
+    damaged = {}
+    for name, record in files.items():
+        path = folder / f"{name}.npy"
+        size = path.stat().st_size if path.is_file() else None
+        if size != record["bytes"]:
+            damaged[name] = "is missing" if size is None else f"holds {size} bytes, prepare wrote {record['bytes']}"
+        elif checksums and file_digest(path) != record["blake2b"]:
+            damaged[name] = "differs from what prepare wrote (checksum)"
+    return damaged
+
+
+def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
+    """A finished shard's manifest, or None when the shard must be (re)written: never finished, planned
+    with other samples, damaged since, or one of its samples' raw files changed since."""
     from ..runs import read_json
 
     if not path.is_file():
@@ -152,7 +199,10 @@ def read_shard_manifest(path: Path, planned: list[str]) -> dict | None:
         manifest = read_json(path)
     except ValueError:
         return None
-    return manifest if manifest.get("planned") == planned else None
+    if manifest.get("planned") != [s.id for s in samples] or damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
+        return None
+    stamps = source_stamps(samples)
+    return manifest if manifest.get("sources", stamps) == stamps else None  # shards written before stamps were recorded pass
 
 
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
@@ -179,7 +229,7 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
-    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", [s.id for s in v]) for k, v in shards.items()}
+    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
 
@@ -200,10 +250,6 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     bar.close()
 
     splits = {split: [{"shard": k, "count": len(m["ids"])} for k, m in manifests.items() if k.startswith(split + "-")] for split in ("train", "val", "test")}
-    write_json(dst / "index.json", {
-        "format": FORMAT, "dataset": name, "class_names": scan.class_names,
-        "stored": [asdict(s) for s in stored], "splits": splits,
-    })
     report = {
         "dataset": name, "src": str(src), "dst": str(dst),
         "listed": len(scan.samples) + len(scan.skipped),
@@ -213,6 +259,13 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         "filled": [x for m in manifests.values() for x in m["notes"]],
     }
     write_json(dst / "report.json", report)
+    if not sum(report["written"].values()):
+        raise DataFormatError(f"prepare {name}: no sample of {src} could be prepared ({len(report['skipped'])} left out); "
+                              f"{dst / 'report.json'} says why for each")
+    write_json(dst / "index.json", {
+        "format": FORMAT, "dataset": name, "class_names": scan.class_names,
+        "stored": [asdict(s) for s in stored], "splits": splits,
+    })
     return report
 
 
@@ -226,10 +279,12 @@ class PreparedSplit(Dataset):
     # instead of decoding the whole split again at every start.
     checked_when_prepared = True
 
-    def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> None:
+    def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str],
+                 transform: Callable[[dict[str, torch.Tensor]], Inputs], files: dict[str, dict] | None = None) -> None:
         self.root = root
         self.sample_ids = ids
         self.shards = [entry["shard"] for entry in shards]
+        self.files = files or {}  # shard -> its manifest's record of array files (size, checksum)
         self.starts = np.cumsum([0] + [entry["count"] for entry in shards]).tolist()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.arrays = arrays
@@ -241,6 +296,14 @@ class PreparedSplit(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def verify(self) -> list[Problem]:
+        """Shards whose array files no longer match their checksums (the data checks' thorough hook)."""
+        problems = []
+        for shard in self.shards:
+            for name, how in damaged_files(self.root / "shards" / shard, self.files.get(shard, {}), checksums=True).items():
+                problems.append(Problem("damaged-shard", f"shards/{shard}/{name}.npy {how}; rerun the same `latefusion prepare` command to repair it"))
+        return problems
 
     def _map(self, shard: str, array: str) -> np.ndarray:
         key = (shard, array)
@@ -287,12 +350,18 @@ class Prepared:
     def split(self, split: str, arrays: list[str], transform: Callable[[dict[str, torch.Tensor]], Inputs]) -> PreparedSplit:
         from ..runs import read_json
 
-        labels, ids = [], []
+        labels, ids, files = [], [], {}
         for entry in self.splits[split]:
-            manifest = read_json(self.root / "shards" / f"{entry['shard']}.json")
+            shard = entry["shard"]
+            manifest = read_json(self.root / "shards" / f"{shard}.json")
+            damaged = damaged_files(self.root / "shards" / shard, manifest.get("files", {}), checksums=False)
+            if damaged:
+                hows = "; ".join(f"{name}.npy {how}" for name, how in damaged.items())
+                raise DataFormatError(f"{self.root / 'shards' / shard}: {hows}; rerun the same `latefusion prepare {self.dataset}` command to repair it")
             labels += manifest["labels"]
             ids += manifest["ids"]
-        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform)
+            files[shard] = manifest.get("files", {})
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, files)
 
 
 def open_prepared(path: str | None, dataset: str) -> Prepared:
