@@ -15,6 +15,7 @@ Each problem has a kind:
   non-finite             NaN or Inf in an input
   leaked-sample          the same input tensors in two splits
   leaked-id              the same sample id (e.g. source video) in two splits
+  damaged-shard          a prepared shard's array file that no longer matches its checksum (verify())
 
 The hook for file-backed data sets: a split (a torch Dataset) may define
   check() -> list[Problem]    problems with its files, one per bad sample, `index` set, `split` left None.
