@@ -105,3 +105,34 @@ def test_stage_is_built_from_the_spec_and_changes_no_state_dict():
         assert model.encoders["audio"].stage(inputs["audio"]).dtype == torch.float32
         assert model.encoders["audio"].encoder.stem(model.encoders["audio"].stage(inputs["audio"])).dtype == torch.bfloat16
         torch.testing.assert_close(model(inputs).float(), full, rtol=0.05, atol=0.05)
+
+
+def former_logmel(wave, sample_rate, n_fft, hop, n_mels):
+    """The audio-cnn front-end as it was before it shared the input stage's STFT."""
+    from latefusion.models.audio import mel_filterbank
+
+    spec = torch.stft(wave.float(), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs() ** 2
+    mel = torch.log(torch.einsum("bft,fm->bmt", spec, mel_filterbank(sample_rate, n_fft, n_mels)) + 1e-6)
+    return ((mel - mel.mean(dim=(1, 2), keepdim=True)) / (mel.std(dim=(1, 2), keepdim=True) + 1e-5)).unsqueeze(1)
+
+
+def test_log_mel_and_log_spectrogram_share_one_stft_with_the_former_outputs():
+    from latefusion.models.audio import AudioCNN
+    from latefusion.models.input_stage import Spectrogram
+
+    wave = torch.randn(4, 1000, generator=torch.Generator().manual_seed(0))
+    encoder = AudioCNN((1000,), 8, sample_rate=4000, n_fft=128, hop=32, n_mels=20)
+    stage = build_input_stage({"name": "log-spectrogram", "n_fft": 128, "hop": 32})
+    assert isinstance(encoder.logmel.spectrogram, Spectrogram) and isinstance(stage.spectrogram, Spectrogram)
+    assert torch.equal(encoder.logmel(wave), former_logmel(wave, 4000, 128, 32, 20))
+    assert not encoder.state_dict().keys() & {"logmel.spectrogram.window", "logmel.window"}
+
+
+def test_clips_shorter_than_one_stft_window_are_padded():
+    from latefusion.models.audio import AudioCNN
+
+    for samples in (1, 60, 127):
+        encoder = AudioCNN((samples,), 8, n_fft=128, hop=32).eval()
+        assert encoder(torch.randn(2, samples)).shape == (2, 8)
+    stage = build_input_stage({"name": "log-spectrogram", "n_fft": 128, "hop": 32})
+    assert stage(torch.zeros(2, 10, dtype=torch.int16)).shape == (2, 1, 65, 5)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from latefusion.cli import main
 from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml
 from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.data.augment import AudioAugment, AudioTransform, FlowTransform, FrameTransform, ImageAugment
-from latefusion.data.prepared import Sample, carve_validation, prepare
+from latefusion.data.carve import carve_validation
+from latefusion.data.files import DataFormatError
+from latefusion.data.prepared import prepare
 from latefusion.methods import METHODS
 from latefusion.models import build_encoder
 from latefusion.models.input_stage import build_input_stage
@@ -39,15 +44,70 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path):
         build_dataset(RunConfig.model_validate({"data": {"name": "ucf101", "path": str(dst)}}).data)
 
 
+def modelnet_config(dst):
+    return RunConfig.model_validate({"data": {"name": "modelnet40", "path": str(dst)}}).data
+
+
+def test_prepare_records_checksums_repairs_damaged_shards_and_retries_changed_raw_files(tmp_path, capsys):
+    from raw_layouts import make_modelnet40
+
+    raw, dst = tmp_path / "raw", tmp_path / "prepared"
+    make_modelnet40(raw, train=2, test=1)
+    options = {"size": 8, "shard_size": 2}
+    good = next(raw.rglob("*_0101.obj.shaded_v001.png"))  # a test object's first view
+    original = good.read_bytes()
+    good.write_bytes(original[:40])  # a download cut short: prepare leaves its object out
+    first = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert first["written"]["test"] == 2 and [x["id"] for x in first["skipped"]] == [good.name.split(".")[0]]
+    manifest = json.loads((dst / "shards" / "train-00000.json").read_text())
+    assert set(manifest["files"]) == {f"view{v:02d}" for v in range(12)}
+    assert manifest["files"]["view00"]["bytes"] == (dst / "shards" / "train-00000" / "view00.npy").stat().st_size
+
+    view = dst / "shards" / "train-00000" / "view03.npy"
+    healthy = view.read_bytes()
+    view.write_bytes(healthy[:-10])  # cut short: seen when the folder is opened
+    with pytest.raises(DataFormatError, match=r"train-00000: view03\.npy holds \d+ bytes, prepare wrote \d+; rerun"):
+        build_dataset(modelnet_config(dst))
+    flipped = bytearray(healthy)
+    flipped[-1] ^= 1
+    view.write_bytes(bytes(flipped))  # same size, other bytes: only the checksums see it
+    build_dataset(modelnet_config(dst))
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 1
+    assert "damaged-shard (1):\n    train: shards/train-00000/view03.npy differs from what prepare wrote (checksum); rerun" in capsys.readouterr().out
+
+    good.write_bytes(original)  # the download repaired
+    second = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert second["shards"] == {"total": 5, "written": 2, "reused": 3}  # the damaged shard, and the one of the repaired object
+    assert second["written"]["test"] == 3 and second["skipped"] == []
+    assert view.read_bytes() == healthy
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 0
+
+
+def test_prepare_writing_no_sample_is_an_error(tmp_path):
+    from raw_layouts import make_modelnet40
+
+    raw = tmp_path / "raw"
+    make_modelnet40(raw, train=1, test=1)
+    for image in raw.rglob("*v001.png"):
+        image.write_bytes(b"not a png")
+    with pytest.raises(DataFormatError, match=r"prepare modelnet40: no sample of .* could be prepared \(6 left out\); .*report\.json says why"):
+        prepare("modelnet40", raw, tmp_path / "prepared", {"size": 8}, workers=1, progress=False)
+    assert not (tmp_path / "prepared" / "index.json").exists()
+
+
 def test_validation_is_carved_by_whole_groups_and_seeded():
-    samples = [Sample(f"s{i}", i % 3, "train", f"g{i // 4}") for i in range(40)] + [Sample("t", 0, "test", "g0")]
-    carved = carve_validation(samples, 0.25, seed=0)
-    val_groups = {s.group for s in carved if s.split == "val"}
-    assert sum(s.split == "val" for s in carved) == 12  # three groups of 4: the first to reach 25%
-    assert val_groups.isdisjoint({s.group for s in carved if s.split == "train"})
-    assert [s.split for s in carved] == [s.split for s in carve_validation(samples, 0.25, seed=0)]
-    assert val_groups != {s.group for s in carve_validation(samples, 0.25, seed=1) if s.split == "val"}
-    assert carved[-1].split == "test"
+    splits, groups = ["train"] * 40 + ["test"], [f"g{i // 4}" for i in range(40)] + ["g0"]
+    carved = carve_validation(splits, 0.25, seed=0, groups=groups)
+    val_groups = {g for g, s in zip(groups, carved) if s == "val"}
+    assert carved.count("val") == 12  # three groups of 4: the first to reach 25%
+    assert val_groups == {"g1", "g7", "g8"}  # the groups prepare carved before carving served the folder data too
+    assert val_groups.isdisjoint({g for g, s in zip(groups, carved) if s == "train"})
+    assert carved == carve_validation(splits, 0.25, seed=0, groups=groups)
+    assert val_groups != {g for g, s in zip(groups, carve_validation(splits, 0.25, seed=1, groups=groups)) if s == "val"}
+    assert carved[-1] == "test"
+    # Without groups every sample is its own: exactly the share, at least one sample.
+    assert carve_validation(splits, 0.25, seed=0).count("val") == 10
+    assert carve_validation(["train"] * 5, 0.01, seed=0).count("val") == 1
 
 
 def test_flow_flip_mirrors_the_image_and_negates_x():

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from ..errors import DataError
 from ..config import Section
 from .base import Inputs
 
@@ -130,7 +131,7 @@ class AudioTransform:
     def __call__(self, x: Tensor) -> Tensor:
         b, length = x.shape
         if self.window > length:
-            raise ValueError(f"audio window of {self.options.seconds} s is {self.window} samples, but the prepared clips hold {length}")
+            raise DataError(f"audio window of {self.options.seconds} s is {self.window} samples, but the prepared clips hold {length}")
         if self.train:
             starts = torch.randint(0, length - self.window + 1, (b, 1))
         else:

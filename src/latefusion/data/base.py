@@ -109,6 +109,7 @@ class Split(Dataset):
       augments        whether reading a sample twice can give different inputs (random transforms)
       sample_ids()    what each sample comes from (a file, a source video), in order; None if unknown
       check()         problems with its files, found without loading samples (data/checks.py)
+      verify()        checks too costly for every start (prepared shards' checksums), run by check-data
       checked_when_prepared  its samples were decoded and checked when written (`latefusion prepare`)
       content_hash()  a hash of what is read (stored arrays or files, labels, the transform's
                       settings), so caches and resumed runs can tell when the data changed
@@ -129,6 +130,9 @@ class Split(Dataset):
         return None
 
     def check(self) -> list:
+        return []
+
+    def verify(self) -> list:
         return []
 
     def content_hash(self) -> str:

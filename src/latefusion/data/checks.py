@@ -4,8 +4,8 @@ first step and reported by name (`latefusion check-data`; `build_dataset` runs t
 Each problem has a kind:
   empty-split            a split without samples
   missing-file           \
-  unreadable-file         > reported by a file-backed split's own `check()` (the hook below)
-  truncated-file         /
+  unreadable-file         > reported by a file-backed split's own `check()` (the hook below); the
+  truncated-file         /  folder data set adds its own kinds there (see data/folder.py)
   unreadable-sample      loading the sample raised an error
   label-not-integer      a label that is not a whole number
   label-out-of-range     a label outside [0, num_classes)
@@ -15,12 +15,15 @@ Each problem has a kind:
   non-finite             NaN or Inf in an input
   leaked-sample          the same input tensors in two splits
   leaked-id              the same sample id (e.g. source video) in two splits
+  damaged-shard          a prepared shard's array file that no longer matches its checksum (verify())
 
 What a split declares for these checks (data/base.py `Split`):
   check() -> list[Problem]    problems with its files, one per bad sample, `index` set, `split` left None.
                               These samples are not loaded by the generic checks.
   sample_ids()                what each sample comes from (a file, a source video); an id in two splits
                               is leakage even where augmentation makes the tensors differ.
+  verify() -> list[Problem]   a check too costly for every start (the checksums of prepared shards):
+                              run by `latefusion check-data` (check_bundle's `thorough`), not by training.
   checked_when_prepared       a split whose samples were decoded and checked when they were written
                               (`latefusion prepare`): only its labels and ids are checked here, since
                               decoding a full-size split at every start would cost a pass over the data.
@@ -123,11 +126,12 @@ def preserved_rng() -> Iterator[None]:
     np.random.set_state(numpy)
 
 
-def check_split(dataset: Split, split: str, spec: DataSpec) -> tuple[list[Problem], dict[bytes, list[int]]]:
+def check_split(dataset: Split, split: str, spec: DataSpec, thorough: bool = True) -> tuple[list[Problem], dict[bytes, list[int]]]:
     """The split's problems, and the fingerprint -> indices of its good samples (for leakage)."""
     if len(dataset) == 0:
         return [Problem("empty-split", f"split {split!r} has no samples", split)], {}
-    problems = [dataclasses.replace(p, split=split) for p in dataset.check()]
+    found = dataset.check() + (dataset.verify() if thorough else [])
+    problems = [dataclasses.replace(p, split=split) for p in found]
     if dataset.checked_when_prepared:
         labels = dataset.labels.tolist()
         return problems + [dataclasses.replace(p, split=split, index=i) for i, y in enumerate(labels) for p in check_label(y, spec.num_classes)], {}
@@ -167,13 +171,13 @@ def sample_ids(dataset: Split) -> dict[str, list[int]]:
     return by_id
 
 
-def check_bundle(bundle: DataBundle) -> list[Problem]:
-    """Every problem of every split, in split order."""
+def check_bundle(bundle: DataBundle, thorough: bool = True) -> list[Problem]:
+    """Every problem of every split, in split order; `thorough` adds the splits' costly `verify()`."""
     problems: list[Problem] = []
     fingerprints: dict[str, dict[bytes, int]] = {}
     with preserved_rng():
         for split in SPLITS:
-            found, fingerprints[split] = check_split(bundle.splits[split], split, bundle.spec)
+            found, fingerprints[split] = check_split(bundle.splits[split], split, bundle.spec, thorough)
             problems += found
     ids = {split: sample_ids(bundle.splits[split]) for split in SPLITS}
     problems += leaks(fingerprints, "leaked-sample", "same input tensors")
@@ -216,7 +220,7 @@ def drop_bad_samples(bundle: DataBundle, problems: list[Problem]) -> tuple[DataB
 def checked(bundle: DataBundle, *, skip_bad: bool) -> DataBundle:
     """The bundle if it passes every check; otherwise DataCheckError with the report, or, with
     `skip_bad`, the bundle without its bad samples (the report and the count go to stderr)."""
-    problems = check_bundle(bundle)
+    problems = check_bundle(bundle, thorough=False)  # at every start: the cheap checks only
     if not problems:
         return bundle
     report = format_report(bundle, problems)

@@ -13,6 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
+
+class DataFormatError(DataError):
+    """A user data set that does not follow the documented format; the message says where and how."""
+
 
 class FileProblem(Exception):
     """`kind` is a data-check kind: missing-file, unreadable-file or truncated-file."""

@@ -3,76 +3,222 @@
 Two forms (docs/data-format.md has the details):
 
 * `manifest.csv` in a folder, columns `id,label,split` plus one column per modality whose cells are
-  paths (relative to the folder) to `.npy` arrays, `.wav` audio (PCM) or `.png`/`.jpg` images;
+  paths (inside the folder) to `.npy` arrays, `.wav` audio (PCM) or `.png`/`.jpg` images;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
 
-Labels may be strings: they are mapped to indices in sorted order of the train labels, and the names
-are stored with every run. `split` is train / val / test; without a val split, one is carved out of
-train with a fixed seed (`val_fraction`, `val_seed`). Every sample of a modality must have the same
-shape (audio is cropped or zero-padded to `audio_seconds` if given, else to the longest clip).
+Labels may be strings or numbers: they are mapped to indices in sorted order of the train labels
+(numbers by value), and the names are stored with every run. `split` is train / val / test; without a
+val split, one is carved out of train with a fixed seed (`val_fraction`, `val_seed`). Every sample of
+a modality must have the same shape (audio is cropped or zero-padded to `audio_seconds` if given,
+else to the longest clip).
+
+What is wrong with the format as a whole (a missing column, a modality the encoders cannot take)
+raises DataFormatError. What is wrong with single samples (a missing, truncated or unreadable file, a
+file of another shape, a path leaving the folder, a duplicate id, a label never seen in train) is
+collected instead: each split's `check()` names every such sample for the data checks, so
+`latefusion check-data` lists them all and `--skip-bad` drops them. Until dropped, such a sample
+holds zeros; with the data checks off (`data.check=false`) they are refused here instead.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field
+from torch import nn
 
 from ..config import ConfigError, DataConfig, Section, validate
 from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
-from .files import FileProblem, read_npy, read_wav
+from .carve import carve_validation
+from .checks import Problem
+from .files import DataFormatError, FileProblem, read_npy, read_wav
+from .media import MediaError, read_image
+
+__all__ = ["DataFormatError", "build"]
 
 RESERVED_COLUMNS = ("id", "label", "split")
 KIND_BY_SUFFIX = {".wav": "audio", ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
 ENCODER_BY_KIND = {"vector": "mlp", "image": "cnn", "audio": "audio-cnn"}
-
-
-class DataFormatError(ValueError):
-    """A user data set that does not follow the documented format; the message says where and how."""
+# numpy dtype kinds that are real numbers: bool, signed and unsigned integers, floats
+REAL_KINDS = "biuf"
+# The encoders take vectors (1-D), and images as (H, W) or (C, H, W).
+MAX_SAMPLE_RANK = 3
 
 
 class FolderOptions(Section):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     val_seed: int = 0
     audio_seconds: float | None = Field(None, gt=0)
+    # Manifest paths must stay inside the data folder unless this is set: a shared manifest should not
+    # make training read arbitrary files of the machine it runs on.
+    allow_outside_paths: bool = False
 
 
-def read_image(path: Path) -> np.ndarray:
-    from PIL import Image  # Pillow comes with matplotlib, a core dependency
+@dataclass
+class Table:
+    """What a manifest or .npz holds, one entry per sample (row), before splits and classes are settled.
+    `where` names each row for messages ("line 5 (id 's3')"); `problems` has `index` = row."""
 
+    arrays: dict[str, np.ndarray]
+    kinds: dict[str, str]
+    labels: list[str]
+    splits: list[str]
+    ids: list[str]
+    where: list[str]
+    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class FolderSplit(TensorSplit):
+    """A split of a folder data set. Samples whose files could not be used hold zeros; `check()` names
+    them (the data-check hook), and `sample_ids` lets the checks find an id in two splits."""
+
+    def __init__(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, sample_ids: list[str], problems: list[Problem]) -> None:
+        super().__init__(inputs, labels)
+        self.sample_ids = sample_ids
+        self.problems = problems
+
+    def check(self) -> list[Problem]:
+        return list(self.problems)
+
+
+def check_modality_name(name: str, source: object) -> None:
+    """A modality's name is a key of the model's nn.ModuleDict, which refuses some names."""
+    if not name or "." in name or hasattr(nn.ModuleDict(), name):
+        raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be non-empty, without '.', and not an attribute "
+                              "of torch modules such as 'training' or 'forward'); rename it")
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three."""
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if image.mode in ("L", "I", "1") else "RGB"), dtype=np.float32) / 255.0
-    except OSError as error:
-        raise DataFormatError(f"{path}: not a readable image ({error})") from None
+        pixels = read_image(path, mode=None)
+    except MediaError as error:
+        raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None  # the caller names the file
+    array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def stack_modality(name: str, arrays: list[np.ndarray], ids: list[str], source: str) -> np.ndarray:
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        first = arrays[0].shape
-        odd = next(i for i, a in enumerate(arrays) if a.shape != first)
-        raise DataFormatError(f"{source}: modality {name!r} has samples of different shapes: {ids[0]!r} is {first}, {ids[odd]!r} is {arrays[odd].shape}; every sample of a modality needs the same shape")
-    return np.stack(arrays)
+def read_array_file(path: Path) -> np.ndarray:
+    array = read_npy(path)
+    if array.dtype.kind not in REAL_KINDS:
+        raise FileProblem("non-numeric", f"holds {array.dtype} values; expected real numbers (bool, integer or float)")
+    return array.astype(np.float32).reshape(array.shape or (1,))  # a scalar is a one-feature vector
 
 
-def fit_audio(clips: list[np.ndarray], length: int | None) -> list[np.ndarray]:
-    length = length or max(len(c) for c in clips)
-    return [np.pad(c[:length], (0, max(0, length - len(c)))) for c in clips]
+def outside_reason(folder: Path, cell: str) -> str | None:
+    """Why the manifest path `cell` leaves the data folder (through `..` or a symlink), or None."""
+    if Path(cell).is_absolute():
+        return "is an absolute path"
+    target = (folder / cell).resolve()
+    return None if target.is_relative_to(folder.resolve()) else f"leads outside the data folder (to {target})"
 
 
-def read_manifest(folder: Path, options: FolderOptions) -> tuple[dict[str, np.ndarray], dict[str, str], list[str], list[str], list[str], dict[str, Any]]:
+def most_common_shape(values: dict[int, np.ndarray]) -> tuple[int, ...]:
+    """The shape most samples have (the first seen on a tie); (1,) when no sample could be read."""
+    counts = Counter(v.shape for v in values.values())
+    return max(counts, key=counts.get) if counts else (1,)
+
+
+def fit_audio(clips: dict[int, np.ndarray], length: int | None) -> dict[int, np.ndarray]:
+    length = length or max((len(c) for c in clips.values()), default=1)
+    return {row: np.pad(c[:length], (0, max(0, length - len(c)))) for row, c in clips.items()}
+
+
+def read_column(folder: Path, name: str, cells: list[str], where: list[str], options: FolderOptions) -> tuple[np.ndarray, str, dict[str, Any], list[Problem]]:
+    """One modality of a manifest: its stacked samples, kind, encoder options and per-row problems."""
     manifest = folder / "manifest.csv"
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        rows = list(reader)
+    kind, values, problems, rates = None, {}, [], {}
+
+    def bad(row: int, problem_kind: str, what: str) -> None:
+        problems.append(Problem(problem_kind, f"{where[row]}, modality {name!r}: {what}", index=row))
+
+    for row, cell in enumerate(cells):
+        if not cell:
+            bad(row, "missing-modality", "no file given")
+            continue
+        suffix = Path(cell).suffix.lower()
+        if suffix not in KIND_BY_SUFFIX:
+            raise DataFormatError(f"{manifest}, {where[row]}: {cell!r} has an unsupported type {suffix!r}; expected one of {sorted(KIND_BY_SUFFIX)}")
+        if kind not in (None, KIND_BY_SUFFIX[suffix]):
+            raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r} mixes file types ({cell!r} is not {kind})")
+        kind = KIND_BY_SUFFIX[suffix]
+        outside = None if options.allow_outside_paths else outside_reason(folder, cell)
+        if outside:
+            bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
+            continue
+        if not (folder / cell).is_file():
+            bad(row, "missing-file", f"{cell} does not exist")
+            continue
+        try:
+            if kind == "audio":
+                values[row], rates[row] = read_wav(folder / cell)
+            else:
+                values[row] = read_image_file(folder / cell) if kind == "image" else read_array_file(folder / cell)
+        except FileProblem as problem:
+            bad(row, problem.kind, f"{cell} {problem}")
+
+    encoder_options = {}
+    if kind == "audio" and rates:
+        rate = Counter(rates.values()).most_common(1)[0][0]
+        for row in [r for r in values if rates[r] != rate]:
+            bad(row, "wrong-sample-rate", f"{cells[row]} is sampled at {rates[row]} Hz, the other clips at {rate} Hz")
+            del values[row]
+        seconds = options.audio_seconds
+        values = fit_audio(values, max(1, int(seconds * rate)) if seconds else None)
+        encoder_options = {"sample_rate": rate}
+    array = stack_samples(name, values, len(cells), lambda row, what: bad(row, "wrong-shape", f"{cells[row]} {what}"), manifest)
+    return array, kind, encoder_options, problems
+
+
+def check_sample_rank(name: str, shape: tuple[int, ...], source: object) -> None:
+    if len(shape) > MAX_SAMPLE_RANK:
+        raise DataFormatError(f"{source}: modality {name!r} has samples of shape {shape}; the encoders take vectors, (H, W) or "
+                              f"(C, H, W) images, at most {MAX_SAMPLE_RANK} dimensions: reshape or split it")
+
+
+def stack_samples(name: str, values: dict[int, np.ndarray], rows: int, wrong_shape, source: object) -> np.ndarray:
+    """The samples of one modality as one array, rows without a usable value left as zeros; a value of
+    another shape than most is reported through `wrong_shape(row, what)` and left as zeros too."""
+    shape = most_common_shape(values)
+    check_sample_rank(name, shape, source)
+    array = np.zeros((rows, *shape), np.float32)
+    for row, value in values.items():
+        if value.shape == shape:
+            array[row] = value
+        else:
+            wrong_shape(row, f"has shape {value.shape}, the other samples {shape}; every sample of a modality needs the same shape")
+    return array
+
+
+def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and the rows (cells stripped) of a manifest; a UTF-8 byte order mark is accepted."""
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = [{c: (row.get(c) or "").strip() for c in columns} for row in reader]
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{manifest}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8") from None
+    repeated = sorted(c for c, n in Counter(columns).items() if n > 1)
+    if repeated:
+        raise DataFormatError(f"{manifest}: column(s) {repeated} appear more than once; every column needs its own name")
+    return columns, rows
+
+
+def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
+    """A manifest.csv and the files it names."""
+    manifest = folder / "manifest.csv"
+    columns, rows = read_manifest_rows(manifest)
     missing = [c for c in RESERVED_COLUMNS if c not in columns]
     if missing:
         raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns id,label,split and one per modality")
@@ -82,65 +228,142 @@ def read_manifest(folder: Path, options: FolderOptions) -> tuple[dict[str, np.nd
     if not rows:
         raise DataFormatError(f"{manifest}: no samples")
     ids = [row["id"] for row in rows]
-    arrays, kinds, encoder_options = {}, {}, {}
+    table = Table({}, {}, [r["label"] for r in rows], [r["split"] for r in rows], ids,
+                  [f"line {line} (id {sample_id!r})" for line, sample_id in enumerate(ids, start=2)])
     for name in modalities:
-        values, kind = [], None
-        for line, row in enumerate(rows, start=2):
-            cell = (row[name] or "").strip()
-            if not cell:
-                raise DataFormatError(f"{manifest}, line {line} (id {row['id']!r}): no file for modality {name!r}")
-            path = folder / cell
-            suffix = path.suffix.lower()
-            if suffix not in KIND_BY_SUFFIX:
-                raise DataFormatError(f"{manifest}, line {line}: {cell!r} has an unsupported type {suffix!r}; expected one of {sorted(KIND_BY_SUFFIX)}")
-            if kind not in (None, KIND_BY_SUFFIX[suffix]):
-                raise DataFormatError(f"{manifest}, line {line}: modality {name!r} mixes file types ({cell!r} is not {kind})")
-            kind = KIND_BY_SUFFIX[suffix]
-            if not path.is_file():
-                raise DataFormatError(f"{manifest}, line {line} (id {row['id']!r}): file {path} for modality {name!r} does not exist")
+        check_modality_name(name, manifest)
+        array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, options)
+        table.arrays[name], table.kinds[name] = array, kind
+        table.problems += problems
+        if encoder_options:
+            table.encoder_options[name] = encoder_options
+    return table
+
+
+def text_values(path: Path, name: str, array: np.ndarray) -> list[str]:
+    """A per-sample array of labels, splits or ids as text; numbers keep their value (1.0 -> "1.0")."""
+    if array.ndim != 1:
+        raise DataFormatError(f"{path}: `{name}` has shape {array.shape}; expected one value per sample (a 1-D array)")
+    if array.dtype.kind == "S":
+        return [v.decode("utf-8", "replace").strip() for v in array]
+    if array.dtype.kind not in REAL_KINDS + "U":
+        raise DataFormatError(f"{path}: `{name}` holds {array.dtype} values; expected strings or real numbers")
+    return [str(v).strip() for v in array.tolist()]
+
+
+def modality_array(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    check_modality_name(name, path)
+    if array.dtype.kind not in REAL_KINDS:
+        raise DataFormatError(f"{path}: array {name!r} holds {array.dtype} values; a modality needs real numbers (bool, integer or float)")
+    if array.ndim == 0:
+        raise DataFormatError(f"{path}: array {name!r} is a single value; expected samples along the first axis")
+    return array.astype(np.float32).reshape(len(array), -1) if array.ndim == 1 else array.astype(np.float32)  # one value per sample: one feature
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataFormatError(f"{path}: not a readable .npz file ({error})") from None
+    contents = {}
+    with archive:
+        for key in archive.files:
             try:
-                if kind == "audio":
-                    samples, rate = read_wav(path)
-                    if encoder_options.setdefault(name, {"sample_rate": rate})["sample_rate"] != rate:
-                        raise DataFormatError(f"{path}: sample rate {rate} Hz differs from the {encoder_options[name]['sample_rate']} Hz of the first clip of {name!r}")
-                    values.append(samples)
-                elif kind == "image":
-                    values.append(read_image(path))
-                else:
-                    values.append(read_npy(path).astype(np.float32))
-            except FileProblem as problem:
-                raise DataFormatError(f"{manifest}, line {line} (id {row['id']!r}): {path} {problem} ({problem.kind})") from None
-        if kind == "audio":
-            seconds = options.audio_seconds
-            values = fit_audio(values, int(seconds * encoder_options[name]["sample_rate"]) if seconds else None)
-        arrays[name] = stack_modality(name, values, ids, str(manifest))
-        kinds[name] = kind
-    return arrays, kinds, [r["label"] for r in rows], [r["split"] for r in rows], ids, encoder_options
+                contents[key] = archive[key]
+            except ValueError:  # numpy refuses object arrays without pickle
+                raise DataFormatError(f"{path}: array {key!r} holds Python objects; save numbers or strings") from None
+            except (OSError, zipfile.BadZipFile, EOFError) as error:
+                raise DataFormatError(f"{path}: array {key!r} is damaged ({error})") from None
+    return contents
 
 
-def read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], list[str], list[str], list[str], dict[str, Any]]:
-    with np.load(path, allow_pickle=False) as archive:
-        contents = {key: archive[key] for key in archive.files}
+def read_npz(path: Path) -> Table:
+    contents = load_npz(path)
     missing = [c for c in ("label", "split") if c not in contents]
     if missing:
         raise DataFormatError(f"{path}: missing array(s) {missing}; expected `label`, `split` and one array per modality")
-    n = len(contents["label"])
-    ids = [str(i) for i in contents.pop("id", np.arange(n))]
-    labels, splits = [str(v) for v in contents.pop("label")], [str(v) for v in contents.pop("split")]
+    labels, splits = text_values(path, "label", contents.pop("label")), text_values(path, "split", contents.pop("split"))
+    n = len(labels)
+    ids = text_values(path, "id", contents.pop("id")) if "id" in contents else [str(i) for i in range(n)]
     if not contents:
         raise DataFormatError(f"{path}: no modality arrays besides label and split")
-    for name, array in contents.items():
-        if len(array) != n:
-            raise DataFormatError(f"{path}: array {name!r} has {len(array)} samples, `label` has {n}")
-    return {k: v.astype(np.float32) for k, v in contents.items()}, {k: "array" for k in contents}, labels, splits, ids, {}
+    arrays = {name: modality_array(path, name, array) for name, array in contents.items()}
+    for name, values in {"split": splits, "id": ids, **arrays}.items():
+        if len(values) != n:
+            raise DataFormatError(f"{path}: array {name!r} has {len(values)} samples, `label` has {n}")
+    for name, array in arrays.items():
+        check_sample_rank(name, array.shape[1:], path)
+    return Table(arrays, {k: "array" for k in arrays}, labels, splits, ids, [f"sample {i} (id {v!r})" for i, v in enumerate(ids)])
 
 
-def carve_val(splits: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    train = np.flatnonzero(splits == "train")
-    picked = np.random.default_rng(seed).permutation(train)[: max(1, round(fraction * len(train)))]
-    splits = splits.copy()
-    splits[picked] = "val"
-    return splits
+def settled_splits(table: Table, options: FolderOptions, source: Path) -> list[str]:
+    unknown = sorted(set(table.splits) - set(SPLITS))
+    if unknown:
+        first = next(i for i, s in enumerate(table.splits) if s in unknown)
+        raise DataFormatError(f"{source}: unknown split value(s) {unknown} (first at sample {table.ids[first]!r}); expected train, val or test")
+    if "val" in table.splits:
+        return table.splits
+    return carve_validation(table.splits, options.val_fraction, options.val_seed)
+
+
+def as_number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def class_labels(labels: list[str]) -> list[str]:
+    """Each label as its class name: numbers by value (`1`, `1.0` and ` 1` are class "1"), when every
+    label is a number; otherwise the labels as text (already stripped)."""
+    numbers = [as_number(v) for v in labels]
+    if any(v is None for v in numbers):
+        return labels
+    return [str(int(v)) if v.is_integer() else repr(v) for v in numbers]
+
+
+def class_order(name: str) -> tuple:
+    """Numeric class names by value, before any text name (then in text order)."""
+    number = as_number(name)
+    return (0, number, name) if number is not None else (1, 0.0, name)
+
+
+def number_classes(table: Table, splits: list[str], source: Path) -> tuple[list[str], list[int], list[Problem]]:
+    """The class names, each row's class index, and a problem for each row whose label train lacks."""
+    labels = class_labels(table.labels)
+    class_names = sorted({v for v, s in zip(labels, splits) if s == "train"}, key=class_order)
+    if len(class_names) < 2:
+        raise DataFormatError(f"{source}: the train split holds {len(class_names)} class(es) {class_names}; a classifier needs at least two")
+    index = {name: i for i, name in enumerate(class_names)}
+    unseen = [Problem("unseen-label", f"{table.where[row]}: label {v!r} appears in {splits[row]} but never in train; a classifier cannot learn it", index=row)
+              for row, v in enumerate(labels) if v not in index]
+    return class_names, [index.get(v, 0) for v in labels], unseen
+
+
+def duplicate_ids(table: Table, splits: list[str]) -> list[Problem]:
+    """A row repeating the id of an earlier row of its split (an id in two splits is a leaked-id)."""
+    first: dict[tuple[str, str], int] = {}
+    problems = []
+    for row, (sample_id, split) in enumerate(zip(table.ids, splits)):
+        earlier = first.setdefault((split, sample_id), row)
+        if earlier != row:
+            problems.append(Problem("duplicate-id", f"{table.where[row]}: the same id as {table.where[earlier]} in split {split!r}", index=row))
+    return problems
+
+
+def folder_splits(table: Table, splits: list[str], targets: list[int], problems: list[Problem]) -> dict[str, FolderSplit]:
+    """The rows of each split, with each row's problems renumbered to its position in the split."""
+    tensors = {name: torch.from_numpy(array) for name, array in table.arrays.items()}
+    targets_tensor = torch.tensor(targets)
+    result = {}
+    for split in SPLITS:
+        rows = [row for row, s in enumerate(splits) if s == split]
+        position = {row: i for i, row in enumerate(rows)}
+        index = torch.tensor(rows, dtype=torch.long)
+        found = [Problem(p.kind, p.message, index=position[p.index]) for p in problems if p.index in position]
+        result[split] = FolderSplit({m: t[index] for m, t in tensors.items()}, targets_tensor[index], [table.ids[r] for r in rows], found)
+    return result
 
 
 @DATASETS.register("folder")
@@ -150,36 +373,24 @@ def build(config: DataConfig) -> DataBundle:
     options = validate(FolderOptions, config.options, "data.options of the folder data set")
     path = Path(config.path)
     if path.is_dir() and (path / "manifest.csv").is_file():
-        arrays, kinds, labels, splits, ids, encoder_options = read_manifest(path, options)
+        table = read_manifest_folder(path, options)
     elif path.is_file() and path.suffix == ".npz":
-        arrays, kinds, labels, splits, ids, encoder_options = read_npz(path)
+        table = read_npz(path)
     else:
         raise DataFormatError(f"{path}: expected a folder holding manifest.csv, or an .npz file")
 
-    splits = np.array(splits)
-    unknown = sorted(str(s) for s in set(splits) - set(SPLITS))
-    if unknown:
-        line = int(np.flatnonzero(np.isin(splits, unknown))[0])
-        raise DataFormatError(f"{path}: unknown split value(s) {unknown} (first at sample {ids[line]!r}); expected train, val or test")
-    if "val" not in set(splits):
-        splits = carve_val(splits, options.val_fraction, options.val_seed)
-    labels = np.array(labels)
-    class_names = sorted({str(v) for v in labels[splits == "train"]}, key=lambda v: (len(v), v) if v.lstrip("-").isdigit() else (0, v))
-    unseen = sorted(str(v) for v in set(labels) - set(class_names))
-    if unseen:
-        raise DataFormatError(f"{path}: label(s) {unseen} appear in val/test but never in train; a classifier cannot learn them")
-    index = {name: i for i, name in enumerate(class_names)}
-    targets = torch.tensor([index[v] for v in labels])
+    splits = settled_splits(table, options, path)
+    class_names, targets, unseen = number_classes(table, splits, path)
+    problems = table.problems + unseen + duplicate_ids(table, splits)
+    if problems and not config.check:
+        listed = "\n  ".join(p.message for p in sorted(problems, key=lambda p: p.index))
+        raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed}\n"
+                              "fix them, or turn the data checks on (data.check=true) and pass --skip-bad to drop these samples")
 
     modalities, encoders = [], {}
-    for name, array in arrays.items():
-        kind = kinds[name] if kinds[name] != "array" else ("vector" if array.ndim == 2 else "image")
+    for name, array in table.arrays.items():
+        kind = table.kinds[name] if table.kinds[name] != "array" else ("vector" if array.ndim == 2 else "image")
         modalities.append(Modality(name, kind, tuple(array.shape[1:])))
-        encoders[name] = {"name": ENCODER_BY_KIND[kind], "options": encoder_options.get(name, {})}
-    tensors = {name: torch.from_numpy(array) for name, array in arrays.items()}
-    split_sets = {}
-    for split in SPLITS:
-        rows = torch.from_numpy(np.flatnonzero(splits == split))
-        split_sets[split] = TensorSplit({m: t[rows] for m, t in tensors.items()}, targets[rows])
+        encoders[name] = {"name": ENCODER_BY_KIND[kind], "options": table.encoder_options.get(name, {})}
     return DataBundle(name=f"folder:{path.resolve()}", modalities=modalities, num_classes=len(class_names),
-                      class_names=class_names, encoders=encoders, splits=split_sets)
+                      class_names=class_names, encoders=encoders, splits=folder_splits(table, splits, targets, problems))

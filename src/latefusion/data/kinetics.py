@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from ..errors import DataError
 from ..config import DataConfig, validate
 from .registry import DATASETS
 from .flow import video_flow
@@ -59,7 +60,7 @@ def read_annotations(path: Path, split: str, clips: dict[str, Path]) -> tuple[li
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: header {reader.fieldnames} lacks columns {missing}; expected {','.join(COLUMNS)},...")
+            raise DataError(f"{path}: header {reader.fieldnames} lacks columns {missing}; expected {','.join(COLUMNS)},...")
         for number, row in enumerate(reader, 2):
             try:
                 clip = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
@@ -80,7 +81,7 @@ class KineticsRecipe(Recipe):
         tables = {"train": folder / "train.csv", "test": next((p for p in (folder / "validate.csv", folder / "val.csv") if p.is_file()), folder / "validate.csv")}
         for path in tables.values():
             if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing; expected the public Kinetics-400 annotation CSVs in {folder}")
+                raise DataError(f"{path} is missing; expected the public Kinetics-400 annotation CSVs in {folder}")
         clips = {path.stem: path for path in src.rglob("*.mp4")}
         rows, skipped = [], []
         for split, path in tables.items():

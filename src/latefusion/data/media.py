@@ -1,4 +1,5 @@
-"""Decoding raw media into fixed-shape numpy arrays, for `latefusion prepare`.
+"""Decoding raw media into fixed-shape numpy arrays, for `latefusion prepare` (and images for the
+bring-your-own folder data).
 
 Video and audio go through PyAV (FFmpeg, bundled in its wheel), images through Pillow: the optional
 extra `latefusion[video]`. Every failure is raised as `MediaError` naming the file and the reason, so
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 
-class MediaError(RuntimeError):
+
+class MediaError(DataError):
     """A file that is missing, unreadable or too short; the message names it."""
 
 
@@ -108,11 +111,13 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     return np.tile(wave, -(-length // len(wave)))[:length]
 
 
-def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
-    """A JPEG/PNG resized to `size` x `size`: (size, size, 3) uint8 for RGB, (size, size) for L."""
+def read_image(path: Path, size: int | None = None, mode: str | None = "RGB") -> np.ndarray:
+    """A JPEG/PNG as uint8, (H, W, 3) in RGB mode or (H, W) in L mode, resized to `size` x `size`
+    when `size` is given. `mode=None` keeps greyscale images greyscale and makes the others RGB."""
     Image = _import("PIL.Image")
     try:
         with Image.open(require_file(path)) as image:
-            return np.asarray(image.convert(mode).resize((size, size), Image.BILINEAR))
+            image = image.convert(mode or ("L" if image.mode in ("L", "I", "1") else "RGB"))
+            return np.asarray(image if size is None else image.resize((size, size), Image.BILINEAR))
     except (OSError, SyntaxError) as error:  # Pillow raises these for truncated or foreign files
         raise MediaError(f"{path}: not a readable image ({error})") from None

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
+from ..errors import DataError
 from ..config import DataConfig, Section, validate
 from .registry import DATASETS
 from .augment import FrameTransform, ImageAugment, Transforms
@@ -47,7 +48,7 @@ class ModelNetRecipe(Recipe):
     def scan(self, src: Path, options: ModelNetOptions) -> Scan:
         class_names = sorted(p.name for p in src.iterdir() if (p / "train").is_dir() or (p / "test").is_dir())
         if not class_names:
-            raise FileNotFoundError(f"{src} holds no <class>/train or <class>/test folders of rendered views")
+            raise DataError(f"{src} holds no <class>/train or <class>/test folders of rendered views")
         samples, skipped = [], []
         for label, name in enumerate(class_names):
             for split in ("train", "test"):
@@ -81,7 +82,7 @@ class ModelNetData(Section):
     @classmethod
     def at_least_one(cls, views: dict[str, int]) -> dict[str, int]:
         if not views or any(v < 0 for v in views.values()):
-            raise ValueError("give one or more modality: view pairs with views counted from 0, e.g. {front: 0, rear: 6}")
+            raise DataError("give one or more modality: view pairs with views counted from 0, e.g. {front: 0, rear: 6}")
         return views
 
 
@@ -91,7 +92,7 @@ def build_modelnet40(config: DataConfig):
     prepared = open_prepared(config.path, "modelnet40")
     missing = {m: v for m, v in options.views.items() if view_name(v) not in prepared.stored}
     if missing:
-        raise ValueError(f"data.options.views {missing}: {config.path} holds views 0..{len(prepared.stored) - 1}")
+        raise DataError(f"data.options.views {missing}: {config.path} holds views 0..{len(prepared.stored) - 1}")
 
     def transforms(train: bool) -> Transforms:
         return Transforms({m: (view_name(v), FrameTransform(options.image, train)) for m, v in options.views.items()})

@@ -5,7 +5,9 @@ A prepared folder:
   prepare.json             the recipe and options it was made with (a rerun with other options is refused)
   shards/<split>-NNNNN/    one `<array>.npy` per stored array, samples along the first axis, fixed shape:
                            frames as uint8 (T, H, W, 3), flow as uint8 (L, H, W, 2), audio as int16 (samples,)
-  shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, and the samples left out and why
+  shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, the samples left out and why,
+                           each array file's size and checksum, and the size and time of each sample's
+                           raw files (`sources`) when it was written
   index.json               arrays, classes, splits -> shards; written last, so its presence means "complete"
   report.json              what was read, written, reused and skipped, with the reason for each skip
 
@@ -13,7 +15,11 @@ Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mma
 fancy index, with nothing left to decode at training time (the costly part of reading video); a
 shard of a few hundred samples is one file per array, big enough for sequential reads and small
 enough to redo when interrupted. Every file is written atomically and a shard's manifest is written
-after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare).
+after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare) unless
+its arrays no longer match their checksums (a damaged disk, a copy cut short) or the raw files of one
+of its samples changed (a broken download replaced): those shards are written again. Opening a
+prepared folder compares the sizes of the array files with their manifests (one stat each);
+`latefusion check-data` compares their checksums.
 
 A data set is a `Recipe` registered in RECIPES: it lists the samples of a raw folder (`scan`), says
 which arrays it stores, and decodes one sample (`decode`); the code here does the rest.
@@ -22,12 +28,12 @@ which arrays it stores, and decodes one sample (`decode`); the code here does th
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 import json
 import os
-import random
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -38,10 +44,13 @@ from tqdm.auto import tqdm
 
 from ..config import Section, validate
 from ..registry import Registry
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UserError
 from ..storage import atomic_write_bytes, read_json, write_json
 from .augment import Transforms
 from .base import Batch, DataBundle, Inputs, Modality, Split, hash_parts
+from .carve import carve_validation
+from .checks import Problem
+from .files import DataFormatError
 
 FORMAT = "latefusion-prepared/1"
 
@@ -49,7 +58,7 @@ FORMAT = "latefusion-prepared/1"
 class PrepareOptions(Section):
     """Options every recipe has; each recipe adds its own."""
 
-    # Share of the official train split held out as validation, by group (see carve_validation).
+    # Share of the official train split held out as validation, by group (see carve.carve_validation).
     val_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
     shard_size: int = Field(256, gt=0)
@@ -99,25 +108,6 @@ class Recipe:
 RECIPES: Registry[type[Recipe]] = Registry("prepare recipe")
 
 
-def carve_validation(samples: list[Sample], fraction: float, seed: int) -> list[Sample]:
-    """Move whole groups of train samples to `val`, in a seeded order, until `fraction` of the train
-    samples are moved: clips of one source video (or views of one object) never end up on both sides."""
-    train_groups = sorted({s.group for s in samples if s.split == "train"})
-    random.Random(seed).shuffle(train_groups)
-    target = fraction * sum(s.split == "train" for s in samples)
-    sizes: dict[str, int] = {}
-    for s in samples:
-        if s.split == "train":
-            sizes[s.group] = sizes.get(s.group, 0) + 1
-    held, moved = set(), 0
-    for group in train_groups:
-        if moved >= target:
-            break
-        held.add(group)
-        moved += sizes[group]
-    return [Sample(s.id, s.label, "val", s.group, s.sources) if s.split == "train" and s.group in held else s for s in samples]
-
-
 def plan_shards(samples: list[Sample], shard_size: int) -> dict[str, list[Sample]]:
     shards = {}
     for split in ("train", "val", "test"):
@@ -146,7 +136,7 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
             for s in stored:
                 got = decoded[s.name]
                 if got.shape != s.shape or got.dtype != np.dtype(s.dtype):
-                    raise ValueError(f"decoded {s.name} has shape {got.shape} {got.dtype}, expected {s.shape} {s.dtype}")
+                    raise DataError(f"decoded {s.name} has shape {got.shape} {got.dtype}, expected {s.shape} {s.dtype}")
         except Exception as error:  # one bad file must not stop a day-long prepare: it is reported instead
             skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__})
             continue
@@ -156,23 +146,64 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
             notes.append({"id": sample.id, "split": sample.split, "note": note})
         ids.append(sample.id)
         labels.append(sample.label)
+    files = {}
     for s in stored:
-        atomic_write_bytes(folder / f"{s.name}.npy", npy_bytes(arrays[s.name][: len(ids)]))
-    manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes}
+        data = npy_bytes(arrays[s.name][: len(ids)])
+        atomic_write_bytes(folder / f"{s.name}.npy", data)
+        files[s.name] = {"bytes": len(data), "blake2b": hashlib.blake2b(data).hexdigest()}
+    manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes,
+                "files": files, "sources": source_stamps(samples)}
     write_json(folder.with_suffix(".json"), manifest)
     return manifest
 
 
-def read_manifest(path: Path, planned: list[str]) -> dict | None:
-    """A finished shard's manifest, or None when the shard must be (re)written."""
+def source_stamps(samples: list[Sample]) -> dict[str, dict[str, list[int] | None]]:
+    """Size and modification time of each sample's raw files (None: missing), to notice a changed one."""
+    stamps = {}
+    for sample in samples:
+        stamps[sample.id] = {}
+        for role, source in sample.sources.items():
+            path = Path(source)
+            stamps[sample.id][role] = [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else None
+    return stamps
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.blake2b()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def damaged_files(folder: Path, files: dict[str, dict], *, checksums: bool) -> dict[str, str]:
+    """The array files of the shard in `folder` that differ from its manifest's record, and how;
+    sizes only (one stat each) unless `checksums`. Shards written before sizes were recorded pass."""
+    damaged = {}
+    for name, record in files.items():
+        path = folder / f"{name}.npy"
+        size = path.stat().st_size if path.is_file() else None
+        if size != record["bytes"]:
+            damaged[name] = "is missing" if size is None else f"holds {size} bytes, prepare wrote {record['bytes']}"
+        elif checksums and file_digest(path) != record["blake2b"]:
+            damaged[name] = "differs from what prepare wrote (checksum)"
+    return damaged
+
+
+def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
+    """A finished shard's manifest, or None when the shard must be (re)written: never finished, planned
+    with other samples, damaged since, or one of its samples' raw files changed since."""
 
     if not path.is_file():
         return None
     try:
         manifest = read_json(path)
-    except ValueError:
+    except UserError:  # not valid JSON: a shard cut short, to be written again
         return None
-    return manifest if manifest.get("planned") == planned else None
+    if manifest.get("planned") != [s.id for s in samples] or damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
+        return None
+    stamps = source_stamps(samples)
+    return manifest if manifest.get("sources", stamps) == stamps else None  # shards written before stamps were recorded pass
 
 
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
@@ -183,21 +214,22 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     opts = validate(recipe.Options, options or {}, f"prepare options of {name}")
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
-        raise FileNotFoundError(f"--src {src} is not a folder; expected the raw {name} download")
+        raise DataError(f"--src {src} is not a folder; expected the raw {name} download")
     settings = {"format": FORMAT, "dataset": name, "options": opts.model_dump(mode="json")}
     settings_file = dst / "prepare.json"
     if settings_file.is_file():
         previous = read_json(settings_file)
         if previous != settings:
-            raise ValueError(f"{dst} was prepared with other settings ({previous}); use another --dst, or delete it to start over")
+            raise DataError(f"{dst} was prepared with other settings ({previous}); use another --dst, or delete it to start over")
     else:
         write_json(settings_file, settings)
 
     scan = recipe.scan(src, opts)
-    samples = carve_validation(scan.samples, opts.val_fraction, opts.seed)
+    carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
+    samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
-    manifests = {k: read_manifest(dst / "shards" / f"{k}.json", [s.id for s in v]) for k, v in shards.items()}
+    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
 
@@ -218,10 +250,6 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     bar.close()
 
     splits = {split: [{"shard": k, "count": len(m["ids"])} for k, m in manifests.items() if k.startswith(split + "-")] for split in ("train", "val", "test")}
-    write_json(dst / "index.json", {
-        "format": FORMAT, "dataset": name, "class_names": scan.class_names,
-        "stored": [asdict(s) for s in stored], "splits": splits,
-    })
     report = {
         "dataset": name, "src": str(src), "dst": str(dst),
         "listed": len(scan.samples) + len(scan.skipped),
@@ -231,6 +259,13 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         "filled": [x for m in manifests.values() for x in m["notes"]],
     }
     write_json(dst / "report.json", report)
+    if not sum(report["written"].values()):
+        raise DataFormatError(f"prepare {name}: no sample of {src} could be prepared ({len(report['skipped'])} left out); "
+                              f"{dst / 'report.json'} says why for each")
+    write_json(dst / "index.json", {
+        "format": FORMAT, "dataset": name, "class_names": scan.class_names,
+        "stored": [asdict(s) for s in stored], "splits": splits,
+    })
     return report
 
 
@@ -245,11 +280,12 @@ class PreparedSplit(Split):
     checked_when_prepared = True
 
     def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Transforms,
-                 evaluation: Transforms, manifests: list[dict]) -> None:
+                 evaluation: Transforms, manifests: list[dict], files: dict[str, dict]) -> None:
         self.root = root
         self.entries, self.manifests, self.evaluation = shards, manifests, evaluation
         self.sample_ids_ = ids
         self.shards = [entry["shard"] for entry in shards]
+        self.files = files  # shard -> its manifest's record of array files (size, checksum)
         self.starts = np.cumsum([0] + [entry["count"] for entry in shards]).tolist()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.arrays = arrays
@@ -262,6 +298,14 @@ class PreparedSplit(Split):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def verify(self) -> list[Problem]:
+        """Shards whose array files no longer match their checksums (the data checks' thorough hook)."""
+        problems = []
+        for shard in self.shards:
+            for name, how in damaged_files(self.root / "shards" / shard, self.files.get(shard, {}), checksums=True).items():
+                problems.append(Problem("damaged-shard", f"shards/{shard}/{name}.npy {how}; rerun the same `latefusion prepare` command to repair it"))
+        return problems
 
     def _map(self, shard: str, array: str) -> np.ndarray:
         key = (shard, array)
@@ -301,7 +345,7 @@ class PreparedSplit(Split):
         if not self.augments:
             return self
         return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, self.arrays, self.evaluation,
-                             self.evaluation, self.manifests)
+                             self.evaluation, self.manifests, self.files)
 
 
 @dataclass
@@ -316,13 +360,19 @@ class Prepared:
     splits: dict[str, list[dict]]
 
     def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
-        labels, ids, manifests = [], [], []
+        labels, ids, manifests, files = [], [], [], {}
         for entry in self.splits[split]:
-            manifest = read_json(self.root / "shards" / f"{entry['shard']}.json")
+            shard = entry["shard"]
+            manifest = read_json(self.root / "shards" / f"{shard}.json")
+            damaged = damaged_files(self.root / "shards" / shard, manifest.get("files", {}), checksums=False)
+            if damaged:
+                hows = "; ".join(f"{name}.npy {how}" for name, how in damaged.items())
+                raise DataFormatError(f"{self.root / 'shards' / shard}: {hows}; rerun the same `latefusion prepare {self.dataset}` command to repair it")
             labels += manifest["labels"]
             ids += manifest["ids"]
             manifests.append(manifest)
-        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests)
+            files[shard] = manifest.get("files", {})
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests, files)
 
 
 def open_prepared(path: str | None, dataset: str) -> Prepared:
@@ -333,10 +383,10 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
     index_file = root / "index.json"
     if not index_file.is_file():
         hint = "prepare stopped before it finished; rerun the same prepare command to complete it" if (root / "prepare.json").is_file() else f"run `latefusion prepare {dataset} --src RAW --dst {root}` first"
-        raise FileNotFoundError(f"data.path {root} holds no index.json: {hint}")
+        raise DataError(f"data.path {root} holds no index.json: {hint}")
     index = read_json(index_file)
     if index.get("format") != FORMAT or index.get("dataset") != dataset:
-        raise ValueError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
+        raise DataError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
     stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
     return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"])
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from ..errors import DataError
 from ..config import DataConfig, Section, validate
 from .registry import DATASETS
 from .base import DataBundle, Modality, TensorSplit
@@ -65,7 +66,7 @@ def _unit_rows(generator: torch.Generator, rows: int, dim: int) -> torch.Tensor:
 def generate(options: SyntheticOptions) -> dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]:
     o = options
     if o.easy_dim + o.hard_dim + o.paired_dim > o.dim:
-        raise ValueError(f"easy_dim + hard_dim + paired_dim = {o.easy_dim + o.hard_dim + o.paired_dim} exceeds dim = {o.dim}")
+        raise DataError(f"easy_dim + hard_dim + paired_dim = {o.easy_dim + o.hard_dim + o.paired_dim} exceeds dim = {o.dim}")
     g = torch.Generator().manual_seed(o.seed)
     k = o.num_classes
     code_counts = {"a": (k + 1) // 2, "b": k - (k + 1) // 2 + 1}

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from ..errors import DataError
 from ..config import DataConfig, Section, validate
 from .registry import DATASETS
 from .augment import FlowTransform, FrameTransform, ImageAugment, Transforms
@@ -61,7 +62,7 @@ class NoFlowFiles(MediaError):
 
 def read_lines(path: Path) -> list[str]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; expected the official UCF101 split lists there")
+        raise DataError(f"{path} is missing; expected the official UCF101 split lists there")
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from ..errors import DataError
 from ..config import DataConfig, Section, validate
 from .registry import DATASETS
 from .augment import AudioAugment, AudioTransform, FrameTransform, ImageAugment, Transforms
@@ -56,7 +57,7 @@ class VGGSoundRecipe(Recipe):
     def scan(self, src: Path, options: VGGSoundOptions) -> Scan:
         table = src / options.csv
         if not table.is_file():
-            raise FileNotFoundError(f"{table} is missing; expected VGG-Sound's public CSV (ytid, start, label, split) there")
+            raise DataError(f"{table} is missing; expected VGG-Sound's public CSV (ytid, start, label, split) there")
         rows, skipped = [], []
         with table.open(newline="") as handle:
             for number, row in enumerate(csv.reader(handle), 1):

@@ -1,17 +1,18 @@
 """Audio encoder: waveform -> log-mel spectrogram (plain torch, no torchaudio) -> small CNN.
 
 The spectrogram is computed inside the encoder, on the model's device, so data loaders only move
-raw samples and a GPU does the transform.
+raw samples and a GPU does the transform. Its STFT is the input stages' `Spectrogram`, so the
+package has one audio front-end.
 """
 
 from __future__ import annotations
-
 
 import torch
 from torch import Tensor, nn
 
 from .registry import ENCODERS
 from .encoders import SmallCNN
+from .input_stage import Spectrogram
 
 
 def hz_to_mel(hz: Tensor) -> Tensor:
@@ -32,19 +33,18 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
 class LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int = 256, hop: int | None = None, n_mels: int = 40) -> None:
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop or n_fft // 4
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.spectrogram = Spectrogram(n_fft, hop or n_fft // 4)
         self.register_buffer("filters", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
         """(batch, samples) -> (batch, 1, n_mels, frames), each example standardised."""
-        spec = torch.stft(waveform.float(), self.n_fft, self.hop, window=self.window, return_complex=True).abs() ** 2
+        spec = self.spectrogram(waveform.float()) ** 2
         mel = torch.log(torch.einsum("bft,fm->bmt", spec, self.filters) + 1e-6)
         mel = (mel - mel.mean(dim=(1, 2), keepdim=True)) / (mel.std(dim=(1, 2), keepdim=True) + 1e-5)
         return mel.unsqueeze(1)
 
     def frames(self, samples: int) -> int:
-        return 1 + samples // self.hop
+        return self.spectrogram.frames(samples)
 
 
 @ENCODERS.register("audio-cnn")

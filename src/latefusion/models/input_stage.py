@@ -8,7 +8,8 @@ and the CPU does no float work; what is left runs here, where a GPU does it in m
 * imagenet:        frames or views, uint8 -> float, ImageNet mean/std normalisation.
 * flow:            stored values are centred on 128 (zero motion) and scaled to about [-1, 1]; the
                    loader already negated the x component of flipped clips (as 256 - v, exact in int16).
-* log-spectrogram: int16 waveform window -> STFT magnitude -> log(|S| + 1e-7), (B, 1, freq, time).
+* log-spectrogram: int16 waveform window -> STFT magnitude -> log(|S| + 1e-7), (B, 1, freq, time);
+                   the STFT is `Spectrogram`, the same front-end as the audio-cnn encoder's log-mel.
 
 A data set names the stage of each modality in `Modality.stage` (stored with every run, so a loaded
 model rebuilds it); `build_late_fusion` wraps the chosen encoder in `Staged`, so any encoder, and
@@ -24,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,18 +51,35 @@ class FlowInput(nn.Module):
         return (x.float() - 128.0) / 128.0
 
 
-class LogSpectrogramInput(nn.Module):
-    """int16 waveform window (B, samples) -> log STFT magnitude (B, 1, n_fft // 2 + 1, samples // hop + 1)."""
+class Spectrogram(nn.Module):
+    """float waveform (B, samples) -> STFT magnitude (B, n_fft // 2 + 1, frames), Hann window: the one
+    STFT of the package (the log-spectrogram stage and the audio-cnn encoder's log-mel).
+
+    A clip shorter than one window is zero-padded to a window: the STFT centres its frames by
+    reflect-padding n_fft // 2 samples, which needs a clip longer than that."""
 
     def __init__(self, n_fft: int, hop: int) -> None:
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
+    def forward(self, wave: Tensor) -> Tensor:
+        wave = F.pad(wave, (0, max(0, self.n_fft - wave.shape[-1])))
+        return torch.stft(wave, self.n_fft, self.hop, window=self.window, return_complex=True).abs()
+
+    def frames(self, samples: int) -> int:
+        return 1 + max(samples, self.n_fft) // self.hop
+
+
+class LogSpectrogramInput(nn.Module):
+    """int16 waveform window (B, samples) -> log STFT magnitude (B, 1, n_fft // 2 + 1, samples // hop + 1)."""
+
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        self.spectrogram = Spectrogram(n_fft, hop)
+
     def forward(self, x: Tensor) -> Tensor:
-        wave = x.float() / 32768.0
-        spec = torch.stft(wave, self.n_fft, self.hop, window=self.window, return_complex=True)
-        return torch.log(spec.abs() + 1e-7).unsqueeze(1)
+        return torch.log(self.spectrogram(x.float() / 32768.0) + 1e-7).unsqueeze(1)
 
 
 INPUT_STAGES: dict[str, type[nn.Module]] = {"imagenet": ImageNetInput, "flow": FlowInput, "log-spectrogram": LogSpectrogramInput}
