@@ -6,7 +6,8 @@ import tracemalloc
 
 import pytest
 
-from latefusion.config import ConfigError, parse_overrides, read_yaml, resolve_config
+from latefusion.config import ConfigError, parse_overrides, read_yaml
+from latefusion.resolve import resolve_config
 from latefusion.methods import METHODS
 from latefusion.yamlfile import MAX_ALIAS_NODES
 
@@ -38,9 +39,9 @@ def test_a_duplicated_key_in_a_set_value_is_refused():
 
 
 def test_merge_keys_may_be_overridden(tmp_path):
-    path = write(tmp_path / "merge.yaml", "model:\n  encoders:\n    a: &enc {name: mlp, options: {width: 8}}\n"
+    path = write(tmp_path / "merge.yaml", "model:\n  encoders:\n    a: &enc {name: mlp, options: {hidden: 8}}\n"
                                           "    b:\n      <<: *enc\n      name: mlp\n")
-    assert resolve_config(path).model.encoders["b"].options == {"width": 8}
+    assert resolve_config(path).model.encoders["b"].options == {"hidden": 8}
 
 
 # Aliases ------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def test_a_recursive_alias_is_refused(tmp_path):
 
 
 def test_ordinary_aliases_still_work(tmp_path):
-    path = write(tmp_path / "alias.yaml", "model:\n  encoders:\n    a: &enc {name: mlp, options: {width: 8}}\n    b: *enc\n")
+    path = write(tmp_path / "alias.yaml", "model:\n  encoders:\n    a: &enc {name: mlp, options: {hidden: 8}}\n    b: *enc\n")
     config = resolve_config(path)
     assert config.model.encoders["a"] == config.model.encoders["b"]
 

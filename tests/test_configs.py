@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from latefusion import yamlfile
-from latefusion.config import RunConfig, read_yaml, resolve_config
+from latefusion.config import RunConfig, read_yaml
+from latefusion.resolve import resolve_config
 from latefusion.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -176,7 +176,7 @@ def test_check_data_lists_every_bad_sample_and_skip_bad_drops_them(tmp_path, cap
 
     kept = build_dataset(DataConfig(name="folder", path=str(folder), skip_bad=True))
     assert [len(kept.splits[s]) for s in ("train", "val", "test")] == [1, 1, 1]
-    assert check_bundle(kept) == [] and kept.splits["train"].sample_ids == ["s0"]
+    assert check_bundle(kept) == [] and kept.splits["train"].sample_ids() == ["s0"]
     assert "skip_bad: dropped 12 bad samples (train 11, test 1)" in capsys.readouterr().err
     with pytest.raises(DataFormatError, match=r"11 problem\(s\) with single samples:\n  line 3 \(id 's1'\)"):
         build_dataset(DataConfig(name="folder", path=str(folder), check=False))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from latefusion.cli import main
+from latefusion.errors import DataError
 from latefusion.config import ConfigError, EncoderConfig, RunConfig, read_yaml
 from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
@@ -32,15 +33,15 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path):
     # An interrupted run: one shard never got its manifest, and the index was never written.
     (dst / "shards" / "train-00001.json").unlink()
     (dst / "index.json").unlink()
-    with pytest.raises(FileNotFoundError, match="prepare stopped before it finished; rerun"):
+    with pytest.raises(DataError, match="prepare stopped before it finished; rerun"):
         build_dataset(RunConfig.model_validate({"data": {"name": "modelnet40", "path": str(dst)}}).data)
     second = prepare("modelnet40", raw, dst, {"size": 8, "shard_size": 2}, workers=1, progress=False)
     assert second["shards"] == {"total": 5, "written": 1, "reused": 4} and second["written"] == first["written"]
-    with pytest.raises(ValueError, match="prepared with other settings"):
+    with pytest.raises(DataError, match="prepared with other settings"):
         prepare("modelnet40", raw, dst, {"size": 16, "shard_size": 2}, workers=1, progress=False)
     with pytest.raises(ConfigError, match="unknown key"):
         prepare("modelnet40", raw, tmp_path / "other", {"sise": 16})
-    with pytest.raises(ValueError, match="is a 'modelnet40' folder"):
+    with pytest.raises(DataError, match="is a 'modelnet40' folder"):
         build_dataset(RunConfig.model_validate({"data": {"name": "ucf101", "path": str(dst)}}).data)
 
 
@@ -147,7 +148,7 @@ def test_audio_takes_a_random_window_for_training_and_the_middle_for_evaluation(
     assert spec.shape == (6, *evaluation.shape((16000,))) == (6, 1, 129, 63)
     torch.manual_seed(0)
     assert not torch.equal(AudioTransform(options, 16000, train=True)(wave), window)
-    with pytest.raises(ValueError, match="prepared clips hold 16000"):
+    with pytest.raises(DataError, match="prepared clips hold 16000"):
         AudioTransform(AudioAugment(seconds=2), 16000, train=False)(wave)
 
 

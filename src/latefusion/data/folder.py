@@ -80,11 +80,10 @@ class Table:
 
 class FolderSplit(TensorSplit):
     """A split of a folder data set. Samples whose files could not be used hold zeros; `check()` names
-    them (the data-check hook), and `sample_ids` lets the checks find an id in two splits."""
+    them (the data-check hook), and `sample_ids()` lets the checks find an id in two splits."""
 
     def __init__(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor, sample_ids: list[str], problems: list[Problem]) -> None:
-        super().__init__(inputs, labels)
-        self.sample_ids = sample_ids
+        super().__init__(inputs, labels, ids=sample_ids)
         self.problems = problems
 
     def check(self) -> list[Problem]:
