@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from latefusion.resolve import resolve_config
-from latefusion.pipeline import BASELINES, run_pipeline
+from latefusion.pipeline import baseline_methods, run_pipeline
 from latefusion.seeds import mean_std
 
 
@@ -29,7 +29,7 @@ def collect(data: str, seeds: list[int], out: Path) -> dict[str, dict[str, list[
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
         base = resolve_config(None, [f"data.name={data}", f"train.seed={seed}", "train.progress=false"])
-        summary = run_pipeline(base, out / data / f"seed{seed}", methods=BASELINES, log=lambda *_: None)
+        summary = run_pipeline(base, out / data / f"seed{seed}", methods=baseline_methods(), log=lambda *_: None)
         probes = summary["probe"]
         for name, result in summary["methods"].items():
             row = rows.setdefault(name, {})

@@ -5,10 +5,11 @@ and (`--reference`) against a plain hand-written step of the same model, in the 
     OMP_NUM_THREADS=1 python bench/step.py --shape vggsound --batch 8 --methods naive umt-live umt-cached --reference
     python bench/step.py --shape vggsound --batch 64 --device cuda --reference   # what bench/gpu_check.sh runs
 
-A step is what the training loop does per batch: method.training_loss, method.backward,
-optimizer.step (MLA takes one step per modality per batch, so its row is a whole batch), with the
-loop's device set-up (train.setup_device, train.place: cuDNN autotuner, channels_last on CUDA) and
-autocast (bf16 on GPUs that support it). Inputs are random tensors of the chosen shapes, already on
+A step is the training loop's own function `latefusion.train.train_step` on one batch: the method's
+loss, backward, gradient clipping when configured, optimizer.step (MLA takes one step per modality per
+batch, so its row is a whole batch), behind the loop's `distributed.wrap`, with the loop's device
+set-up (engine.setup_device, engine.place: cuDNN autotuner, channels_last on CUDA) and autocast (bf16
+on GPUs that support it). Like the loop, it reads no logged value back (no host sync per step). Inputs are random tensors of the chosen shapes, already on
 the device: this times the model and the method, not the loader (bench/loader.py times that). UMT is
 timed with its teachers run live and with their features read from the cache (`teacher_cache: auto`
 on a split without augmentation). `--reference` (VGG-Sound shapes) adds bench/reference_step.py's
@@ -31,11 +32,14 @@ from typing import Callable
 
 import torch
 
-from latefusion.resolve import resolve_config
+from latefusion import distributed
 from latefusion.data import DataBundle, Modality, TensorSplit
-from latefusion.methods import build_method
+from latefusion.engine import autocast, build_optimizer, place, setup_device
+from latefusion.methods import TrainingContext, build_method
 from latefusion.pipeline import method_config
-from latefusion.train import autocast, build_optimizer, place, setup_device, train
+from latefusion.resolve import resolve_config
+from latefusion.runs import RunDir
+from latefusion.train import train, train_step
 
 SHAPES = {
     # name: (modalities as (name, kind, shape, encoder), classes, model overrides)
@@ -62,20 +66,14 @@ def random_bundle(shape: str, samples: int) -> DataBundle:
                       encoders={n: {"name": e} for n, _, _, e in modalities}, splits=splits)
 
 
-def project_step(method, model, batch, device: torch.device, precision: str) -> Callable[[], None]:
+def project_step(method, model, batch, device: torch.device) -> Callable[[], None]:
+    """One call of the loop's train_step, set up as the loop sets it up."""
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = build_optimizer(params, method.config)
+    step_loss = distributed.wrap(method, model, device)
     inputs, labels = batch
     model.train(), method.train()
-
-    def step() -> None:
-        for _ in range(method.steps_per_batch):
-            with autocast(device, precision):
-                loss, _ = method.training_loss(model, inputs, labels)
-            optimizer.zero_grad(set_to_none=True)
-            method.backward(model, loss)
-            optimizer.step()
-    return step
+    return lambda: train_step(method, step_loss, model, optimizer, params, inputs, labels, 0, method.config, device)
 
 
 def interleaved_medians(steps: dict[str, Callable[[], None]], device: torch.device, rounds: int, warmup: int) -> dict[str, float]:
@@ -124,11 +122,14 @@ def main() -> None:
         for label in args.methods:
             name = label.split("-")[0]
             options = {"teachers": teachers, "teacher_cache": "auto" if label == "umt-cached" else "off"} if name == "umt" else {}
-            method = place(build_method(method_config(base, name, options), bundle.spec), device, base)
+            config = method_config(base, name, options)
+            method = build_method(config, bundle.spec)
             model = place(method.build_model(), device, base)
-            inputs, labels = method.train_split(bundle.splits["train"]).__getitems__(list(range(args.batch)))
+            train_set = method.prepare(model, TrainingContext(config, bundle, RunDir(Path(tmp) / label), device))
+            place(method, device, base)
+            inputs, labels = train_set.__getitems__(list(range(args.batch)))
             batch = ({k: v.to(device) for k, v in inputs.items()}, labels.to(device))
-            steps[LABELS.get(label, label)] = project_step(method, model, batch, device, base.train.precision)
+            steps[LABELS.get(label, label)] = project_step(method, model, batch, device)
     if args.reference:
         from reference_step import ReferenceStep  # bench/, beside this script
 

@@ -41,7 +41,7 @@ def train_every_method(dataset: str, prepared: Path, runs: Path, modalities: lis
     results["umt"] = train("umt", runs / "umt", *[s for s in members if ".teachers." in s])
     for name in ("naive", "umt", *(f"unimodal-{m}" for m in modalities)):
         assert main(["probe", str(runs / name), "--steps", "20"]) == 0
-        probe = json.loads((runs / name / "probe.json").read_text())
+        probe = json.loads((runs / name / "probe.json").read_text())["results"]
         assert set(probe) == ({name.removeprefix("unimodal-")} if name.startswith("unimodal") else set(modalities))
     return results
 

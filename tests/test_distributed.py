@@ -64,6 +64,7 @@ def comparable_runs(root: Path) -> dict[str, tuple[dict, list[dict]]]:
     runs = {}
     for result_file in sorted(root.glob("*/result.json")):
         result = {k: v for k, v in json.loads(result_file.read_text()).items() if k not in ("wall_time_s", "environment")}
+        result["fingerprints"].pop("config")  # UME's and UMT's configs name their members' folders, which differ between roots
         metrics = result_file.parent / "metrics.jsonl"
         runs[result_file.parent.name] = (result, [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else [])
     return runs
