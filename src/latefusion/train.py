@@ -30,6 +30,7 @@ from .engine import (autocast, build_optimizer, build_scheduler, environment, ev
 from .errors import NonFiniteLossError, RunFolderError
 from .interrupt import raise_if_stop_requested, stop_requested
 from .methods import Method, StepInfo, TrainingContext, build_method
+from .models import load_pretrained_weights
 from .runs import RunDir
 from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 
@@ -101,6 +102,8 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
     resumed = load_checkpoint(run.last, map_location=device) if resume and run.last.exists() else None
     if resumed is not None:
         refuse_changed_inputs(run, resumed, config, fingerprints)
+    else:
+        load_pretrained_weights(model)
     distributed.barrier()  # every process has looked for an earlier run before the main one writes
     if writes:
         run.path.mkdir(parents=True, exist_ok=True)

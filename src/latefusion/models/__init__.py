@@ -28,6 +28,14 @@ def build_encoder(config: EncoderConfig, input_shape: tuple[int, ...], out_dim: 
     return ENCODERS.get(config.name)(input_shape, out_dim, **config.options)
 
 
+def load_pretrained_weights(model: nn.Module) -> None:
+    """Before training: every encoder whose options name a pretrained weights file loads it (an encoder
+    opts in with a `weights_file` attribute and a `load_pretrained()` method, as resnet18 does)."""
+    for module in model.modules():
+        if getattr(module, "weights_file", None):
+            module.load_pretrained()
+
+
 def encoder_config(spec, config: ModelConfig, modality: str) -> EncoderConfig:
     """The encoder the config chooses for `modality`, or else the one the data set suggests."""
     unknown = set(config.encoders) - set(spec.modality_names)
@@ -47,4 +55,4 @@ def build_late_fusion(bundle, config: ModelConfig, modalities: list[str]) -> Lat
     return LateFusion(encoders, bundle.num_classes, config.fusion)
 
 
-__all__ = ["ENCODERS", "LateFusion", "build_encoder", "build_late_fusion", "check_encoder_options", "encoder_config"]
+__all__ = ["ENCODERS", "LateFusion", "build_encoder", "build_late_fusion", "check_encoder_options", "encoder_config", "load_pretrained_weights"]

@@ -8,12 +8,26 @@ paper's data sets give:
 `width` scales every stage (64 is the standard network; tests use 8). Features are the pooled last
 stage (8 x width channels), projected to `out_dim` by a linear layer when the sizes differ. Only
 reshape/flatten are used on activations, so the encoder runs in channels_last memory format as is.
+
+`weights: PATH` starts training from an ImageNet-pretrained ResNet18 that you downloaded (nothing is
+fetched here), in torchvision's or timm's key names (both name the layers conv1, bn1, layerK.J.*,
+downsample, fc). It is read with `torch.load(weights_only=True)` once, before the first step
+(`load_pretrained`), never when a trained run is loaded: the run's own checkpoint holds the weights.
+Inputs with other than 3 channels get the RGB filters of the first convolution averaged over colour
+and repeated per channel: a spectrogram (1 channel), or a stack of 2L optical-flow channels (the
+cross-modality initialisation of two-stream networks, Wang et al., "Temporal Segment Networks", 2016).
+The classifier (`fc`) is not used.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .registry import ENCODERS
 
 
@@ -37,10 +51,13 @@ class BasicBlock(nn.Module):
 
 @ENCODERS.register("resnet18")
 class ResNet18(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: int = 64) -> None:
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: int = 64, weights: str | None = None) -> None:
         super().__init__()
         if len(input_shape) not in (2, 3, 4):
-            raise ValueError(f"resnet18 takes (H, W), (C, H, W) or (T, C, H, W) inputs, not shape {input_shape}")
+            raise ConfigError(f"resnet18 takes (H, W), (C, H, W) or (T, C, H, W) inputs, not shape {input_shape}")
+        if weights is not None and width != 64:
+            raise ConfigError(f"resnet18: pretrained weights ({weights}) are for width 64, not width {width}")
+        self.weights_file = weights
         self.input_dims = len(input_shape)
         channels = 1 if len(input_shape) == 2 else input_shape[-3]
         self.stem = nn.Sequential(
@@ -72,3 +89,45 @@ class ResNet18(nn.Module):
         features = self.stages(self.stem(x)).mean(dim=(2, 3))
         features = features.reshape(batch, -1, features.shape[1]).mean(1)  # average over a clip's frames
         return self.project(features)
+
+    def load_pretrained(self) -> None:
+        """Copy the weights of `self.weights_file` into this network (see the module docstring)."""
+        path = Path(self.weights_file)
+        if not path.is_file():
+            raise ConfigError(f"resnet18 weights file {path} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # whatever torch.load raises for a file that is not a tensor checkpoint
+            raise ConfigError(f"resnet18 weights file {path} could not be read as a tensor checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:200]})") from None
+        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise ConfigError(f"resnet18 weights file {path} holds a {type(state).__name__}, not a state dict")
+        ours = self.state_dict()
+        mapped = {}
+        for key, value in state.items():
+            name = torchvision_to_ours(key.removeprefix("module."))
+            if name is not None:
+                mapped[name] = value
+        stem = mapped.get("stem.0.weight")
+        if stem is not None and stem.shape[1] == 3 and ours["stem.0.weight"].shape[1] != 3:
+            channels = ours["stem.0.weight"].shape[1]
+            mapped["stem.0.weight"] = stem.mean(1, keepdim=True).repeat(1, channels, 1, 1)
+        wanted = {k for k in ours if not k.startswith("project.")}
+        missing, unexpected = sorted(wanted - mapped.keys()), sorted(mapped.keys() - wanted)
+        wrong = sorted(k for k in wanted & mapped.keys() if mapped[k].shape != ours[k].shape)
+        if missing or unexpected or wrong:
+            raise ConfigError(f"resnet18 weights file {path} does not fit a ResNet18 in torchvision's or timm's key names: "
+                              f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                              f"{' ...' if len(unexpected) > 5 else ''}, wrong shape {wrong[:5]}")
+        self.load_state_dict({**ours, **mapped})
+
+
+def torchvision_to_ours(key: str) -> str | None:
+    """torchvision/timm ResNet key -> this module's key; None for the classifier."""
+    if key.startswith("fc."):
+        return None
+    key = re.sub(r"^conv1\.", "stem.0.", key)
+    key = re.sub(r"^bn1\.", "stem.1.", key)
+    key = re.sub(r"^layer(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}.", key)
+    return key.replace(".downsample.", ".shortcut.")
