@@ -33,19 +33,15 @@ echo; echo "== 1. project steps and the plain reference step, one process (bench
 timeout 200 "$PYTHON" bench/step.py --shape vggsound --batch "$BATCH" --device cuda --methods naive umt-live umt-cached \
   --reference --rounds 25 --warmup 8 --json "$OUT/step.json"
 
+# An external plain training step written with torchvision, to compare against (REFERENCE=path/to/script.py).
 REFERENCE=${REFERENCE:-}
-if [ -z "$REFERENCE" ]; then
-  for candidate in shared/bench/reference_step.py ../shared/bench/reference_step.py /work/shared/bench/reference_step.py; do
-    if [ -f "$candidate" ]; then REFERENCE=$candidate; break; fi
-  done
-fi
-echo; echo "== 2. the issue's reference script (torchvision), its own process =="
+echo; echo "== 2. an external reference script (torchvision), its own process =="
 if [ -n "$REFERENCE" ] && "$PYTHON" -c "import torchvision" 2>/dev/null; then
   mkdir -p "$OUT/reference"
   # Bounded: its last part (torch.compile) may take long; what it measured before is kept in its JSON.
   B="$BATCH" OUT="$OUT/reference" timeout 150 "$PYTHON" "$REFERENCE" || echo "(reference script stopped: exit $?)"
 else
-  echo "skipped: needs torchvision and the script (REFERENCE=path; looked in shared/bench, ../shared/bench, /work/shared/bench)"
+  echo "skipped: needs torchvision and REFERENCE=path/to/the reference script"
 fi
 
 echo; echo "== summary (samples/s; acceptance: project >= 0.95 x reference, UMT cached <= 1.05 x naive step time) =="
