@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .registry import ENCODERS
 from .encoders import SmallCNN
 from .input_stage import Spectrogram
@@ -53,7 +54,7 @@ class AudioCNN(nn.Module):
                  hop: int | None = None, n_mels: int = 40, width: int = 32, blocks: int = 3) -> None:
         super().__init__()
         if len(input_shape) != 1:
-            raise ValueError(f"audio-cnn expects 1-D waveforms (samples,), got input shape {input_shape}")
+            raise ConfigError(f"audio-cnn expects 1-D waveforms (samples,), got input shape {input_shape}")
         self.logmel = LogMel(sample_rate, n_fft, hop, n_mels)
         self.cnn = SmallCNN((1, n_mels, self.logmel.frames(input_shape[0])), out_dim, width=width, blocks=blocks)
         self.out_dim = out_dim

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -90,7 +92,7 @@ def build_input_stage(stage: dict[str, Any]) -> nn.Module:
     options = dict(stage)
     name = options.pop("name", None)
     if name not in INPUT_STAGES:
-        raise ValueError(f"input stage {stage}: name {name!r} is not one of {sorted(INPUT_STAGES)}")
+        raise ConfigError(f"input stage {stage}: name {name!r} is not one of {sorted(INPUT_STAGES)}")
     return INPUT_STAGES[name](**options)
 
 
