@@ -107,7 +107,8 @@ def generate(options: SyntheticOptions) -> dict[str, tuple[dict[str, torch.Tenso
 
 # Enough epochs for the hard features to be learnt where they are learnt at all. Declaring
 # data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py).
-DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}}
+# `--quick` changes nothing here: a full run of a preset already takes seconds.
+DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}, "quick": {}}
 
 
 def _builder(preset: str):
