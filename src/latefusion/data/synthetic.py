@@ -106,8 +106,9 @@ def generate(options: SyntheticOptions) -> dict[str, tuple[dict[str, torch.Tenso
 
 
 # Enough epochs for the hard features to be learnt where they are learnt at all. Declaring
-# data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py).
-DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}}
+# data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py). The presets
+# are small enough to be quick as they are: `--quick` is accepted and changes nothing.
+DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}, "quick": {}}
 
 
 def _builder(preset: str):
