@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import distributed
 from .config import dump_config, parse_overrides
-from .data import DATASETS, build_dataset
+from .data import DATASETS, IN_MEMORY, build_dataset
 from .errors import ConfigError, RunFolderError, UserError
 from .interrupt import Interrupted, stop_on_signal
 from .methods import METHODS
@@ -189,8 +189,8 @@ def command_datasets(args: argparse.Namespace) -> None:
     for name in DATASETS.names():
         try:
             bundle = build_dataset(DataConfig(name=name))
-        except ConfigError:  # data sets read from disk need data.path
-            print(f"{name:<22} {'(reads your files: --data PATH)':<40}")
+        except ConfigError:  # data sets read from disk need data.path; in-memory data is built in Python
+            print(f"{name:<22} {'(built in Python: latefusion.data.from_arrays)' if name == IN_MEMORY else '(reads your files: --data PATH)':<40}")
             continue
         modalities = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in bundle.modalities)
         sizes = "/".join(str(len(bundle.splits[s])) for s in ("train", "val", "test"))
