@@ -4,8 +4,8 @@ encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads y
 from __future__ import annotations
 
 import argparse
-import json
 import inspect
+import json
 import logging
 import sys
 import traceback
@@ -258,7 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return subparsers.add_parser(name, parents=[common], **kwargs)
-
 
     p = command("prepare", help="decode a downloaded data set into the prepared format training reads")
     p.add_argument("dataset", help="ucf101, vggsound, kinetics400 or modelnet40")
