@@ -1,8 +1,10 @@
-"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | report | datasets`. Run `latefusion COMMAND --help`."""
+"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | report | compare | config | list | methods |
+encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets (plugins.py)."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -10,11 +12,13 @@ import traceback
 from pathlib import Path
 
 from . import distributed
-from .config import parse_overrides
-from .data import DATASETS, build_dataset
+from .config import dump_config, parse_overrides
+from .data import DATASETS, IN_MEMORY, build_dataset
 from .errors import ConfigError, RunFolderError, UserError
 from .interrupt import Interrupted, stop_on_signal
 from .methods import METHODS
+from .models import ENCODERS
+from .plugins import import_plugins, load_entry_points
 from .resolve import resolve_config
 from .runs import RunDir
 from .storage import write_json
@@ -28,7 +32,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML run configuration (see configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set train.epochs=5 (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="the data set's quick settings (fewer epochs / samples)")
+    parser.add_argument("--quick", action="store_true", help="the data set's quick settings (fewer epochs / samples); "
+                        "an error on a data set without them (the --quick column of `latefusion list`)")
     parser.add_argument("--data", help="a registered data set name (see `latefusion datasets`), or a path to your own "
                         "data: a folder with manifest.csv, or an .npz file (docs/data-format.md)")
 
@@ -184,21 +189,77 @@ def command_datasets(args: argparse.Namespace) -> None:
     for name in DATASETS.names():
         try:
             bundle = build_dataset(DataConfig(name=name))
-        except ConfigError:  # data sets read from disk need data.path
-            print(f"{name:<22} {'(reads your files: --data PATH)':<40}")
+        except ConfigError:  # data sets read from disk need data.path; in-memory data is built in Python
+            print(f"{name:<22} {'(built in Python: latefusion.data.from_arrays)' if name == IN_MEMORY else '(reads your files: --data PATH)':<40}")
             continue
         modalities = ", ".join(f"{m.name} {m.kind} {'x'.join(map(str, m.shape))}" for m in bundle.modalities)
         sizes = "/".join(str(len(bundle.splits[s])) for s in ("train", "val", "test"))
         print(f"{name:<22} {modalities:<40} {bundle.num_classes:>7}  {sizes}")
 
 
+def command_config(args: argparse.Namespace) -> None:
+    print(dump_config(resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)), end="")
+
+
+def one_line(entry, prefer_module: bool = False) -> str:
+    """A registry entry's description: its `description` attribute, else the first sentence of its
+    docstring (or of its module's), shortened to one line."""
+    module = sys.modules.get(getattr(entry, "__module__", ""), None)
+    docs = [getattr(module, "__doc__", None), entry.__doc__] if prefer_module else [entry.__doc__, getattr(module, "__doc__", None)]
+    text = getattr(entry, "description", None) or next((d for d in docs if d and d.strip()), "")
+    paragraph = " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+    sentence = paragraph.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 100 else sentence[:99] + "\u2026"
+
+
+def print_methods() -> None:
+    print(f"{'method':<12} {'group':<9} description")
+    for name in METHODS.names():
+        method = METHODS.get(name)
+        print(f"{name:<12} {method.group:<9} {one_line(method)}")
+
+
+def print_encoders() -> None:
+    print(f"{'encoder':<12} description")
+    for name in ENCODERS.names():
+        print(f"{name:<12} {one_line(ENCODERS.get(name))}")
+
+
+def print_dataset_names() -> None:
+    print(f"{'data set':<20} {'--quick':<7} description")
+    for name in DATASETS.names():
+        quick = "yes" if "quick" in DATASETS.defaults(name) else "-"
+        print(f"{name:<20} {quick:<7} {one_line(DATASETS.get(name), prefer_module=True)}")
+
+
+def command_list(args: argparse.Namespace) -> None:
+    print_methods()
+    print()
+    print_encoders()
+    print()
+    print_dataset_names()
+    print("\n(`latefusion datasets` builds each data set and shows its modalities and sizes)")
+
+
+def command_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_runs, format_table
+
+    print(format_table(compare_runs(args.runs)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latefusion", description=__doc__)
     parser.add_argument("--version", action="version", version=f"latefusion {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too (bad config, bad data)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--import", dest="imports_before", action="append", default=[], metavar="MODULE", help=IMPORT_HELP)
+    common = argparse.ArgumentParser(add_help=False)  # what every command takes
+    common.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP)
+    subparsers = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("prepare", help="decode a downloaded data set into the prepared format training reads")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    p = command("prepare", help="decode a downloaded data set into the prepared format training reads")
     p.add_argument("dataset", help="ucf101, vggsound, kinetics400 or modelnet40")
     p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in README.md)")
     p.add_argument("--dst", type=Path, required=True, help="prepared folder to write (rerun the same command to resume)")
@@ -207,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a prepare option of the data set, e.g. --set split=2 (repeatable)")
     p.set_defaults(handler=command_prepare)
 
-    p = commands.add_parser("train", help="train one run (any method) into a run folder")
+    p = command("train", help="train one run (any method) into a run folder")
     add_config_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -215,18 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_seeds_argument(p)
     p.set_defaults(handler=command_train)
 
-    p = commands.add_parser("check-data", help="run every data check on a data set, without training; exit 1 if any problem is found")
+    p = command("check-data", help="run every data check on a data set, without training; exit 1 if any problem is found")
     p.add_argument("dataset", nargs="?", help="data set name or path to your data (same as --data; default: the config's data.name)")
     add_config_arguments(p)
     p.set_defaults(handler=command_check_data)
 
-    p = commands.add_parser("probe", help="linear-probe each frozen encoder of a finished run")
+    p = command("probe", help="linear-probe each frozen encoder of a finished run")
     p.add_argument("run", type=Path)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=command_probe)
 
-    p = commands.add_parser("guide", help="choose UME or UMT from uni-modal runs and a naive fusion run")
+    p = command("guide", help="choose UME or UMT from uni-modal runs and a naive fusion run")
     p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder")
     p.add_argument("--unimodal", action="append", default=[], metavar="MODALITY=DIR")
     p.add_argument("--naive", metavar="DIR")
@@ -234,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the evidence as JSON")
     p.set_defaults(handler=command_guide)
 
-    p = commands.add_parser("demo", help="the whole pipeline on one data set: uni-modal, naive, UME, UMT, probes, guide")
+    p = command("demo", help="the whole pipeline on one data set: uni-modal, naive, UME, UMT, probes, guide")
     add_config_arguments(p)
     p.add_argument("--out", type=Path, help="output folder (default: runs/demo-<data>)")
     p.add_argument("--method-option", dest="method_options", action="append", default=[], metavar="METHOD.KEY=VALUE",
@@ -245,15 +306,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_seeds_argument(p)
     p.set_defaults(handler=command_demo)
 
-    p = commands.add_parser("report", help="write report.html (self-contained) and report.md from demo output folders")
+    p = command("report", help="write report.html (self-contained) and report.md from demo output folders")
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                    help="a `latefusion demo` output folder; several: seeds of one data set; a folder of seed-K subfolders: all of them")
     p.add_argument("--out", type=Path, help="folder to write the report into (default: RUN_DIR, when one is given)")
     p.set_defaults(handler=command_report)
 
-    p = commands.add_parser("datasets", help="list the available data sets")
+    p = command("compare", help="a table of finished runs: the config keys they differ in, accuracy, macro-F1, probes")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (of `latefusion train`, or inside a demo folder)")
+    p.set_defaults(handler=command_compare)
+
+    p = command("config", help="print the resolved configuration (defaults, --config, --set, --data, --quick); runs nothing")
+    add_config_arguments(p)
+    p.add_argument("--print", action="store_true", help="print it as YAML (the default, and so far the only action)")
+    p.set_defaults(handler=command_config)
+
+    p = command("list", help="list the methods (with their group), encoders and data sets")
+    p.set_defaults(handler=command_list)
+
+    p = command("methods", help="list the methods, their group and what each does")
+    p.set_defaults(handler=lambda args: print_methods())
+
+    p = command("encoders", help="list the encoders")
+    p.set_defaults(handler=lambda args: print_encoders())
+
+    p = command("datasets", help="list the available data sets")
     p.set_defaults(handler=command_datasets)
     return parser
+
+
+IMPORT_HELP = ("import a module (a name, or a .py file) before the command runs, so the methods, encoders and data sets "
+               "it registers can be used (repeatable); see docs/configs.md#plugins")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo" and not args.data and not args.config and not any(o.startswith("data.name=") for o in args.overrides):
         args.data = DEFAULT_DEMO_DATA
     try:
+        load_entry_points()
+        import_plugins([*args.imports_before, *args.imports])
         with stop_on_signal():
             return args.handler(args) or 0
     except Interrupted as stop:

@@ -105,7 +105,7 @@ def load_seed(label: str, path: Path) -> Seed:
 
 def collect(paths: list[Path]) -> Report:
     seeds = [load_seed(label, path) for label, path in find_seed_folders(paths)]
-    aggregate = aggregate_summaries({s.label: s.summary for s in seeds})
+    aggregate = aggregate_summaries({s.label: s.summary for s in seeds}, folders={s.label: s.path for s in seeds})
     first_run = next(iter(seeds[0].runs.values()))
     return Report(seeds, aggregate, RunDir(first_run.path).spec().num_classes)
 

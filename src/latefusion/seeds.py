@@ -12,6 +12,10 @@ config file or `--set` gave for these two keys is replaced by K.
 
 The spread is the sample standard deviation over seeds (n - 1 in the denominator), 0 for one seed.
 
+Only repeats are averaged: folders whose runs were configured differently beyond these two seed keys
+are refused, naming the keys that differ (`check_same_settings`; paths into a run's own seed folder,
+such as UMT's teachers, count as the same). `latefusion compare` is the tool for different settings.
+
 Several demo seeds write OUT/summary.json in this shape (each per-seed summary has the one-seed
 shape typed in summary.py; `mean` and `std` mirror its `methods` and `probe` sections):
 
@@ -29,12 +33,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import distributed
-from .config import RunConfig
+from .config import RunConfig, flat_config, read_yaml
 from .pipeline import run_pipeline
 from .errors import ConfigError, RunFolderError
 from .storage import write_json
 
 SEED_PREFIX = "seed-"
+# The config keys a seed sets (see the module docstring): the only ones repeats may differ in.
+SEED_KEYS = ("train.seed", "data.options.seed")
 
 
 def seed_config(base: RunConfig, seed: int) -> RunConfig:
@@ -54,10 +60,55 @@ def each_seed(base: RunConfig, out: str | Path, n: int) -> Iterator[tuple[str, R
 
 
 def seed_folders(root: str | Path) -> list[Path]:
-    """The seed-K subfolders of `root`, in order of K."""
+    """The seed-K subfolders of `root`, in order of K; refused (check_same_settings) when their runs
+    were configured differently beyond the seed keys."""
     found = [(int(p.name[len(SEED_PREFIX):]), p) for p in Path(root).glob(f"{SEED_PREFIX}*")
              if p.is_dir() and p.name[len(SEED_PREFIX):].isdigit()]
-    return [path for _, path in sorted(found)]
+    folders = [path for _, path in sorted(found)]
+    check_same_settings({path.name: path for path in folders})
+    return folders
+
+
+def comparable_settings(folder: Path, run: Path) -> dict[str, Any]:
+    """A run's flat config without the seed keys; a path into `folder` (a uni-modal run the method
+    uses) is written relative to it, so the same layout in another seed folder compares equal."""
+    settings = {}
+    for key, value in flat_config(read_yaml(run / "config.yaml")).items():
+        if key in SEED_KEYS:
+            continue
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            parent = Path(value).parent
+            if parent.name == folder.name or parent.resolve() == folder.resolve():
+                value = f"<seed folder>/{Path(value).name}"
+        settings[key] = value
+    return settings
+
+
+def settings_by_run(folder: Path) -> dict[str, dict[str, Any]]:
+    return {run.name: comparable_settings(folder, run) for run in sorted(Path(folder).iterdir()) if (run / "config.yaml").is_file()}
+
+
+def check_same_settings(folders: dict[str, Path]) -> None:
+    """Refuse to treat as seeds of one experiment folders whose runs' configs differ beyond SEED_KEYS;
+    the message names each differing key, in which run and with which values."""
+    if len(folders) < 2:
+        return
+    (first_label, first), *others = folders.items()
+    reference = settings_by_run(Path(first))
+    differences = []
+    for label, folder in others:
+        for run, settings in settings_by_run(Path(folder)).items():
+            if run not in reference:
+                continue
+            old = reference[run]
+            differences += [(run, key, f"{run}: {key}: {old.get(key)!r} in {first_label}, {settings.get(key)!r} in {label}")
+                            for key in sorted(old.keys() | settings.keys()) if old.get(key) != settings.get(key)]
+    if differences:
+        keys = sorted({key for _, key, _ in differences})
+        shown = "\n  ".join(line for _, _, line in differences[:12]) + (f"\n  ... and {len(differences) - 12} more" if len(differences) > 12 else "")
+        raise RunFolderError(f"cannot average {', '.join(folders)} as seeds of one experiment: their runs' configs differ beyond the seed "
+                             f"keys ({', '.join(SEED_KEYS)}), in {', '.join(keys)}:\n  {shown}\n"
+                             "compare different settings with `latefusion compare RUN...` instead")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -76,8 +127,12 @@ def mean_and_std(trees: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str,
     return mean, std
 
 
-def aggregate_summaries(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The several-seed summary (shape in the module docstring) from one-seed summaries by label."""
+def aggregate_summaries(per_seed: dict[str, dict[str, Any]], folders: dict[str, Path] | None = None) -> dict[str, Any]:
+    """The several-seed summary (shape in the module docstring) from one-seed summaries by label.
+    `folders` (label -> the seed's demo folder), when given, are first checked to be repeats of one
+    configuration (check_same_settings)."""
+    if folders is not None:
+        check_same_settings(folders)
     labels = list(per_seed)
     first = per_seed[labels[0]]
     for label, summary in per_seed.items():
@@ -102,11 +157,12 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
                    methods: list[str] = (), log=print) -> dict[str, Any]:
     """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
-    per_seed = {}
+    per_seed, folders = {}, {}
     for label, config, folder in each_seed(base, out, n):
         log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
         per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, log=log)
-    summary = aggregate_summaries(per_seed)
+        folders[label] = folder
+    summary = aggregate_summaries(per_seed, folders)
     if distributed.is_main():
         write_json(Path(out) / "summary.json", summary)
     return summary

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed
 from .config import RunConfig, config_differences, config_fingerprint, dump_config
@@ -31,6 +30,7 @@ from .errors import NonFiniteLossError, RunFolderError
 from .interrupt import raise_if_stop_requested, stop_requested
 from .methods import Method, StepInfo, TrainingContext, build_method
 from .models import load_pretrained_weights
+from .progress import TrainProgress
 from .runs import RunDir
 from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 
@@ -150,10 +150,8 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         steps_per_epoch = distributed.steps_per_epoch(len(train_set), config.data.batch_size)
         step_loss = distributed.wrap(method, model, device)  # the method's loss, behind DDP on several processes
         every, patience, log_every = config.train.checkpoint_every_steps, config.train.patience, config.train.log_every_steps
-        bar = tqdm(
-            total=config.train.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch + start_step,
-            desc=run.path.name, disable=not (config.train.progress and writes), leave=False, dynamic_ncols=True,
-        )
+        bar = TrainProgress(run.path.name, config.train.epochs, steps_per_epoch, start_epoch * steps_per_epoch + start_step,
+                            enabled=config.train.progress and writes)  # a bar on a terminal, else a line per epoch
         for epoch in range(start_epoch, config.train.epochs):
             # Checked before the epoch, not after it, so that a run resumed right after it stopped stops too.
             if patience is not None and epoch - 1 - best["epoch"] >= patience:
@@ -173,7 +171,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
                 stop = distributed.any_process(stop_requested())
                 checkpoint = stop or (every and step % every == 0 and step < steps_per_epoch)
                 if checkpoint or step % log_every == 0:
-                    bar.set_postfix(loss=f"{check_finite(totals, epoch, step).get('loss', math.nan):.3f}")
+                    bar.postfix(loss=f"{check_finite(totals, epoch, step).get('loss', math.nan):.3f}")
                 if checkpoint:
                     save_last(epoch, step, totals)
                     raise_if_stop_requested(f"at epoch {epoch}, step {step}; saved {run.last}, continue with --resume", elsewhere=stop)
@@ -184,7 +182,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, "val_acc": val["acc"], "val_macro_f1": val["macro_f1"],
                    "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"]}
             history.append(row)
-            bar.set_postfix(loss=f"{means.get('loss', math.nan):.3f}", val_acc=f"{val['acc']:.3f}")
+            bar.epoch_end(epoch, means.get("loss", math.nan), val["acc"])
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch}
                 if writes:

@@ -15,6 +15,7 @@ def build_dataset(config: DataConfig) -> DataBundle:
 
 
 from . import avdigits, folder, kinetics, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
+from .frames import IN_MEMORY, from_arrays, from_dataframe  # noqa: E402  (in-memory data, from Python)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "Split", "SubsetSplit", "TensorSplit", "hash_parts",
-           "build_dataset", "collate"]
+           "build_dataset", "collate", "IN_MEMORY", "from_arrays", "from_dataframe"]

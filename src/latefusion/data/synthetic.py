@@ -106,8 +106,8 @@ def generate(options: SyntheticOptions) -> dict[str, tuple[dict[str, torch.Tenso
 
 
 # Enough epochs for the hard features to be learnt where they are learnt at all. Declaring
-# data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py).
-# `--quick` changes nothing here: a full run of a preset already takes seconds.
+# data.options.seed tells `--seeds` that this data is drawn from a seed (seeds.py). The presets
+# are small enough to be quick as they are: `--quick` is accepted and changes nothing.
 DEFAULTS = {"train": {"epochs": 60}, "data": {"options": {"seed": 0}}, "quick": {}}
 
 

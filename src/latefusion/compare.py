@@ -1,0 +1,73 @@
+"""`latefusion compare RUN...`: finished runs of different settings side by side.
+
+One row per run: the config keys in which the runs differ (the keys all of them share are left
+out, and so are the neutral keys of config.flat_config), then validation and test accuracy and
+macro-F1 from result.json, then the linear-probe test accuracy of each modality where the run was
+probed (probe.json). Seeds of one setting are averaged by `latefusion report`, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import flat_config
+from .errors import RunFolderError
+from .runs import RunDir
+from .storage import read_json
+
+SCORES = (("val_acc", "val acc"), ("test_acc", "test acc"), ("val_macro_f1", "val F1"), ("test_macro_f1", "test F1"))
+MAX_CELL = 40
+
+
+@dataclass
+class Comparison:
+    runs: list[str]
+    differing: list[str]  # config keys whose values differ between the runs
+    settings: list[dict[str, Any]]  # per run: differing key -> value
+    scores: list[dict[str, float]]  # per run: SCORES keys, and probe:<modality>
+    probe_columns: list[str]
+
+
+def run_probe(run: RunDir) -> dict[str, float]:
+    if not run.probe_file.is_file():
+        return {}
+    stored = read_json(run.probe_file)
+    results = stored.get("results", {}) if isinstance(stored, dict) else {}
+    return {f"probe:{modality}": r["test_acc"] for modality, r in results.items() if isinstance(r, dict) and "test_acc" in r}
+
+
+def compare_runs(paths: list[str | Path]) -> Comparison:
+    """Read each run folder's config, result and probe; raises RunFolderError for a folder that is
+    not a finished run, naming it."""
+    if not paths:
+        raise RunFolderError("compare needs at least one run folder")
+    configs, scores = [], []
+    for path in paths:
+        run = RunDir(path)
+        configs.append(flat_config(run.config()))
+        result = run.result()
+        scores.append({key: result[key] for key, _ in SCORES if key in result} | run_probe(run))
+    keys = sorted(set().union(*configs))
+    differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    probe_columns = sorted({k for s in scores for k in s if k.startswith("probe:")})
+    return Comparison([str(p) for p in paths], differing, [{k: c.get(k) for k in differing} for c in configs], scores, probe_columns)
+
+
+def cell(value: Any) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= MAX_CELL else "\u2026" + text[-(MAX_CELL - 1):]
+
+
+def format_table(comparison: Comparison) -> str:
+    """A plain-text table, accuracies and F1 in percent."""
+    header = ["run", *comparison.differing, *(title for _, title in SCORES), *comparison.probe_columns]
+    rows = []
+    for run, settings, scores in zip(comparison.runs, comparison.settings, comparison.scores):
+        numbers = [f"{scores[k] * 100:.1f}" if k in scores else "-" for k in [*(key for key, _ in SCORES), *comparison.probe_columns]]
+        rows.append([run, *(cell(settings[k]) for k in comparison.differing), *numbers])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    note = "" if comparison.differing or len(comparison.runs) < 2 else "\n(the runs' configs are the same, neutral keys aside)"
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]]) + note
