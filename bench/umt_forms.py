@@ -36,12 +36,14 @@ def write_byo(path: Path, seed: int) -> None:
     n, classes = 1200, 6
     label = rng.integers(0, classes, n)
     proto_a, proto_b = rng.normal(size=(classes, 24)), rng.normal(size=(classes, 24))
-    a = 1.2 * proto_a[label] + rng.normal(size=(n, 24))
-    b = 0.5 * proto_b[label] + rng.normal(size=(n, 24))
+    shared = label.copy()
+    shared[label == 5] = 4  # classes 4 and 5 share their prototypes: alone, neither modality tells them apart
+    a = 0.45 * proto_a[shared] + rng.normal(size=(n, 24))
+    b = 0.3 * proto_b[shared] + rng.normal(size=(n, 24))
     sign = rng.choice([-1.0, 1.0], size=n)
-    paired = label >= 4  # classes 4 and 5 look alike in each modality; the product of the signs tells them apart
-    a[paired, :4] += 2 * sign[paired, None]
-    b[paired, :4] += 2 * (sign[paired] * np.where(label[paired] == 4, 1, -1))[:, None]
+    paired = label >= 4  # ... but the product of two signs, one in each modality, does
+    a[paired, :4] += 1.5 * sign[paired, None]
+    b[paired, :4] += 1.5 * (sign[paired] * np.where(label[paired] == 4, 1, -1))[:, None]
     split = np.array(["train"] * 600 + ["val"] * 300 + ["test"] * 300)
     np.savez(path, label=label, split=split, a=a.astype(np.float32), b=b.astype(np.float32))
 
