@@ -132,20 +132,21 @@ class CremaDRecipe(Recipe):
         warnings = []
         if options.split_lists is not None:
             folder = Path(options.split_lists)
-            listed = read_split_lists(folder if folder.is_dir() or folder.is_absolute() else src / folder)
+            folder = folder if folder.is_dir() or folder.is_absolute() else src / folder
+            listed = read_split_lists(folder)
             splits = {}
             for clip in clips:
                 if clip not in listed:
-                    skipped.append({"id": clip, "split": "?", "why": f"{clip} is in neither train.csv nor test.csv of {options.split_lists}"})
+                    skipped.append({"id": clip, "split": "?", "why": f"{clip} is in neither train.csv nor test.csv of {folder}"})
                 elif listed[clip][1] != CLIP_NAME.match(clip)["emotion"]:
                     skipped.append({"id": clip, "split": listed[clip][0], "why": f"{clip}: the list says {listed[clip][1]}, the clip name another emotion"})
                 else:
                     splits[clip] = listed[clip][0]
             for clip in sorted(set(listed) - set(clips)):
-                skipped.append({"id": clip, "split": listed[clip][0], "why": f"{clip} is listed in {options.split_lists} but has no file in {options.audio}/ or {options.video}/"})
+                skipped.append({"id": clip, "split": listed[clip][0], "why": f"{clip} is listed in {folder} but has no file in {options.audio}/ or {options.video}/"})
             both = {actor_of(c) for c, s in splits.items() if s == "train"} & {actor_of(c) for c, s in splits.items() if s == "test"}
             if both:
-                warnings.append(f"the split lists of {options.split_lists} put clips of {len(both)} actors in both train and test "
+                warnings.append(f"the split lists of {folder} put clips of {len(both)} actors in both train and test "
                                 f"(OGM-GE's split is by clip, not by actor): test accuracy can rest on recognising the speaker. "
                                 f"The default split (without split_lists) keeps actors apart.")
         else:
@@ -176,7 +177,7 @@ def frames_per_second(frames: list, count: int, size: int) -> np.ndarray:
     picks = []
     for i in range(count):
         t = start + ((i + 0.5) % duration if duration > 0 else 0)
-        picks.append(min(len(frames) - 1, bisect.bisect_right(times, t) - 1))
+        picks.append(min(len(frames) - 1, bisect.bisect_right(times, t + 1e-6) - 1))  # the frame showing at t
     return np.stack([frames[k].to_ndarray(width=size, height=size, format="rgb24") for k in picks])
 
 
