@@ -1,6 +1,6 @@
 """AVE, the Audio-Visual Event data set (Tian et al., ECCV 2018): 4,143 10-second YouTube videos of
 28 event categories, each with an event both heard and seen; audio + visual. Benchmarked as a
-classification task by OGM-GE (Peng et al., CVPR 2022), PMR and BalanceBenchmark.
+classification task by OGM-GE (Peng et al., CVPR 2022) and its successors.
 
 Raw layout (`latefusion prepare ave --src RAW`), the release as distributed (AVE_Dataset.zip):
 

@@ -20,8 +20,8 @@ Stored per clip, each choice with its source:
       the librosa of OGM-GE's time did (librosa 0.10 pads with zeros).
   `visual` uint8 (frames, size, size, 3): frames at 1 fps, frame i at (i + 0.5) s of the video, as
       OGM-GE's `pre-processing/AVE&CREMAD/video2frame-1fps.py` extracts them [3P]; a clip shorter than
-      i + 0.5 s wraps around to its start [ours] (CREMA-D clips last 1.3-5 s, most 2-3 s: 1-3 frames
-      are distinct). `frames` 1 by default: OGM-GE's CREMA-D training reads `--fps 1` frame per clip
+      i + 0.5 s wraps around to its start [ours] (CREMA-D clips last a few seconds: 1-3 frames are
+      distinct). `frames` 1 by default: OGM-GE's CREMA-D training reads `--fps 1` frame per clip
       [3P]; BalanceBenchmark's CREMA-D loader reads 2 [3P]. Squashed to size x size (224 [3P]); the
       crop (RandomResizedCrop(224) + flip for training, resize for evaluation) is the training transform.
 

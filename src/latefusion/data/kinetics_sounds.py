@@ -1,5 +1,5 @@
 """Kinetics-Sounds (Arandjelovic & Zisserman, ICCV 2017): the Kinetics classes that can be heard
-(instruments, voices, tools); audio + visual. Benchmarked by OGM-GE, PMR, AGM and BalanceBenchmark.
+(instruments, voices, tools); audio + visual. Benchmarked by OGM-GE and BalanceBenchmark.
 
 Raw layout (`latefusion prepare kinetics-sounds --src RAW`): a Kinetics-400 folder as
 `latefusion prepare kinetics400` reads it (kinetics.py): `RAW/annotations/{train,validate}.csv` and
