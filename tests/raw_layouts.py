@@ -79,13 +79,13 @@ def write_video(path: Path, label: int, seconds: float = 1.0, audio: bool = True
                 container.mux(packet)
 
 
-def write_wav(path: Path, label: int, seconds: float = 1.0) -> None:
+def write_wav(path: Path, label: int, seconds: float = 1.0, rate: int = RATE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes((tone_wave(label, seconds) * 32767).astype("<i2").tobytes())
+        out.setframerate(rate)
+        out.writeframes((tone_wave(label, seconds, rate) * 32767).astype("<i2").tobytes())
 
 
 def write_image(path: Path, value, mode: str = "RGB") -> None:
@@ -158,21 +158,34 @@ def make_vggsound(root: Path) -> None:
 K400_CLASSES = ["abseiling", "bowling", "juggling balls"]
 
 
+def kinetics_clips() -> list[tuple[int, str, str, str]]:
+    """(label, split, ytid, clip name) of the tiny Kinetics-400: 3 train ids and 1 validation id per class."""
+    clips = []
+    for label in range(len(K400_CLASSES)):
+        for k in range(4):
+            ytid, start = f"k{label}y{k}", 10 * k
+            clips.append((label, "validate" if k == 0 else "train", ytid, f"{ytid}_{start:06d}_{start + 10:06d}"))
+    return clips
+
+
+def make_kinetics_annotations(root: Path) -> None:
+    """The public annotation CSVs of the tiny Kinetics-400 (no clips)."""
+    tables = {"train": ["label,youtube_id,time_start,time_end,split\n"], "validate": ["label,youtube_id,time_start,time_end,split,is_cc\n"]}
+    for label, split, ytid, clip in kinetics_clips():
+        start = int(clip.split("_")[-2])
+        tables[split].append(f'"{K400_CLASSES[label]}",{ytid},{start},{start + 10},{split}' + (",0\n" if split == "validate" else "\n"))
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, lines in tables.items():
+        (root / "annotations" / f"{split}.csv").write_text("".join(lines))
+
+
 def make_kinetics(root: Path) -> None:
     """Train clips under train/<label>/, validation clips flat under val/, as the common downloaders
     leave them; 3 train ids and 1 validation id per class."""
-    tables = {"train": ["label,youtube_id,time_start,time_end,split\n"], "validate": ["label,youtube_id,time_start,time_end,split,is_cc\n"]}
-    for label, name in enumerate(K400_CLASSES):
-        for k in range(4):
-            split = "validate" if k == 0 else "train"
-            ytid, start = f"k{label}y{k}", 10 * k
-            clip = f"{ytid}_{start:06d}_{start + 10:06d}"
-            folder = root / "val" if split == "validate" else root / "train" / name
-            write_video(folder / f"{clip}.mp4", label, moving=True)
-            tables[split].append(f'"{name}",{ytid},{start},{start + 10},{split}' + (",0\n" if split == "validate" else "\n"))
-    for split, lines in tables.items():
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / f"{split}.csv").write_text("".join(lines))
+    for label, split, _, clip in kinetics_clips():
+        folder = root / "val" if split == "validate" else root / "train" / K400_CLASSES[label]
+        write_video(folder / f"{clip}.mp4", label, moving=True)
+    make_kinetics_annotations(root)
 
 
 MODELNET_CLASSES = ["airplane", "bed", "chair"]
@@ -189,3 +202,48 @@ def make_modelnet40(root: Path, train: int = 4, test: int = 1) -> None:
                 obj = f"{name}_{k + 1 + (100 if split == 'test' else 0):04d}"
                 for view in range(12):
                     write_image(root / name / split / f"{obj}.obj.shaded_v{view + 1:03d}.png", view_value(label, view))
+
+
+CREMAD_EMOTIONS = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+
+
+def make_cremad(root: Path, actors: int = 6, sentences: tuple[str, ...] = ("DFA",), mp4: tuple[str, ...] = ()) -> list[str]:
+    """The release's layout: AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav at 16 kHz (as
+    released) with the emotion's tone, and VideoFlash/<same>.flv, real FLV (Sorenson H.263 + AAC,
+    as PyAV writes it) showing colour(label % 3); the clips named in `mp4` as .mp4 instead. Actors
+    1001.., every emotion once per sentence. Returns the clip names."""
+    names = []
+    for a in range(actors):
+        for sentence in sentences:
+            for label, emotion in enumerate(CREMAD_EMOTIONS):
+                name = f"{1001 + a}_{sentence}_{emotion}_{'XX' if sentence != 'IEO' else 'HI'}"
+                names.append(name)
+                write_wav(root / "AudioWAV" / f"{name}.wav", label, seconds=1.0, rate=16000)
+                if name in mp4:
+                    write_video(root / "VideoFlash" / f"{name}.mp4", label % 3, audio=False)
+                else:
+                    write_video(root / "VideoFlash" / f"{name}.flv", label % 3, seconds=1.5, codec="flv")
+    return names
+
+
+def make_ave(root: Path, categories: tuple[str, ...] = ("Church bell", "Male speech, man speaking", "Dog"),
+             per_split: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """AVE_Dataset's layout: AVE/<VideoID>.mp4 (1 s, the category's colour and tone),
+    Annotations.txt (with its header line) and trainSet/valSet/testSet.txt in the same
+    `Category&VideoID&Quality&StartTime&EndTime` format. Returns split -> video ids."""
+    per_split = per_split or {"train": 3, "val": 1, "test": 1}
+    files = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
+    lines = {split: [] for split in files}
+    videos: dict[str, list[str]] = {split: [] for split in files}
+    for label, category in enumerate(categories):
+        for split, count in per_split.items():
+            for k in range(count):
+                video = f"ave{label}{split[:2]}{k}-x"
+                write_video(root / "AVE" / f"{video}.mp4", label)
+                lines[split].append(f"{category}&{video}&good&{k}&{k + 1}\n")
+                videos[split].append(video)
+    header = "Category&VideoID&Quality&StartTime&EndTime\n"
+    (root / "Annotations.txt").write_text(header + "".join(line for split in files for line in lines[split]))
+    for split, name in files.items():
+        (root / name).write_text("".join(lines[split]))
+    return videos

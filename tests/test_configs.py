@@ -14,7 +14,7 @@ from latefusion.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-FOLDERS = ["kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
+FOLDERS = ["ave", "crema-d", "kinetics-sounds", "kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
 METHOD_FILES = ["naive", "ume", "umt", "unimodal"]
 RECIPES = [CONFIGS / folder / f"{method}.yaml" for folder in FOLDERS for method in METHOD_FILES]
 

@@ -172,7 +172,8 @@ def test_standard_resnet18_size():
 CONFIG_FILES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml")  # the recipes; base.yaml: their shared part
 # configs/<data set>[/<variant>]/<method>.yaml -> its modalities
 MODALITIES = {"vggsound": ["audio", "visual"], "kinetics400": ["audio", "visual"], "kinetics400/rgb_flow": ["rgb", "flow"],
-              "ucf101": ["rgb", "flow"], "modelnet40": ["front", "rear"]}
+              "ucf101": ["rgb", "flow"], "modelnet40": ["front", "rear"],
+              "crema-d": ["audio", "visual"], "kinetics-sounds": ["audio", "visual"], "ave": ["audio", "visual"]}
 
 
 def folder(path) -> str:
@@ -189,7 +190,7 @@ def test_every_shipped_config_validates(path):
 
 def test_configs_of_a_data_set_differ_only_in_method():
     datasets = sorted({folder(p) for p in CONFIG_FILES})
-    assert datasets == ["kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
+    assert datasets == ["ave", "crema-d", "kinetics-sounds", "kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
     for dataset in datasets:
         raws = {p.stem: read_yaml(p) for p in CONFIGS.glob(f"{dataset}/*.yaml") if p.name != "base.yaml"}
         assert sorted(raws) == ["naive", "ume", "umt", "unimodal"]

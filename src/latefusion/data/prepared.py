@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -88,11 +89,17 @@ class Scan:
     class_names: list[str]
     # Samples left out before decoding (unparseable lines, unknown files): {"id", "split", "why"}.
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # What the user must know about the data as prepared (a split with overlapping speakers): printed
+    # to stderr by `prepare` and kept under "warnings" in the report.
+    warnings: list[str] = field(default_factory=list)
 
 
 class Recipe:
     name: ClassVar[str]
     Options: ClassVar[type[PrepareOptions]] = PrepareOptions
+    # Record the groups (speakers, source videos) of each split in the report, for data sets whose
+    # splits are drawn by group by the recipe itself (a few hundred groups at most).
+    record_groups: ClassVar[bool] = False
 
     def scan(self, src: Path, options: Any) -> Scan:
         raise NotImplementedError
@@ -225,6 +232,8 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         write_json(settings_file, settings)
 
     scan = recipe.scan(src, opts)
+    for warning in scan.warnings:
+        print(f"warning: prepare {name}: {warning}", file=sys.stderr)
     carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
     samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     stored = recipe.stored(opts)
@@ -257,7 +266,10 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         "shards": {"total": len(shards), "written": len(pending), "reused": len(shards) - len(pending)},
         "skipped": scan.skipped + [x for m in manifests.values() for x in m["skipped"]],
         "filled": [x for m in manifests.values() for x in m["notes"]],
+        "warnings": scan.warnings,
     }
+    if recipe.record_groups:
+        report["groups"] = {split: sorted({s.group for s in samples if s.split == split}) for split in ("train", "val", "test")}
     write_json(dst / "report.json", report)
     if not sum(report["written"].values()):
         raise DataFormatError(f"prepare {name}: no sample of {src} could be prepared ({len(report['skipped'])} left out); "
