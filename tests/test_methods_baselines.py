@@ -113,9 +113,10 @@ def test_gblend_weights_favour_the_modality_that_overfits_less(tmp_path, tiny_co
     train(config, tmp_path / "gblend", bundle=bundle)
     state = load_checkpoint(RunDir(tmp_path / "gblend").last)
     assert state["method"]["weights"].sum().item() == pytest.approx(1.0)  # saved with the run, for resuming
-    # The weights each super-epoch trained with (estimated at epochs 2, 4, 6; equal before).
-    estimates = [(row["train_w_a"], row["train_w_b"], row["train_w_fused"]) for row in state["history"][2::2]]
-    assert state["history"][0]["train_w_a"] == pytest.approx(1 / 3)
+    # The weights each super-epoch trained with (estimated before epochs 0, 2, 4, 6), in metrics.jsonl.
+    estimates = [(row["train_w_a"], row["train_w_b"], row["train_w_fused"]) for row in state["history"][::2]]
+    history = state["history"]
+    assert all(history[e]["train_w_a"] == pytest.approx(history[e + 1]["train_w_a"]) for e in (0, 2, 4))  # fixed within a super-epoch
     assert all(w_b < 0.05 for _, w_b, _ in estimates), estimates  # b never generalises: no weight
     assert estimates[0][0] > 0.5, estimates  # a generalises with little overfitting: most of the weight
 
