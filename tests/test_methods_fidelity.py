@@ -97,3 +97,59 @@ def test_gblend_independent_check_of_the_paper_estimate(tmp_path, tiny_config):
     method.on_epoch_start(0, model, context)
     assert torch.allclose(method.weights, expected, atol=1e-4), (method.weights, expected)
     assert expected.min() < 0.8 * expected.max()  # the heads do get different weights
+
+
+# ---------------------------------------------------------------- MLA
+
+
+def test_mla_shared_head_keeps_learning_over_20k_projection_updates(tiny_config):
+    """The official projector (never forgetting) shrinks the head's update toward zero as training
+    goes on; ours keeps it within 10x of its first epoch's."""
+    bundle = prototype_bundle({"a": 1.0, "b": 1.0}, {"a": 4, "b": 4})
+    method = build_method(tiny_config("method.name=mla", "model.feature_dim=8"), bundle.spec)
+    head = torch.nn.Linear(8, 4)
+    model = torch.nn.Module()
+    model.head = head
+    g = torch.Generator().manual_seed(0)
+    centre = {m: torch.rand(8, generator=g) for m in range(2)}  # each modality's typical (ReLU-like) features
+    epoch, sizes = 500, []
+    for step in range(20_000):
+        m = step % 2
+        features = (centre[m] + 0.5 * torch.randn(16, 8, generator=g)).relu()
+        gradient = torch.randn(4, 16, generator=g) @ features / 16  # (p - y)^T x, as a linear head's
+        head.weight.grad = None
+        loss = (head.weight * gradient).sum()
+        method.backward(model, StepOutput(loss, {}, {"mean_feature": features.mean(0), "modality": m}))
+        sizes.append(head.weight.grad.norm() / gradient.norm())
+    sizes = torch.stack(sizes).view(-1, epoch).mean(1)
+    assert sizes[-1] > sizes[0] / 10, (sizes[0], sizes[-1])
+    eigenvalues = torch.linalg.eigvalsh(method.projector)
+    assert eigenvalues.min() > 0.005 and eigenvalues.max() <= 1 + 1e-5
+
+
+def test_mla_independent_check_of_the_projected_head_gradient(tiny_config):
+    """Step on a, then on b: b's head gradient is its plain gradient times
+    P = (1 - forget) alpha (alpha I + r r^T)^-1 + forget I, r = a's normalised mean feature (OWM's
+    closed form, not the recursive update), and a's is its plain gradient."""
+    bundle = prototype_bundle({"a": 2.0, "b": 2.0}, {"a": 16, "b": 16})
+    inputs, labels = one_batch(bundle, 64)
+    method = build_method(tiny_config("method.name=mla"), bundle.spec)
+    model = method.build_model().train()
+    reference = copy.deepcopy(model)
+    alpha, forget = method.options.projection_alpha, method.options.projection_forget
+    head_gradients = []
+    for substep in range(2):
+        model.zero_grad(set_to_none=True)
+        method.backward(model, method.loss(model, inputs, labels, StepInfo(0, substep)))
+        head_gradients.append(model.head.weight.grad.clone())
+
+    def plain(m):
+        return torch.autograd.grad(F.cross_entropy(reference.head(reference.encoders[m](inputs[m])), labels), reference.head.weight)[0]
+
+    r = reference.encoders["a"](inputs["a"]).detach().mean(0)
+    r = r / r.norm()
+    eye = torch.eye(len(r))
+    projector = (1 - forget) * alpha * torch.linalg.inv(alpha * eye + torch.outer(r, r)) + forget * eye
+    assert torch.allclose(head_gradients[0], plain("a"), atol=1e-6)
+    assert torch.allclose(head_gradients[1], plain("b") @ projector, atol=1e-5)
+    assert not torch.allclose(head_gradients[1], plain("b"), atol=1e-3)  # the projection did something
