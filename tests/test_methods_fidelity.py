@@ -153,3 +153,112 @@ def test_mla_independent_check_of_the_projected_head_gradient(tiny_config):
     assert torch.allclose(head_gradients[0], plain("a"), atol=1e-6)
     assert torch.allclose(head_gradients[1], plain("b") @ projector, atol=1e-5)
     assert not torch.allclose(head_gradients[1], plain("b"), atol=1e-3)  # the projection did something
+
+
+# ---------------------------------------------------------------- OGM-GE
+
+
+def test_ogm_ge_modulates_what_the_official_code_modulates(tiny_config):
+    from latefusion.methods.ogm_ge import modulated_parameters
+    from latefusion.models.encoders import MLPEncoder, SmallCNN
+    cnn = SmallCNN((3, 8, 8), 16)
+    assert modulated_parameters(cnn) == [p for p in cnn.parameters() if p.dim() == 4]  # convolution weights only
+    mlp = MLPEncoder((10,), 16)
+    assert modulated_parameters(mlp) == [mlp.net[1].weight, mlp.net[3].weight]  # no convolutions: the weight matrices
+
+
+def fitted_late_fusion(tiny_config, bundle, inputs, labels):
+    """A naive late-fusion model after a few steps, so that modality a dominates."""
+    torch.manual_seed(0)
+    model = build_method(tiny_config("method.name=naive"), bundle.spec).build_model().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(20):
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+    return model
+
+
+def test_ogm_ge_independent_check_of_the_modulated_gradients(tiny_config):
+    """Eq. 10 written out: each modality's share of the concat head's logits (its weight columns +
+    half the bias), s = summed true-class probability, rho = s_a / s_b, k = 1 - tanh(alpha rho) for
+    the modality with rho > 1; its encoder's weight matrices (MLP: no convolutions) get k times the
+    plain gradient, the rest the plain gradient; with GE, noise of the plain gradient's std."""
+    bundle = prototype_bundle({"a": 4.0, "b": 0.5}, {"a": 16, "b": 16})
+    inputs, labels = one_batch(bundle)
+    model = fitted_late_fusion(tiny_config, bundle, inputs, labels)
+    alpha = 0.5
+    features = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}
+    weight, bias = model.head.linear.weight, model.head.linear.bias
+    width = features["a"].shape[1]
+    shares = {"a": features["a"] @ weight[:, :width].T + bias / 2, "b": features["b"] @ weight[:, width:].T + bias / 2}
+    score = {m: z.softmax(1)[torch.arange(len(labels)), labels].sum().item() for m, z in shares.items()}
+    rho = score["a"] / score["b"]
+    k = {"a": 1 - torch.tanh(torch.tensor(alpha * rho)).item(), "b": 1.0} if rho > 1 else \
+        {"a": 1.0, "b": 1 - torch.tanh(torch.tensor(alpha / rho)).item()}
+    assert k["a"] < 0.8  # a dominates
+    names = [n for n, _ in model.named_parameters()]
+    plain = dict(zip(names, torch.autograd.grad(F.cross_entropy(model(inputs), labels), list(model.parameters()))))
+
+    def modulated(*overrides):
+        method = build_method(tiny_config("method.name=ogm_ge", f"method.options.alpha={alpha}", *overrides), bundle.spec)
+        model.zero_grad(set_to_none=True)
+        method.backward(model, method.loss(model, inputs, labels, StepInfo(0)))
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    got = modulated("method.options.noise=false")
+    for name, g in plain.items():
+        m = name.split(".")[1] if name.startswith("encoders.") else None
+        factor = k[m] if m and name.endswith("weight") else 1.0
+        assert torch.allclose(got[name], factor * g, atol=1e-6), name
+    torch.manual_seed(0)
+    noisy = modulated()
+    big = "encoders.a.net.1.weight"
+    residual = noisy[big] - k["a"] * plain[big]
+    assert residual.std().item() == pytest.approx(plain[big].std().item(), rel=0.15)
+    assert torch.allclose(noisy["encoders.a.net.1.bias"], plain["encoders.a.net.1.bias"], atol=1e-6)  # no noise on biases
+
+
+# ---------------------------------------------------------------- MMPareto
+
+
+def test_mmpareto_independent_check_of_the_integrated_gradients(tiny_config):
+    """The official rule written out: cosine of the encoder's two gradients (all tensors together);
+    > 0: 2 * (0.5 g_mm + 0.5 g_u); else the two-vector min-norm weights; then per tensor, scaled up
+    to the norm of that tensor's summed gradient if smaller, times gamma = 1.5."""
+    bundle = prototype_bundle({"a": 2.0, "b": 2.0}, {"a": 16, "b": 16})
+    inputs, labels = one_batch(bundle)
+    torch.manual_seed(0)
+    method = build_method(tiny_config("method.name=mmpareto"), bundle.spec)
+    model = method.build_model().train()
+    with torch.no_grad():  # a conflict for a (its own head against its share of the fused head); none for b
+        width = model.encoders["a"].out_dim
+        method.unimodal_heads["a"].weight.copy_(-3 * model.head.linear.weight[:, :width])
+        method.unimodal_heads["b"].weight.copy_(3 * model.head.linear.weight[:, width:])
+    expected, scales = {}, []
+    for m in ("a", "b"):
+        params = list(model.encoders[m].parameters())
+        features = model.features(inputs)
+        g_mm = torch.autograd.grad(F.cross_entropy(model.head(features), labels), params, retain_graph=True)
+        g_u = torch.autograd.grad(F.cross_entropy(method.unimodal_heads[m](features[m]), labels), params)
+        flat_mm, flat_u = torch.cat([g.flatten() for g in g_mm]), torch.cat([g.flatten() for g in g_u])
+        if F.cosine_similarity(flat_mm, flat_u, dim=0) > 0:
+            w_mm = w_u = 0.5
+        else:  # min over c of |c g_mm + (1 - c) g_u|^2, clipped to [0, 1]
+            w_mm = ((flat_u - flat_mm) @ flat_u / (flat_mm - flat_u).pow(2).sum()).clamp(0, 1).item()
+            w_u = 1 - w_mm
+            assert 0 < w_mm < 1
+        for a, b in zip(g_mm, g_u):
+            new = 2 * w_mm * a + 2 * w_u * b
+            ratio = (a + b).norm() / new.norm()
+            scales.append((m, max(ratio.item(), 1.0)))
+            expected.setdefault(m, []).append(1.5 * (ratio * new if ratio > 1 else new))
+    output = method.loss(model, inputs, labels, StepInfo(0))
+    conflict = F.cosine_similarity(*method.encoder_gradients(model, output)["a"], dim=0)
+    assert conflict < 0
+    method.backward(model, output)
+    for m in ("a", "b"):
+        for p, e in zip(model.encoders[m].parameters(), expected[m]):
+            assert torch.allclose(p.grad, e, atol=1e-6, rtol=1e-4)
+    # Per tensor, not over the whole encoder: a's tensors were scaled by different factors.
+    assert len({round(s, 4) for m, s in scales if m == "a"}) > 1, scales
