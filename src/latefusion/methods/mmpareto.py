@@ -9,17 +9,23 @@ updated with their Pareto integration instead of their sum:
     if g_mm . g_u > 0:  d = g_mm + g_u                                 (no conflict: equal weights)
     else:               d = 2 (c g_mm + (1 - c) g_u), with c in [0, 1] minimising |c g_mm + (1 - c) g_u|
                         (the minimum-norm point of the segment: d . g_mm >= 0 and d . g_u >= 0)
-    d <- d * max(1, |g_mm + g_u| / |d|)                                (keep at least the sum's magnitude)
-    grad(encoder_m) <- gamma * d
+    then, for each parameter tensor t of the encoder (d_t, g_mm_t, g_u_t: its parts):
+    d_t <- d_t * max(1, |g_mm_t + g_u_t| / |d_t|)                      (keep at least the sum's magnitude)
+    grad(t) <- gamma * d_t
+
+The conflict test and c are computed on the encoder's whole gradient (all its tensors flattened
+together); the magnitude is restored tensor by tensor.
 
 Where each detail comes from:
   * the uni-modal heads and losses, equal weights without conflict, the minimum-norm (MGDA) weights
     under conflict, and enlarging the magnitude: the paper;
-  * the factor 2 on the weights, restoring the magnitude of the plain sum, and gamma = 1.5: the
-    official code (GeWu-Lab/MMPareto_ICML2024 `code/MMPareto.py`);
-  * the rescaling applied to the encoder's gradient as a whole [design choice]: the official code
-    rescales each parameter tensor separately, which can turn the combined direction away from a
-    loss; rescaling the whole encoder keeps the guarantee that no loss is made worse to first order.
+  * the factor 2 on the weights, restoring the magnitude of the plain sum, gamma = 1.5, the test on
+    the cosine of the whole encoder's two gradients, c from the whole encoder (its `MinNormSolver`
+    over the lists of tensors), and the rescaling per parameter tensor (each tensor's new gradient
+    scaled to the norm of that tensor's summed gradient when it is smaller): the official code
+    (GeWu-Lab/MMPareto_ICML2024 `code/MMPareto.py`), which we follow. A consequence worth knowing:
+    before the rescaling, d agrees with both losses (d . g_mm >= 0, d . g_u >= 0); scaling tensors
+    by different factors can lose that for the encoder as a whole, as in the official code.
 """
 
 from __future__ import annotations
@@ -41,13 +47,17 @@ class MMParetoOptions(Section):
     gamma: float = Field(1.5, gt=0, description="factor on the integrated encoder gradient")
 
 
-def pareto_integrate(g_mm: Tensor, g_u: Tensor, gamma: float) -> Tensor:
-    """The integrated gradient of two flat gradients (see the module docstring); no host sync."""
+def pareto_integrate(g_mm: Tensor, g_u: Tensor, gamma: float, sizes: list[int] | None = None) -> Tensor:
+    """The integrated gradient of two flat gradients (see the module docstring), rescaled per tensor;
+    `sizes`: the tensors' lengths in the flat vectors (None: one tensor). No host sync."""
     difference = g_mm - g_u
     c = (torch.dot(g_u - g_mm, g_u) / difference.dot(difference).clamp_min(1e-20)).clamp(0, 1)
     direction = torch.where(torch.dot(g_mm, g_u) > 0, g_mm + g_u, 2 * (c * g_mm + (1 - c) * g_u))
-    scale = ((g_mm + g_u).norm() / direction.norm().clamp_min(1e-20)).clamp_min(1.0)
-    return gamma * scale * direction
+    parts = [len(direction)] if sizes is None else sizes
+    scaled = []
+    for d, s in zip(direction.split(parts), (g_mm + g_u).split(parts)):
+        scaled.append(d * (s.norm() / d.norm().clamp_min(1e-20)).clamp_min(1.0))
+    return gamma * torch.cat(scaled)
 
 
 @METHODS.register("mmpareto")
@@ -84,9 +94,10 @@ class MMPareto(Method):
         gradients = self.encoder_gradients(model, output)
         output.loss.backward()  # the heads' gradients, each from its own loss
         for m, (g_mm, g_u) in gradients.items():
-            integrated = pareto_integrate(g_mm, g_u, self.options.gamma)
             params = [p for p in model.encoders[m].parameters() if p.requires_grad]
-            for p, g in zip(params, integrated.split([p.numel() for p in params])):
+            sizes = [p.numel() for p in params]
+            integrated = pareto_integrate(g_mm, g_u, self.options.gamma, sizes)
+            for p, g in zip(params, integrated.split(sizes)):
                 p.grad = g.view_as(p).to(p.dtype)
 
 
