@@ -149,8 +149,9 @@ def test_pmr_makes_the_slow_encoder_learn_what_naive_training_leaves(tiny_config
     naive, _, _ = train_by_hand("naive", bundle, tiny_config)
     pmr, logs, _ = train_by_hand("pmr", bundle, tiny_config)  # 30 epochs x 25 steps
     # b is the slow modality throughout: it gets the PCE, a the PER while that lasts.
-    assert all(step["beta_b"] > 0 and step["beta_a"] == 0 for step in logs[25:]), "b should be boosted at every step"
-    assert sum(step["gamma_a"] > 0 for step in logs[:250]) > 200
+    boosted_b = sum(step["beta_b"] > 0 for step in logs) / len(logs)
+    held_back_a = sum(step["gamma_a"] > 0 for step in logs[:250]) / 250  # PER: the first 10 epochs
+    assert boosted_b > 0.9 and held_back_a > 0.9, (boosted_b, held_back_a)
     naive_b, pmr_b = probe(naive, bundle, "b"), probe(pmr, bundle, "b")
     assert pmr_b > naive_b + 0.08, (naive_b, pmr_b)
     assert probe(pmr, bundle, "a") > 0.95  # the strong modality is not given up for it
