@@ -219,7 +219,7 @@ def test_baselines_need_two_modalities(tmp_path, tiny_config):
 
 
 def test_pipeline_runs_and_probes_the_baselines(tmp_path, tiny_config):
-    assert set(baseline_methods()) == set(BASELINE_NAMES)
+    assert set(BASELINE_NAMES) <= set(baseline_methods())
     summary = run_pipeline(tiny_config("train.epochs=2"), tmp_path / "demo", methods=baseline_methods(), log=lambda *_: None)
     for name in BASELINE_NAMES:
         assert 0 <= summary["methods"][name]["test_acc"] <= 1
