@@ -5,8 +5,9 @@ Colours are the Okabe-Ito palette, which stays distinguishable with the common c
 deficiencies; every series also differs in marker, hatch or line style and is named in a legend,
 so colour is never the only cue. Accuracies are drawn in percent.
 
-Names come from the data (modalities, classes) and are drawn literally: mathtext is off
-(`text.parse_math`), so a `$` in a name is a dollar sign, not the start of a formula.
+Names come from the data (modalities, classes) and are drawn literally: every text drawn goes
+through `literal`, which escapes mathtext's `$`, so a name like "a$^$b" is those four characters,
+not a formula (nor a mathtext parse error). Mathtext itself stays on: the log axes' tick labels use it.
 """
 
 from __future__ import annotations
@@ -39,10 +40,13 @@ RC = {
     "ytick.color": "#555555",
     "legend.frameon": False,
     "savefig.facecolor": "white",
-    # Text is drawn as given: a name like "a$^$b" must not be parsed as mathtext (or crash it).
-    "text.parse_math": False,
-    "text.usetex": False,
+    "text.usetex": False,  # LaTeX would interpret names; mathtext only sees what `literal` leaves unescaped
 }
+
+
+def literal(text: str) -> str:
+    """`text` as matplotlib draws it literally: `$` (mathtext's only way in) escaped."""
+    return str(text).replace("$", r"\$")
 
 
 # The uni-modal runs share the blues (Okabe-Ito blue, sky blue, a darker blue), one shade and line style per modality.
@@ -109,7 +113,7 @@ def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], m
                     right = max(mean + (spread(scores) if several else 0), max(scores))
                     ax.annotate(f"{mean:.1f}", (right, y + offset), xytext=(7, -1), textcoords="offset points",
                                 va="center", fontsize=8.5, color="#333333")
-        ax.set_yticks(range(len(keys)), [method_style(k, modalities).label for k in reversed(keys)])
+        ax.set_yticks(range(len(keys)), [literal(method_style(k, modalities).label) for k in reversed(keys)])
         ax.set_ylim(-0.6, len(keys) - 0.4)
         ax.set_xlabel("accuracy (%)")
         ax.grid(axis="y", visible=False)
@@ -136,7 +140,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
             scores = [[v * 100 for v in probe[source][m]] for m in modalities]
             means = [percent_mean(probe[source][m]) for m in modalities]
             ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
-                          edgecolor="white", linewidth=0.6, label=style.label, zorder=2)
+                          edgecolor="white", linewidth=0.6, label=literal(style.label), zorder=2)
             tops = means
             if several:
                 ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
@@ -148,7 +152,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
                             fontsize=8, color="#333333")
         if chance is not None:
             ax.axhline(chance * 100, color="#555555", lw=1, ls=(0, (4, 3)), zorder=1, label=f"chance ({chance * 100:.1f})")
-        ax.set_xticks(range(len(modalities)), [f"modality {m}" for m in modalities])
+        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
         ax.set_ylabel("linear-probe test accuracy (%)")
         ax.set_ylim(0, 108)
         ax.set_yticks(range(0, 101, 20))
@@ -163,7 +167,7 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str],
     over seeds; the band spans the lowest to the highest seed). `best_epochs` (0-based, one per seed):
     the epoch whose weights each run kept, marked with a star on the validation curve."""
     best_epochs = best_epochs or {}
-    panels = (("train_loss", "training loss (the method's objective, log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
+    panels = (("train_loss", "training loss (log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
     several = any(len(runs) > 1 for runs in histories.values())
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
@@ -175,7 +179,7 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str],
                 rows = [[h[e][column] * scale for h in runs if e < len(h)] for e in range(epochs)]
                 xs = list(range(1, epochs + 1))
                 ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=style.linestyle, marker=style.marker,
-                        ms=3.5, markevery=max(1, epochs // 10), lw=1.6, label=style.label)
+                        ms=3.5, markevery=max(1, epochs // 10), lw=1.6, label=literal(style.label))
                 if several:
                     ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.15, lw=0)
                 if column == "val_acc":
@@ -212,7 +216,7 @@ def distill_figure(histories: dict[str, list[list[dict]]], modalities: list[str]
                 rows = [r for r in rows if r]
                 ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=UNIMODAL_LINES[i % len(UNIMODAL_LINES)],
                         marker="os^vD"[i % 5], ms=3.5, markevery=max(1, epochs // 10), lw=1.6,
-                        label=f"{style.label}: modality {modality}")
+                        label=literal(f"{style.label}: modality {modality}"))
                 if several:
                     ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.12, lw=0)
         ax.set_yscale("log")
@@ -239,7 +243,7 @@ def probe_gap_figure(gaps: dict[str, dict[str, list[float]]], modalities: list[s
             scores = [[v * 100 for v in gaps[source][m]] for m in modalities]
             means = [percent_mean(gaps[source][m]) for m in modalities]
             ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch, edgecolor="white",
-                   linewidth=0.6, label=f"uni-modal minus {style.label}", zorder=2)
+                   linewidth=0.6, label=literal(f"uni-modal minus {style.label}"), zorder=2)
             ends = means
             if several:
                 ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
@@ -250,7 +254,7 @@ def probe_gap_figure(gaps: dict[str, dict[str, list[float]]], modalities: list[s
                 ax.annotate(f"{mean:+.1f}", (x, end), xytext=(0, 3 if mean >= 0 else -3), textcoords="offset points",
                             ha="center", va="bottom" if mean >= 0 else "top", fontsize=8, color="#333333")
         ax.axhline(0, color="#555555", lw=1, zorder=1)
-        ax.set_xticks(range(len(modalities)), [f"modality {m}" for m in modalities])
+        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
         ax.set_ylabel("probe gap (points, validation)")
         ax.grid(axis="x", visible=False)
         ax.margins(y=0.18)
@@ -269,7 +273,7 @@ def confusion_figure(confusions: dict[str, list[list[int]]], modalities: list[st
     nrows = -(-len(keys) // ncols)
     n = len(next(iter(confusions.values())))
     names = class_names if class_names and n <= MAX_NAMED_CLASSES else None
-    ticks = names or [str(i) for i in range(n)]
+    ticks = [literal(t) for t in names] if names else [str(i) for i in range(n)]
     step = max(1, n // 12)
     with matplotlib.rc_context(RC):
         side = WIDTH / ncols
@@ -285,7 +289,7 @@ def confusion_figure(confusions: dict[str, list[list[int]]], modalities: list[st
                     for p in range(n):
                         ax.text(p, t, f"{rows[t][p]:.0f}", ha="center", va="center", fontsize=7,
                                 color="white" if rows[t][p] > 60 else "#333333")
-            ax.set_title(method_style(key, modalities).label, loc="left")
+            ax.set_title(literal(method_style(key, modalities).label), loc="left")
             ax.set_xticks(range(0, n, step), ticks[::step], rotation=90 if names else 0, fontsize=7.5)
             ax.set_yticks(range(0, n, step), ticks[::step], fontsize=7.5)
             ax.set_xlabel("predicted class")
