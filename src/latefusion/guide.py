@@ -118,9 +118,10 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
         )
     else:
         choice = "ume"
+        finding = (f"The uni-modal ensemble beats naive late fusion on validation ({ume:.3f} vs {naive:.3f}; {how})" if ume_wins else
+                   f"Naive late fusion does not beat the uni-modal ensemble beyond chance on validation ({naive:.3f} vs {ume:.3f}; {how})")
         reason = (
-            f"Naive late fusion does not beat the uni-modal ensemble beyond chance on validation ({naive:.3f} vs {ume:.3f}; "
-            f"{how}): paired features add little here, so training each modality alone and ensembling (UME) is "
+            f"{finding}: paired features add little here, so training each modality alone and ensembling (UME) is "
             f"enough and avoids joint training. {laziness}"
         )
     # A tie between a lazy naive model and UME is the one case the rule cannot settle: the laziness
