@@ -167,8 +167,9 @@ def test_a_failed_write_leaves_the_old_report_whole(demo, monkeypatch):
     assert not [p for p in demo.iterdir() if p.name.startswith(".report")]
 
 
-def test_a_crash_while_swapping_in_leaves_report_md_with_its_own_figures(demo, monkeypatch):
+def test_an_interrupt_while_writing_report_md_leaves_the_old_report_with_its_own_figures(demo, monkeypatch):
     write_report([demo])
+    before = report_files(demo)
     old_markdown = (demo / "report.md").read_text()
     # The next report draws different figures: a new method result changes the accuracy figure.
     summary = json.loads((demo / "summary.json").read_text())
@@ -181,10 +182,11 @@ def test_a_crash_while_swapping_in_leaves_report_md_with_its_own_figures(demo, m
             raise KeyboardInterrupt
         real(src, dst)
 
-    monkeypatch.setattr(report_module.os, "replace", crash_on_markdown)
+    monkeypatch.setattr(os, "replace", crash_on_markdown)  # the rename inside the atomic writer
     with pytest.raises(KeyboardInterrupt):
         write_report([demo])
     monkeypatch.undo()
+    assert report_files(demo) == before  # report.html put back, the new figures removed
     assert (demo / "report.md").read_text() == old_markdown
     assert all((demo / link).is_file() for link in linked_figures(old_markdown))
     # The next report that completes removes the figures no report.md shows.

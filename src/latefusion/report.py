@@ -5,10 +5,11 @@ fonts), so it opens offline in any browser. report.md holds the same text and ta
 are PNG files in report-figures/ beside it, named by their content (accuracy-<hash>.png), so a
 report.md only ever points at its own figures.
 
-The three are written as a set: everything is first written into a temporary folder beside them
-(a full disk fails there, before anything is replaced), then renamed into place, figures first
-and report.md last; the figures no report.md points to any more are removed after that. A crash
-leaves the old report.md with its old figures, or the new one with its new figures.
+The three are written as a set (publish): the figures first, under new names (their content), so
+they replace nothing the old report.md shows; then report.html, then report.md; a write that fails
+(a full disk, an interrupt) undoes what was written before it; the figures no report.md shows any
+more are removed only after the new report.md is in place. So report.md shows its own figures,
+old or new, never a mix; report.html embeds its figures and cannot mix them at all.
 
 Names that come from the data (modalities, classes, the data set) are shown literally: escaped
 for HTML in report.html, for HTML and Markdown in report.md, and drawn without mathtext.
@@ -28,15 +29,12 @@ and summary.json cannot disagree. Read top to bottom:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import html
 import json
-import os
 import re
-import shutil
-import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -612,40 +610,38 @@ class Written:
     report: Report
 
 
-REPORT_FILES = ("report.html", "report.md")
-STAGING_PREFIX = ".report-staging-"
-STALE_STAGING_S = 3600  # a staging folder this old was left by a crashed writer
-
-
 def figure_file_name(name: str, png: bytes) -> str:
     """A figure's file is named by its content: a new figure never replaces one an older report.md shows."""
     return f"{name}-{hashlib.sha256(png).hexdigest()[:12]}.png"
 
 
-def publish(out: Path, html_text: str, markdown_text: str, figures: dict[str, str | bytes]) -> None:
-    """Write the report's files as a set. Stage: everything into a new temporary folder in `out`
-    (a full disk or a crash fails here, with the old report untouched). Swap: rename the figures
-    into report-figures/ (new names, nothing replaced), then report.html, then report.md (each
-    rename is atomic and needs no space). Clean up: the figures the new report.md does not show.
-    Files honour the umask (storage.atomic_write_bytes; folders are made by mkdir)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{STAGING_PREFIX}*"):
-        if stale.is_dir() and time.time() - stale.stat().st_mtime > STALE_STAGING_S:
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=STAGING_PREFIX))
+def publish(out: Path, html_text: str, markdown_text: str, figures: dict[str, bytes]) -> None:
+    """Write the report's files as a set, each through storage's atomic writer (a reader sees a whole
+    old file or a whole new one). The figures first: their names are their content, so they land
+    beside the old ones and replace nothing the old report.md shows. Then report.html, then report.md.
+    If any write fails (a full disk, an interrupt), what this call wrote is undone: the new figures
+    removed and the old report.html put back, so the old report stays whole. Only after report.md is
+    in place are the figures it no longer shows removed. Files honour the umask (storage), folders
+    are made by mkdir, which does."""
+    html_path, markdown_path = out / "report.html", out / "report.md"
+    old_html = html_path.read_bytes() if html_path.is_file() else None
+    created: list[Path] = []
     try:
         for file, png in figures.items():
-            atomic_write_bytes(staging / file, png)
-        atomic_write_text(staging / "report.html", html_text)
-        atomic_write_text(staging / "report.md", markdown_text)
-        folder = out / FIGURES_FOLDER
-        folder.mkdir(exist_ok=True)
-        for file in figures:
-            os.replace(staging / file, out / file)
-        for name in REPORT_FILES:  # report.md last: until it is in place, the old one shows the old figures
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            if not (out / file).is_file():
+                atomic_write_bytes(out / file, png)
+                created.append(out / file)
+        atomic_write_text(html_path, html_text)
+        atomic_write_text(markdown_path, markdown_text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if old_html is None:
+                html_path.unlink(missing_ok=True)
+            elif html_path.read_bytes() != old_html:
+                atomic_write_bytes(html_path, old_html)
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
     shown = {out / file for file in figures}
     for old in (out / FIGURES_FOLDER).iterdir():
         if old.suffix == ".png" and old not in shown:
