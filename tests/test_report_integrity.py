@@ -150,9 +150,17 @@ def test_run_folder_in_keeps_keys_inside_the_demo_folder(tmp_path):
 
 # --------------------------------------------------------------------------- 3: written as a set
 
+def change_a_result(demo: Path) -> None:
+    """The next report differs in its text and its accuracy figure: naive fusion's test accuracy is now 99%."""
+    summary = json.loads((demo / "summary.json").read_text())
+    summary["methods"]["naive"]["test_acc"] = 0.99
+    (demo / "summary.json").write_text(json.dumps(summary))
+
+
 def test_a_failed_write_leaves_the_old_report_whole(demo, monkeypatch):
     write_report([demo])
     before = report_files(demo)
+    change_a_result(demo)
     real = report_module.atomic_write_text
 
     def full_disk(path, text):
@@ -171,10 +179,7 @@ def test_an_interrupt_while_writing_report_md_leaves_the_old_report_with_its_own
     write_report([demo])
     before = report_files(demo)
     old_markdown = (demo / "report.md").read_text()
-    # The next report draws different figures: a new method result changes the accuracy figure.
-    summary = json.loads((demo / "summary.json").read_text())
-    summary["methods"]["naive"]["test_acc"] = 0.99
-    (demo / "summary.json").write_text(json.dumps(summary))
+    change_a_result(demo)
     real = os.replace
 
     def crash_on_markdown(src, dst):
