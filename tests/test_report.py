@@ -18,11 +18,12 @@ from latefusion.resolve import resolve_config
 from latefusion.figures import method_style, probe_style
 from latefusion.pipeline import run_pipeline
 from latefusion.summary import run_folder
-from latefusion.report import FIGURES_FOLDER, write_report
+from latefusion.report import FIGURES_FOLDER, figure_file_name, write_report
 from latefusion.runs import RunDir
 from latefusion.seeds import seed_config
 
-FIGURES = ("accuracy", "laziness", "curves")
+# Every figure a one-seed demo has (it trains UMT, so its distillation losses are there too), in page order.
+FIGURES = ("accuracy", "confusion", "laziness", "probe_gap", "curves", "distill")
 
 
 class ReportHTML(HTMLParser):
@@ -95,24 +96,28 @@ def test_report_numbers_equal_summary_and_every_figure_is_present(demo, capsys):
 
     assert list(comparison) == list(summary["methods"])
     for key, r in summary["methods"].items():
-        expected = [cell(r["val_acc"]), cell(r["test_acc"])]
-        assert comparison[key][1:3] == expected, key
-        assert markdown_row(markdown, method_style(key, modalities).label)[1:3] == expected, key
+        expected = [cell(r[m]) for m in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")]
+        assert comparison[key][1:5] == expected, key
+        assert markdown_row(markdown, method_style(key, modalities).label)[1:5] == expected, key
     assert list(probe) == list(summary["probe"])
     for source, row in summary["probe"].items():
         expected = [cell(row[m]) for m in modalities]
         assert probe[source][1:] == expected, source
         assert markdown_row(markdown, probe_style(source).label)[1:] == expected, source
 
-    # Every figure: embedded in the HTML as a decodable, non-blank PNG, and the same bytes beside report.md.
+    # Every figure: embedded in the HTML as a decodable, non-blank PNG, and the same bytes beside report.md,
+    # in a file named by its content; report-figures/ holds nothing else.
     assert len(page.images) == len(FIGURES)
-    for name, src in zip(FIGURES, page.images):
+    linked = re.findall(rf"\]\(({FIGURES_FOLDER}/[^)]+)\)", markdown)
+    assert len(linked) == len(FIGURES)
+    for name, src, link in zip(FIGURES, page.images, linked):
         assert src.startswith("data:image/png;base64,"), f"figure {name} is not embedded"
         png = base64.b64decode(src.partition(",")[2], validate=True)
         check_png(png)
-        assert (demo / FIGURES_FOLDER / f"{name}.png").read_bytes() == png
-        assert f"]({FIGURES_FOLDER}/{name}.png)" in markdown
+        assert link == f"{FIGURES_FOLDER}/{figure_file_name(name, png)}"
+        assert (demo / link).read_bytes() == png
     assert len(set(page.images)) == len(FIGURES)
+    assert sorted(p.name for p in (demo / FIGURES_FOLDER).iterdir()) == sorted(link.rpartition("/")[2] for link in linked)
 
     # Self-contained: nothing fetched from elsewhere.
     assert not re.search(r'(src|href)="(https?:|file:|//)|url\(|<script|<link', text)

@@ -128,13 +128,14 @@ def command_guide(args: argparse.Namespace) -> None:
         prefix = run_folder(unimodal_key(""))
         unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*"))}
         naive, ume = str(root / "naive"), str(root / "ume")
+        umt = str(root / "umt") if (root / "umt" / "result.json").is_file() else None
         if not unimodal:
             raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
     else:
         if not (args.unimodal and args.naive and args.ume):
             raise ConfigError("guide needs a demo folder, or all of --unimodal MODALITY=DIR (per modality), --naive DIR and --ume DIR")
-        unimodal, naive, ume = parse_modality_runs(args.unimodal), args.naive, args.ume
-    verdict = guide_from_runs(unimodal, naive, ume)
+        unimodal, naive, ume, umt = parse_modality_runs(args.unimodal), args.naive, args.ume, args.umt
+    verdict = guide_from_runs(unimodal, naive, ume, umt=umt)
     print(f"choice: {verdict['choice'].upper()}\n\n{verdict['reason']}")
     if args.json:
         print(json.dumps(verdict, indent=2))
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unimodal", action="append", default=[], metavar="MODALITY=DIR")
     p.add_argument("--naive", metavar="DIR")
     p.add_argument("--ume", metavar="DIR")
+    p.add_argument("--umt", metavar="DIR", help="a UMT run, compared with UME when given")
     p.add_argument("--json", action="store_true", help="also print the evidence as JSON")
     p.set_defaults(handler=command_guide)
 

@@ -97,18 +97,30 @@ def encode(encoder: nn.Module, modality: str, dataset: Dataset, config: RunConfi
 
 
 @torch.no_grad()
-def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device, num_classes: int) -> dict[str, Any]:
+def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device, num_classes: int,
+             *, per_sample: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, mean cross-entropy and the confusion matrix (rows: true class) of the
-    method's predictions on `dataset`, over every process's share; one host sync at the end."""
+    method's predictions on `dataset`, over every process's share; one host sync at the end.
+
+    `per_sample=True` adds "correct": a bool tensor (CPU), one flag per sample of `dataset` in its
+    order, True where the prediction is right. Paired tests need it (the guide's McNemar test); this
+    process then evaluates the whole of `dataset` itself, not its share."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    for inputs, labels in make_loader(distributed.part(dataset), config, train=False):
+    correct = []
+    for inputs, labels in make_loader(dataset if per_sample else distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
             scores = method.predict(model, inputs).float()
         loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
-        confusion += torch.bincount(labels * num_classes + scores.argmax(1), minlength=num_classes**2).view(num_classes, num_classes)
+        predicted = scores.argmax(1)
+        confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
+        if per_sample:
+            correct.append(predicted == labels)
+    if per_sample:
+        return {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / max(confusion.sum().item(), 1),
+                "correct": torch.cat(correct).cpu() if correct else torch.zeros(0, dtype=torch.bool)}
     confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
     return {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / max(confusion.sum().item(), 1)}
 

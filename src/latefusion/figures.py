@@ -4,6 +4,10 @@ returned as PNG bytes.
 Colours are the Okabe-Ito palette, which stays distinguishable with the common colour-vision
 deficiencies; every series also differs in marker, hatch or line style and is named in a legend,
 so colour is never the only cue. Accuracies are drawn in percent.
+
+Names come from the data (modalities, classes) and are drawn literally: every text drawn goes
+through `literal`, which escapes mathtext's `$`, so a name like "a$^$b" is those four characters,
+not a formula (nor a mathtext parse error). Mathtext itself stays on: the log axes' tick labels use it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,13 @@ RC = {
     "ytick.color": "#555555",
     "legend.frameon": False,
     "savefig.facecolor": "white",
+    "text.usetex": False,  # LaTeX would interpret names; mathtext only sees what `literal` leaves unescaped
 }
+
+
+def literal(text: str) -> str:
+    """`text` as matplotlib draws it literally: `$` (mathtext's only way in) escaped."""
+    return str(text).replace("$", r"\$")
 
 
 # The uni-modal runs share the blues (Okabe-Ito blue, sky blue, a darker blue), one shade and line style per modality.
@@ -103,7 +113,7 @@ def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], m
                     right = max(mean + (spread(scores) if several else 0), max(scores))
                     ax.annotate(f"{mean:.1f}", (right, y + offset), xytext=(7, -1), textcoords="offset points",
                                 va="center", fontsize=8.5, color="#333333")
-        ax.set_yticks(range(len(keys)), [method_style(k, modalities).label for k in reversed(keys)])
+        ax.set_yticks(range(len(keys)), [literal(method_style(k, modalities).label) for k in reversed(keys)])
         ax.set_ylim(-0.6, len(keys) - 0.4)
         ax.set_xlabel("accuracy (%)")
         ax.grid(axis="y", visible=False)
@@ -130,7 +140,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
             scores = [[v * 100 for v in probe[source][m]] for m in modalities]
             means = [percent_mean(probe[source][m]) for m in modalities]
             ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
-                          edgecolor="white", linewidth=0.6, label=style.label, zorder=2)
+                          edgecolor="white", linewidth=0.6, label=literal(style.label), zorder=2)
             tops = means
             if several:
                 ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
@@ -142,7 +152,7 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
                             fontsize=8, color="#333333")
         if chance is not None:
             ax.axhline(chance * 100, color="#555555", lw=1, ls=(0, (4, 3)), zorder=1, label=f"chance ({chance * 100:.1f})")
-        ax.set_xticks(range(len(modalities)), [f"modality {m}" for m in modalities])
+        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
         ax.set_ylabel("linear-probe test accuracy (%)")
         ax.set_ylim(0, 108)
         ax.set_yticks(range(0, 101, 20))
@@ -151,10 +161,13 @@ def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[s
         return to_png(figure)
 
 
-def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
+def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str],
+                  best_epochs: dict[str, list[int]] | None = None) -> bytes:
     """Two panels: training loss and validation accuracy per epoch, one line per method (the mean
-    over seeds; the band spans the lowest to the highest seed)."""
-    panels = (("train_loss", "training loss (the method's objective, log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
+    over seeds; the band spans the lowest to the highest seed). `best_epochs` (0-based, one per seed):
+    the epoch whose weights each run kept, marked with a star on the validation curve."""
+    best_epochs = best_epochs or {}
+    panels = (("train_loss", "training loss (log scale)", 1.0), ("val_acc", "validation accuracy (%)", 100.0))
     several = any(len(runs) > 1 for runs in histories.values())
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
@@ -166,14 +179,124 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str])
                 rows = [[h[e][column] * scale for h in runs if e < len(h)] for e in range(epochs)]
                 xs = list(range(1, epochs + 1))
                 ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=style.linestyle, marker=style.marker,
-                        ms=3.5, markevery=max(1, epochs // 10), lw=1.6, label=style.label)
+                        ms=3.5, markevery=max(1, epochs // 10), lw=1.6, label=literal(style.label))
                 if several:
                     ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.15, lw=0)
+                if column == "val_acc":
+                    marks = sorted({e for e in best_epochs.get(key, []) if 0 <= e < epochs})
+                    ax.plot([e + 1 for e in marks], [statistics.fmean(rows[e]) for e in marks], "*", ms=11, color=style.color,
+                            mfc="white", mew=1.4, zorder=4)
             ax.set_title(title, loc="left")
             if column == "train_loss":  # losses fall by orders of magnitude; a log axis keeps the late epochs readable
                 ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
         handles, labels = axes[0].get_legend_handles_labels()
+        if best_epochs:
+            handles.append(axes[1].plot([], [], "*", ms=11, color="#555555", mfc="white", mew=1.4)[0])
+            labels.append("best validation epoch (the weights kept)")
         figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+        return to_png(figure)
+
+
+def distill_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
+    """UMT's distillation losses per epoch (metrics.jsonl `train_distill_<modality>`), one line per
+    method and modality (the mean over seeds; the band spans the lowest to the highest seed)."""
+    several = any(len(runs) > 1 for runs in histories.values())
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(WIDTH, 3.4), layout="constrained")
+        ax = figure.add_subplot()
+        for key, runs in histories.items():
+            style = method_style(key, modalities)
+            for i, modality in enumerate(m for m in modalities if f"train_distill_{m}" in runs[0][0]):
+                column = f"train_distill_{modality}"
+                epochs = max(len(h) for h in runs)
+                rows = [[h[e][column] for h in runs if e < len(h) and column in h[e]] for e in range(epochs)]
+                xs = [e + 1 for e in range(epochs) if rows[e]]
+                rows = [r for r in rows if r]
+                ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=UNIMODAL_LINES[i % len(UNIMODAL_LINES)],
+                        marker="os^vD"[i % 5], ms=3.5, markevery=max(1, epochs // 10), lw=1.6,
+                        label=literal(f"{style.label}: modality {modality}"))
+                if several:
+                    ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.12, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("distillation loss (MSE to the teacher's features)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(ax.get_legend_handles_labels()[1]), 3))
+        return to_png(figure)
+
+
+def probe_gap_figure(gaps: dict[str, dict[str, list[float]]], modalities: list[str]) -> bytes:
+    """Grouped bars, one group per modality: the uni-modal encoder's probe minus each fusion method's
+    encoder's, in points (mean over seeds; error bar: one standard deviation over seeds, drawn only
+    with several seeds; dots: seeds). Above zero: the fusion encoder learnt less of that modality."""
+    sources = list(gaps)
+    several = any(len(v) > 1 for row in gaps.values() for v in row.values())
+    width = 0.8 / max(len(sources), 1)
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
+        ax = figure.add_subplot()
+        for i, source in enumerate(sources):
+            style = probe_style(source)
+            xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
+            scores = [[v * 100 for v in gaps[source][m]] for m in modalities]
+            means = [percent_mean(gaps[source][m]) for m in modalities]
+            ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch, edgecolor="white",
+                   linewidth=0.6, label=literal(f"uni-modal minus {style.label}"), zorder=2)
+            ends = means
+            if several:
+                ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
+                for x, s in zip(xs, scores):
+                    ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
+                ends = [m + (spread(s) if m >= 0 else -spread(s)) for m, s in zip(means, scores)]
+            for x, end, mean in zip(xs, ends, means):
+                ax.annotate(f"{mean:+.1f}", (x, end), xytext=(0, 3 if mean >= 0 else -3), textcoords="offset points",
+                            ha="center", va="bottom" if mean >= 0 else "top", fontsize=8, color="#333333")
+        ax.axhline(0, color="#555555", lw=1, zorder=1)
+        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
+        ax.set_ylabel("probe gap (points, validation)")
+        ax.grid(axis="x", visible=False)
+        ax.margins(y=0.18)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(sources), 3))
+        return to_png(figure)
+
+
+MAX_NAMED_CLASSES = 12  # more classes than this: the axes show class numbers, not names
+
+
+def confusion_figure(confusions: dict[str, list[list[int]]], modalities: list[str], class_names: list[str] | None) -> bytes:
+    """One panel per method: its test confusion matrix (rows: true class, summed over seeds), each
+    row in percent of that class's samples, so the diagonal is each class's recall."""
+    keys = list(confusions)
+    ncols = min(len(keys), 3)
+    nrows = -(-len(keys) // ncols)
+    n = len(next(iter(confusions.values())))
+    names = class_names if class_names and n <= MAX_NAMED_CLASSES else None
+    ticks = [literal(t) for t in names] if names else [str(i) for i in range(n)]
+    step = max(1, n // 12)
+    with matplotlib.rc_context(RC):
+        side = WIDTH / ncols
+        figure = Figure(figsize=(WIDTH, side * nrows * 0.95 + 0.4), layout="constrained")
+        axes = figure.subplots(nrows, ncols, squeeze=False)
+        image = None
+        for ax, key in zip(axes.flat, keys):
+            counts = confusions[key]
+            rows = [[100 * c / max(sum(row), 1) for c in row] for row in counts]
+            image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=100)
+            if n <= 10:
+                for t in range(n):
+                    for p in range(n):
+                        ax.text(p, t, f"{rows[t][p]:.0f}", ha="center", va="center", fontsize=7,
+                                color="white" if rows[t][p] > 60 else "#333333")
+            ax.set_title(literal(method_style(key, modalities).label), loc="left")
+            ax.set_xticks(range(0, n, step), ticks[::step], rotation=90 if names else 0, fontsize=7.5)
+            ax.set_yticks(range(0, n, step), ticks[::step], fontsize=7.5)
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.grid(False)
+        for ax in list(axes.flat)[len(keys):]:
+            ax.set_visible(False)
+        if image is not None:
+            figure.colorbar(image, ax=axes, shrink=0.6, label="% of the true class")
         return to_png(figure)

@@ -85,7 +85,9 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
     probed = [key for key, config in plan.items() if METHODS.get(config.method.name).probed]
     probes = {key: probe_run(out / run_folder(key), bundle=bundle) for key in probed}
     unimodal_dirs = {m: str(out / run_folder(unimodal_key(m))) for m in modalities}
-    verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle)
+    verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle,
+                              umt=str(out / run_folder("umt")) if "umt" in plan else None)
+    fused = [key for key in probed if not key.startswith(UNIMODAL)]
 
     summary = Summary(
         dataset=bundle.name,
@@ -93,7 +95,10 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         data_fingerprint=bundle.fingerprint,
         methods={key: {k: r[k] for k in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")} for key, r in results.items()},
         probe={UNIMODAL: {m: probes[unimodal_key(m)][m]["test_acc"] for m in modalities},
-               **{key: {m: probes[key][m]["test_acc"] for m in modalities} for key in probed if not key.startswith(UNIMODAL)}},
+               **{key: {m: probes[key][m]["test_acc"] for m in modalities} for key in fused}},
+        # Uni-modal minus each fusion method's encoder probe: on validation (what the guide reads) and on test.
+        probe_gap={split: {key: {m: probes[unimodal_key(m)][m][f"{split}_acc"] - probes[key][m][f"{split}_acc"] for m in modalities}
+                           for key in fused} for split in ("val", "test")},
         guide=verdict,
     ).model_dump(mode="json")
     if distributed.is_main():

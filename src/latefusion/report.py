@@ -2,7 +2,20 @@
 
 report.html is one self-contained file (figures embedded as PNG data, no external CSS, scripts or
 fonts), so it opens offline in any browser. report.md holds the same text and tables; its figures
-are PNG files in report-figures/ beside it.
+are PNG files in report-figures/ beside it, named by their content (accuracy-<hash>.png), so a
+report.md only ever points at its own figures.
+
+The three are written as a set (publish): the figures first, under new names (their content), so
+they replace nothing the old report.md shows; then report.html, then report.md; a write that fails
+(a full disk, an interrupt) undoes what was written before it; the figures no report.md shows any
+more are removed only after the new report.md is in place. So report.md shows its own figures,
+old or new, never a mix; report.html embeds its figures and cannot mix them at all.
+
+Names that come from the data (modalities, classes, the data set) are shown literally: escaped
+for HTML in report.html, for HTML and Markdown in report.md, and drawn without mathtext.
+
+A summary names its runs by key; the report reads a key's run folder only inside the summary's
+own folder (summary.run_folder_in), whatever the key says.
 
 Each RUN_DIR is one seed of the same data set; a folder holding seed-K subfolders (what
 `latefusion demo --seeds N` writes) stands for all of them. The numbers are aggregated with
@@ -16,20 +29,24 @@ and summary.json cannot disagree. Read top to bottom:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import hashlib
 import html
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import RunFolderError
-from .figures import accuracy_figure, curves_figure, laziness_figure, method_style, probe_style
+from .figures import (accuracy_figure, confusion_figure, curves_figure, distill_figure, laziness_figure, method_style,
+                      probe_gap_figure, probe_style)
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
 from .storage import atomic_write_bytes, atomic_write_text, read_json
-from .summary import run_folder
+from .summary import UNIMODAL, run_folder_in
 from .version import __version__
 
 FIGURES_FOLDER = "report-figures"
@@ -57,6 +74,7 @@ class Report:
     seeds: list[Seed]
     aggregate: dict[str, Any]  # seeds.aggregate_summaries
     num_classes: int
+    class_names: list[str] | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -97,7 +115,7 @@ def load_seed(label: str, path: Path) -> Seed:
                          "give the seed folders, or the folder that holds them")
     runs = {}
     for key in summary["methods"]:
-        run = RunDir(path / run_folder(key))
+        run = RunDir(run_folder_in(path, key))  # a key never leads out of this folder
         runs[key] = Run(run.path, run.config_file.read_text(), run.result(), read_history(run))
     train_seed = RunDir(next(iter(runs.values())).path).config().train.seed
     return Seed(label, path, summary, runs, train_seed)
@@ -106,8 +124,8 @@ def load_seed(label: str, path: Path) -> Seed:
 def collect(paths: list[Path]) -> Report:
     seeds = [load_seed(label, path) for label, path in find_seed_folders(paths)]
     aggregate = aggregate_summaries({s.label: s.summary for s in seeds}, folders={s.label: s.path for s in seeds})
-    first_run = next(iter(seeds[0].runs.values()))
-    return Report(seeds, aggregate, RunDir(first_run.path).spec().num_classes)
+    spec = RunDir(next(iter(seeds[0].runs.values())).path).spec()
+    return Report(seeds, aggregate, spec.num_classes, spec.class_names)
 
 
 # -------------------------------------------------------------------------------------- numbers
@@ -134,6 +152,24 @@ def guide_counts(report: Report) -> Counter:
     return Counter(report.aggregate["guide_choices"].values())
 
 
+# ------------------------------------------------------------------------------------- escaping
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]$|#~!])")
+
+
+def md(text: str) -> str:
+    """Text shown literally in Markdown: HTML special characters as entities (a name like
+    `<script>` stays text), Markdown's own (emphasis, links, code, math `$`, table pipes) backslashed."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def fence(text: str) -> str:
+    """A fenced code block that `text` cannot close: the fence is longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}yaml\n{text}\n{ticks}"
+
+
 # --------------------------------------------------------------------------------------- tables
 
 @dataclass
@@ -148,9 +184,10 @@ class Table:
     def alignment(self) -> str:
         return self.align or "l" + "r" * (len(self.header) - 1)
 
-    def markdown(self) -> str:
+    def markdown(self, escape: bool = True) -> str:
+        """Markdown table; `escape=False` (for a terminal) escapes only the table's pipes."""
         def cells(row, bold=False):
-            row = [c.replace("|", "\\|") for c in row]
+            row = [md(c) if escape else c.replace("|", "\\|") for c in row]
             return "| " + " | ".join(f"**{c}**" if bold and c else c for c in row) + " |"
         lines = [cells(self.header), "|" + "".join("---:|" if a == "r" else "---|" for a in self.alignment())]
         lines += [cells(row, i == self.highlight) for i, row in enumerate(self.rows)]
@@ -174,10 +211,13 @@ class Table:
 def comparison_table(report: Report) -> Table:
     mean, std = report.aggregate["mean"]["methods"], report.aggregate["std"]["methods"]
     keys = list(mean)
-    header = ["Method", "Validation accuracy (%)", "Test accuracy (%)"]
-    rows = [[method_style(k, report.modalities).label,
-             percent(mean[k]["val_acc"], std[k]["val_acc"], report.several),
-             percent(mean[k]["test_acc"], std[k]["test_acc"], report.several)] for k in keys]
+    header = ["Method", "Validation accuracy (%)", "Test accuracy (%)", "Validation macro-F1 (%)", "Test macro-F1 (%)"]
+
+    def score(k: str, metric: str) -> str:  # summaries from before macro-F1 was recorded lack it
+        return percent(mean[k][metric], std[k][metric], report.several) if metric in mean[k] else "–"
+
+    rows = [[method_style(k, report.modalities).label] + [score(k, m) for m in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")]
+            for k in keys]
     if "naive" in mean:
         header.append("Test vs naive (points)")
         for row, k in zip(rows, keys):
@@ -194,14 +234,32 @@ def probe_table(report: Report) -> Table:
                  swatches=[probe_style(k).color for k in keys])
 
 
+def p_value(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-4 else "< 0.0001"
+
+
 def evidence_table(report: Report) -> Table:
-    header = ["Seed", "Naive", "UME", "Paired gain", "Noise margin"] + [f"Probe gap {m}" for m in report.modalities] + ["Choice"]
+    """The guide's numbers, all on the validation split: the accuracies, the paired test's discordant
+    counts and p-value (naive vs UME; UMT vs UME when a UMT run was compared) and the probe gaps."""
+    with_umt = any("umt_vs_ume" in s.summary["guide"]["evidence"] for s in report.seeds)
+    header = ["Seed", "Naive", "UME", "Naive only right", "UME only right", "p (naive vs UME)"]
+    if with_umt:
+        header += ["UMT", "UMT only right", "UME only right (vs UMT)", "p (UMT vs UME)"]
+    header += [f"Probe gap {m}" for m in report.modalities] + ["Choice"]
     rows = []
     for seed in report.seeds:
         e = seed.summary["guide"]["evidence"]
-        rows.append([seed.label, f"{e['val_acc']['naive'] * 100:.1f}", f"{e['val_acc']['ume'] * 100:.1f}",
-                     points(e["paired_gain"]), f"{e['noise_margin'] * 100:.1f}",
-                     *(points(e["probe_gap"][m]) for m in report.modalities), seed.summary["guide"]["choice"].upper()])
+        test = e.get("paired_test")
+        if test and "p_value" in test:
+            paired = [str(test["naive_only"]), str(test["ume_only"]), p_value(test["p_value"])]
+        else:  # a summary from before the paired test: its noise margin is all there is
+            paired = ["–", "–", f"margin {e.get('noise_margin', float('nan')) * 100:.1f} pts"]
+        row = [seed.label, f"{e['val_acc']['naive'] * 100:.1f}", f"{e['val_acc']['ume'] * 100:.1f}", *paired]
+        if with_umt:
+            umt = e.get("umt_vs_ume")
+            row += ([f"{e['val_acc']['umt'] * 100:.1f}", str(umt["umt_only"]), str(umt["ume_only"]), p_value(umt["p_value"])]
+                    if umt else ["–"] * 4)
+        rows.append(row + [points(e["probe_gap"][m]) for m in report.modalities] + [seed.summary["guide"]["choice"].upper()])
     return Table(header, rows, [s.label for s in report.seeds], align="l" + "r" * (len(header) - 2) + "l")
 
 
@@ -268,65 +326,130 @@ def guide_headline(report: Report) -> str:
         seeds = "both seeds" if len(report.seeds) == 2 else f"all {len(report.seeds)} seeds"
         return f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
     split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
-    return f"The guide is split across seeds: {split}. The evidence sits near the noise margin; more seeds or more data would settle it."
+    return f"The guide is split across seeds: {split}. The evidence is near the edge of chance; more seeds or more data would settle it."
 
 
 GUIDE_RULE = (
-    "How it decides: naive late fusion can use features that exist only in the combination of modalities "
-    "(paired features); the uni-modal ensemble (UME) cannot. If naive fusion beats UME on the validation "
-    "split by more than the noise margin (two standard errors of the difference, at least 1 point), the task "
-    "has paired features and UMT is chosen, since it keeps them and restores what laziness costs; otherwise "
-    "UME is as good and needs no joint training. The probe gaps (uni-modal minus naive encoder, validation) "
-    "show how much laziness there is to recover; they inform the verdict but do not decide it. "
-    "Only validation numbers enter; the test split is never read."
+    "How it decides (validation split only; the test split is never read): naive late fusion can use features "
+    "that exist only in the combination of modalities (paired features); the uni-modal ensemble (UME) cannot. "
+    "Both are run on the same validation samples and compared sample by sample: the samples only naive fusion "
+    "gets right against those only UME gets right, with the exact McNemar test (two-sided; under no difference "
+    "each such sample is a fair coin). If naive fusion is ahead with p < 0.05, the task has paired features and "
+    "UMT is chosen, since it keeps them and restores what laziness costs; otherwise UME is as good and needs no "
+    "joint training. Where a UMT run exists it is compared with UME the same way, and a verdict it contradicts "
+    "is marked not clear-cut. The probe gaps (uni-modal minus naive encoder, validation) show how much laziness "
+    "there is to recover; they inform the verdict but do not decide it."
 )
 
-EVIDENCE_CAPTION = ("Validation accuracy (%) of naive fusion and UME; paired gain = naive minus UME; probe gap = uni-modal "
-                    "minus naive-fusion encoder's linear probe (validation); gains, margins and gaps in points.")
+EVIDENCE_CAPTION = ("All numbers on the validation split. Accuracy (%) of naive fusion, UME (and UMT); \"only right\": samples one "
+                    "model gets right and the other wrong; p: exact McNemar test on those counts; probe gap: uni-modal minus "
+                    "naive-fusion encoder's linear probe, in points (Figure {probe_gap} draws these gaps).")
 
 REPRODUCE = (
     "Each run is reproduced by `latefusion train --config RUN_FOLDER/config.yaml --out NEW_FOLDER` "
     "(UME and UMT read the uni-modal runs their config names); the whole demo by the command below."
 )
 
+# The figures in the order they are numbered; a figure without data (no UMT run: no distillation
+# losses) is left out and the rest numbered on.
+FIGURE_ORDER = ("accuracy", "confusion", "laziness", "probe_gap", "curves", "distill")
+
 CAPTIONS = {
-    "accuracy": "Figure 1. Validation (hollow) and test (filled) accuracy per method{spread}. The number is the mean test accuracy.",
-    "laziness": "Figure 2. The laziness picture: linear-probe test accuracy of each modality's encoder, by the method that "
+    "accuracy": "Validation (hollow) and test (filled) accuracy per method{spread}. The number is the mean test accuracy.",
+    "confusion": "Test confusion matrix per method{sum}: rows are the true class, each row in percent of its samples, "
+                 "so the diagonal is each class's recall.",
+    "laziness": "The laziness picture: linear-probe test accuracy of each modality's encoder, by the method that "
                 "trained it{spread}. A fusion encoder below the uni-modal one has not learnt all of its modality.",
-    "curves": "Figure 3. Training curves per method{spread}. The training loss is each method's own objective (for UMT, "
+    "probe_gap": "Probe gap per modality on the validation split, the split the guide reads (its evidence table shows "
+                 "the naive gaps): uni-modal encoder minus each fusion method's encoder, in points{gap_spread}. "
+                 "Above zero, joint training left that encoder lazy.",
+    "curves": "Training curves per method{band}. The training loss is each method's own objective (for UMT, "
               "cross-entropy plus distillation), so its level is not comparable across methods; its trend is. "
+              "A star marks the epoch whose weights each run kept (best validation accuracy). "
               "UME does not train and has no curve.",
+    "distill": "UMT's distillation losses per epoch (mean squared distance of each student encoder's features to "
+               "its uni-modal teacher's){band}, training split.",
+}
+
+ALT = {
+    "accuracy": "Dot plot of validation and test accuracy for each method",
+    "confusion": "Heat maps of each method's test confusion matrix",
+    "laziness": "Grouped bar chart of linear-probe accuracy per modality for each method's encoder",
+    "probe_gap": "Bar chart of the validation probe gap per modality for each fusion method's encoder",
+    "curves": "Line charts of training loss and validation accuracy per epoch for each method, best epochs starred",
+    "distill": "Line chart of UMT's distillation loss per modality and epoch",
 }
 
 
-def caption(report: Report, name: str) -> str:
-    if name == "curves":
-        spread = ": mean over seeds, the band spans the lowest to the highest seed" if report.several else ""
-    else:
-        spread = "; mean ± one standard deviation over seeds, dots are single seeds" if report.several else ""
-    return CAPTIONS[name].format(spread=spread)
+def figure_numbers(names) -> dict[str, int]:
+    return {name: i for i, name in enumerate((n for n in FIGURE_ORDER if n in names), 1)}
+
+
+def caption(report: Report, name: str, numbers: dict[str, int] | None = None) -> str:
+    numbers = numbers or figure_numbers(FIGURE_ORDER)
+    several = report.several
+    text = CAPTIONS[name].format(
+        spread="; mean ± one standard deviation over seeds, dots are single seeds" if several else "",
+        band=": mean over seeds, the band spans the lowest to the highest seed" if several else "",
+        sum=f", summed over the {len(report.seeds)} seeds" if several else "",
+        gap_spread=("; mean ± one standard deviation of the per-seed gaps, dots are single seeds" if several
+                    else "; one seed, so no error bars: the spread needs several seeds (`latefusion demo --seeds N`)"))
+    return f"Figure {numbers[name]}. {text}" if name in numbers else text
+
+
+def evidence_caption(numbers: dict[str, int]) -> str:
+    return EVIDENCE_CAPTION.format(probe_gap=numbers.get("probe_gap", "–"))
 
 
 # -------------------------------------------------------------------------------------- figures
+
+def probe_gaps(report: Report, split: str = "val") -> dict[str, dict[str, list[float]]]:
+    """Uni-modal minus each fusion method's encoder probe, per modality, one value per seed, on `split`:
+    summary.json's probe_gap; a summary from before it holds only the guide's naive gaps (validation)."""
+    per_seed_gaps = []
+    for seed in report.seeds:
+        gaps = seed.summary.get("probe_gap", {}).get(split)
+        if gaps is None and split == "val":
+            gaps = {"naive": seed.summary["guide"]["evidence"]["probe_gap"]}
+        per_seed_gaps.append(gaps or {})
+    sources = [k for k in per_seed_gaps[0] if all(k in g for g in per_seed_gaps)]
+    return {k: {m: [g[k][m] for g in per_seed_gaps] for m in report.modalities} for k in sources}
+
+
+def distill_histories(report: Report, histories: dict[str, list[list[dict]]]) -> dict[str, list[list[dict]]]:
+    return {k: runs for k, runs in histories.items()
+            if all(any(c.startswith("train_distill_") for c in h[0]) for h in runs)}
+
+
+def confusions(report: Report) -> dict[str, list[list[int]]]:
+    """Each method's test confusion matrix, summed over seeds (result.json `test_confusion`)."""
+    found = {}
+    for key in report.aggregate["mean"]["methods"]:
+        matrices = [s.runs[key].result.get("test_confusion") for s in report.seeds]
+        if all(matrices):
+            found[key] = [[sum(m[t][p] for m in matrices) for p in range(len(matrices[0]))] for t in range(len(matrices[0]))]
+    return found
+
 
 def draw_figures(report: Report) -> dict[str, bytes]:
     methods = report.aggregate["mean"]["methods"]
     probe = report.aggregate["mean"]["probe"]
     histories = {k: [s.runs[k].history for s in report.seeds] for k in methods if all(s.runs[k].history for s in report.seeds)}
-    return {
+    best_epochs = {k: [s.runs[k].result["best_epoch"] for s in report.seeds] for k in histories}
+    figures = {
         "accuracy": accuracy_figure({k: per_seed(report, "methods", k, "val_acc") for k in methods},
                                     {k: per_seed(report, "methods", k, "test_acc") for k in methods}, report.modalities),
         "laziness": laziness_figure({k: {m: per_seed(report, "probe", k, m) for m in report.modalities} for k in probe},
                                     report.modalities, 1 / report.num_classes),
-        "curves": curves_figure(histories, report.modalities),
+        "curves": curves_figure(histories, report.modalities, best_epochs),
     }
-
-
-ALT = {
-    "accuracy": "Dot plot of validation and test accuracy for each method",
-    "laziness": "Grouped bar chart of linear-probe accuracy per modality for each method's encoder",
-    "curves": "Line charts of training loss and validation accuracy per epoch for each method",
-}
+    if matrices := confusions(report):
+        figures["confusion"] = confusion_figure(matrices, report.modalities, report.class_names)
+    if gaps := probe_gaps(report, "val"):
+        figures["probe_gap"] = probe_gap_figure(gaps, report.modalities)
+    if distilled := distill_histories(report, histories):
+        figures["distill"] = distill_figure(distilled, report.modalities)
+    return {name: figures[name] for name in FIGURE_ORDER if name in figures}
 
 
 # ----------------------------------------------------------------------------------------- HTML
@@ -382,19 +505,25 @@ def esc(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def figure_html(report: Report, name: str, png: bytes) -> str:
-    data = base64.b64encode(png).decode("ascii")
+def figure_html(report: Report, name: str, figures: dict[str, bytes]) -> str:
+    if name not in figures:
+        return ""
+    data = base64.b64encode(figures[name]).decode("ascii")
     return (f'<figure id="fig-{name}"><img src="data:image/png;base64,{data}" alt="{html.escape(ALT[name])}">'
-            f"<figcaption>{esc(caption(report, name))}</figcaption></figure>")
+            f"<figcaption>{esc(caption(report, name, figure_numbers(figures)))}</figcaption></figure>")
 
 
 def section(number: int, anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2><span class="n">{number}</span>{html.escape(title)}</h2>{body}</section>'
 
 
+PROBE_CAPTION = "Linear-probe test accuracy of each frozen encoder (test split)."
+
+
 def render_html(report: Report, figures: dict[str, bytes], generated: str) -> str:
     dataset = report.aggregate["dataset"]
     wrap = '<div class="table-wrap">{}</div>'.format
+    fig = lambda name: figure_html(report, name, figures)  # noqa: E731
     reasons = "".join(
         f"<p class=\"small\"><strong>{html.escape(s.label)}:</strong> {esc(s.summary['guide']['reason'])}</p>" if report.several
         else f"<blockquote>{esc(s.summary['guide']['reason'])}</blockquote>" for s in report.seeds)
@@ -405,15 +534,14 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
         f"<pre>{html.escape(run.config_text)}</pre></details>" for seed in report.seeds for run in seed.runs.values())
     sections = [
         section(1, "comparison", "Which method wins",
-                f"<p>{esc(comparison_words(report))}</p>" + wrap(comparison_table(report).html()) + figure_html(report, "accuracy", figures["accuracy"])),
+                f"<p>{esc(comparison_words(report))}</p>" + wrap(comparison_table(report).html()) + fig("accuracy") + fig("confusion")),
         section(2, "laziness", "Did each modality learn its features?",
-                f"<p>{esc(laziness_words(report))}</p>" + wrap(probe_table(report).html("Linear-probe test accuracy of each frozen encoder."))
-                + figure_html(report, "laziness", figures["laziness"])),
-        section(3, "curves", "Training curves", figure_html(report, "curves", figures["curves"])),
+                f"<p>{esc(laziness_words(report))}</p>" + wrap(probe_table(report).html(PROBE_CAPTION))
+                + fig("laziness") + fig("probe_gap")),
+        section(3, "curves", "Training curves", fig("curves") + fig("distill")),
         section(4, "guide", "The guide's verdict",
                 f'<div class="verdict"><p class="choice">{esc(guide_headline(report))}</p>{reasons}</div>'
-                f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(
-                    EVIDENCE_CAPTION))),
+                f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(evidence_caption(figure_numbers(figures))))),
         section(5, "reproduce", "Reproducing these runs",
                 f"<p>{esc(REPRODUCE)}</p>" + wrap(runs_table(report).html()) + "<h3>Environment</h3>"
                 + wrap(environment_table(report).html()) + "<h3>Configurations</h3>" + configs),
@@ -444,24 +572,31 @@ from {html.escape(', '.join(str(s.path) for s in report.seeds))}.</footer>
 # ------------------------------------------------------------------------------------- Markdown
 
 def render_markdown(report: Report, figure_files: dict[str, str], generated: str) -> str:
-    def figure(name: str) -> str:
-        return f"![{ALT[name]}]({figure_files[name]})\n\n*{caption(report, name)}*"
+    """Every text that comes from the data or the runs goes through md(); the fixed prose is ours."""
+    numbers = figure_numbers(figure_files)
 
-    reasons = "\n\n".join(f"- **{s.label}**: {s.summary['guide']['reason']}" if report.several else f"> {s.summary['guide']['reason']}"
-                          for s in report.seeds)
-    configs = "\n\n".join(f"`{seed.label}/{run.path.name}/config.yaml`:\n\n```yaml\n{run.config_text.rstrip()}\n```"
+    def figure(name: str) -> str:
+        if name not in figure_files:
+            return ""
+        return f"![{ALT[name]}]({figure_files[name]})\n\n*{caption(report, name, numbers)}*"
+
+    reasons = "\n\n".join(f"- **{md(s.label)}**: {md(s.summary['guide']['reason'])}" if report.several
+                          else f"> {md(s.summary['guide']['reason'])}" for s in report.seeds)
+    configs = "\n\n".join(f"**{md(f'{seed.label}/{run.path.name}/config.yaml')}**:\n\n{fence(run.config_text.rstrip())}"
                           for seed in report.seeds for run in seed.runs.values())
     parts = [
-        f"# latefusion report: {report.aggregate['dataset']}",
-        "\n".join(header_facts(report)),
-        "## 1 Which method wins", comparison_words(report), comparison_table(report).markdown(), figure("accuracy"),
-        "## 2 Did each modality learn its features?", laziness_words(report),
-        "Linear-probe test accuracy of each frozen encoder:", probe_table(report).markdown(), figure("laziness"),
-        "## 3 Training curves", figure("curves"),
-        "## 4 The guide's verdict", f"**{guide_headline(report)}**", reasons, GUIDE_RULE, evidence_table(report).markdown(), EVIDENCE_CAPTION,
+        f"# latefusion report: {md(report.aggregate['dataset'])}",
+        "\n".join(md(f) for f in header_facts(report)),
+        "## 1 Which method wins", md(comparison_words(report)), comparison_table(report).markdown(), figure("accuracy"),
+        figure("confusion"),
+        "## 2 Did each modality learn its features?", md(laziness_words(report)),
+        PROBE_CAPTION, probe_table(report).markdown(), figure("laziness"), figure("probe_gap"),
+        "## 3 Training curves", figure("curves"), figure("distill"),
+        "## 4 The guide's verdict", f"**{md(guide_headline(report))}**", reasons, GUIDE_RULE, evidence_table(report).markdown(),
+        evidence_caption(numbers),
         "## 5 Reproducing these runs", REPRODUCE, runs_table(report).markdown(),
         "### Environment", environment_table(report).markdown(), "### Configurations", configs,
-        f"---\n\nGenerated {generated} by latefusion {__version__}.",
+        f"---\n\nGenerated {md(generated)} by latefusion {md(__version__)}.",
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
@@ -475,8 +610,46 @@ class Written:
     report: Report
 
 
+def figure_file_name(name: str, png: bytes) -> str:
+    """A figure's file is named by its content: a new figure never replaces one an older report.md shows."""
+    return f"{name}-{hashlib.sha256(png).hexdigest()[:12]}.png"
+
+
+def publish(out: Path, html_text: str, markdown_text: str, figures: dict[str, bytes]) -> None:
+    """Write the report's files as a set, each through storage's atomic writer (a reader sees a whole
+    old file or a whole new one). The figures first: their names are their content, so they land
+    beside the old ones and replace nothing the old report.md shows. Then report.html, then report.md.
+    If any write fails (a full disk, an interrupt), what this call wrote is undone: the new figures
+    removed and the old report.html put back, so the old report stays whole. Only after report.md is
+    in place are the figures it no longer shows removed. Files honour the umask (storage), folders
+    are made by mkdir, which does."""
+    html_path, markdown_path = out / "report.html", out / "report.md"
+    old_html = html_path.read_bytes() if html_path.is_file() else None
+    created: list[Path] = []
+    try:
+        for file, png in figures.items():
+            if not (out / file).is_file():
+                atomic_write_bytes(out / file, png)
+                created.append(out / file)
+        atomic_write_text(html_path, html_text)
+        atomic_write_text(markdown_path, markdown_text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if old_html is None:
+                html_path.unlink(missing_ok=True)
+            elif html_path.read_bytes() != old_html:
+                atomic_write_bytes(html_path, old_html)
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    shown = {out / file for file in figures}
+    for old in (out / FIGURES_FOLDER).iterdir():
+        if old.suffix == ".png" and old not in shown:
+            old.unlink(missing_ok=True)
+
+
 def write_report(paths: list[str | Path], out: str | Path | None = None) -> Written:
-    """Write report.html, report.md and report-figures/ into `out` (default: the one folder given)."""
+    """Write report.html, report.md and report-figures/ into `out` (default: the one folder given), as a set (publish)."""
     paths = [Path(p) for p in paths]
     if out is None:
         if len(paths) != 1:
@@ -486,18 +659,15 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> Writ
     report = collect(paths)
     figures = draw_figures(report)
     generated = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    figure_files = {}
-    for name, png in figures.items():
-        figure_files[name] = f"{FIGURES_FOLDER}/{name}.png"
-        atomic_write_bytes(out / figure_files[name], png)
-    atomic_write_text(out / "report.html", render_html(report, figures, generated))
-    atomic_write_text(out / "report.md", render_markdown(report, figure_files, generated))
+    figure_files = {name: f"{FIGURES_FOLDER}/{figure_file_name(name, png)}" for name, png in figures.items()}
+    publish(out, render_html(report, figures, generated), render_markdown(report, figure_files, generated),
+            {figure_files[name]: png for name, png in figures.items()})
     return Written(out / "report.html", out / "report.md", report)
 
 
 def terminal_summary(report: Report) -> str:
     """What `latefusion demo` and `latefusion report` print: the two tables and the verdict."""
-    return (f"{comparison_table(report).markdown()}\n\nLinear probe of each frozen encoder (test accuracy, %):\n\n"
-            f"{probe_table(report).markdown()}\n\n{guide_headline(report)}\n"
+    return (f"{comparison_table(report).markdown(escape=False)}\n\nLinear probe of each frozen encoder (test accuracy, %):\n\n"
+            f"{probe_table(report).markdown(escape=False)}\n\n{guide_headline(report)}\n"
             + "\n".join(f"  {s.label}: {s.summary['guide']['reason']}" if report.several else s.summary["guide"]["reason"]
                         for s in report.seeds))

@@ -4,6 +4,7 @@ One seed (pipeline.py writes it):
   {"dataset", "modalities", "data_fingerprint",
    "methods": {"unimodal:<m>" | <method name>: {"val_acc", "test_acc", "val_macro_f1", "test_macro_f1"}},
    "probe": {"unimodal" | <probed method>: {modality: linear-probe test accuracy}},
+   "probe_gap": {"val" | "test": {<probed method>: {modality: uni-modal minus that method's encoder probe}}},
    "guide": {"choice", "reason", "evidence"}}
 Several seeds (seeds.py): {"dataset", "modalities", "seeds", "mean", "std", "guide_choices", "per_seed"},
 where `mean` and `std` mirror the one-seed "methods" and "probe" sections and `per_seed` holds the
@@ -12,9 +13,12 @@ one-seed summaries by label.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import RunFolderError
 
 UNIMODAL = "unimodal"
 
@@ -26,6 +30,18 @@ def unimodal_key(modality: str) -> str:
 def run_folder(key: str) -> str:
     """The run folder of a summary key: "unimodal:a" -> "unimodal-a", "naive" -> "naive"."""
     return key.replace(":", "-")
+
+
+def run_folder_in(demo: str | Path, key: str) -> Path:
+    """The run folder of summary key `key` inside the demo folder `demo`, refused (naming the key) when
+    the key would lead anywhere else: an absolute path, `..`, or a link out of the folder."""
+    demo = Path(demo)
+    path = demo / run_folder(key)
+    root, resolved = demo.resolve(), path.resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise RunFolderError(f"{demo / 'summary.json'}: method key {key!r} names {path}, which is not a run folder inside "
+                             f"{demo}; a summary's keys may only name run folders in its own folder")
+    return path
 
 
 class Scores(BaseModel):
@@ -50,6 +66,8 @@ class Summary(BaseModel):
     data_fingerprint: str
     methods: dict[str, Scores]
     probe: dict[str, dict[str, float]]
+    # "val" (the split the guide reads) and "test" (the split of `probe`); absent in older summaries.
+    probe_gap: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
     guide: Verdict
 
 
