@@ -44,6 +44,7 @@ from .engine import evaluate, resolve_device
 from .methods import build_method, load_model
 from .probe import probe_run
 from .runs import RunDir
+from .summary import unimodal_key
 
 ALPHA = 0.05
 TEST_NAME = "exact McNemar test (two-sided), validation split"
@@ -184,7 +185,7 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     finished run) are run on the validation split for the paired test; the uni-modal and naive runs
     are probed if not yet probed. `bundle`: the data, else built from the naive run's config."""
     bundle = bundle or build_dataset(RunDir(naive).config().data)
-    val_acc = {f"unimodal:{m}": RunDir(path).result()["val_acc"] for m, path in unimodal.items()}
+    val_acc = {unimodal_key(m): RunDir(path).result()["val_acc"] for m, path in unimodal.items()}
     val_acc["naive"] = RunDir(naive).result()["val_acc"]
     ume_result = RunDir(ume).result()
     val_acc["ume"] = ume_result["val_acc"]
