@@ -11,6 +11,7 @@ import pytest
 
 from latefusion import distributed
 from latefusion.cli import main
+from latefusion.pipeline import baseline_methods
 from latefusion.config import ConfigError
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -72,8 +73,7 @@ def comparable_runs(root: Path) -> dict[str, tuple[dict, list[dict]]]:
 
 @pytest.mark.slow
 def test_two_processes_give_the_metrics_of_one(tmp_path):
-    """Every method (uni-modal, naive, UME, UMT with its teacher cache, G-Blending, OGM-GE, MMPareto,
-    MLA) in one `latefusion demo` launched by torchrun on 2 CPU processes, against one process."""
+    """Every method (uni-modal, naive, UME, UMT with its teacher cache, and every baseline) in one `latefusion demo` launched by torchrun on 2 CPU processes, against one process."""
     assert main(demo_args(tmp_path / "one")) == 0
     done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "latefusion.cli", *demo_args(tmp_path / "two")],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
@@ -81,7 +81,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     assert done.stdout.count("wrote ") == 1  # the main process reports, the other stays quiet
 
     one, two = comparable_runs(tmp_path / "one"), comparable_runs(tmp_path / "two")
-    assert len(one) == 9 and one.keys() == two.keys()
+    assert len(one) == 5 + len(baseline_methods()) and one.keys() == two.keys()  # uni-modal x2, naive, UME, UMT, baselines
     for name, (result, metrics) in one.items():
         result_two, metrics_two = two[name]
         assert result_two == result, name  # accuracies and sample counts
