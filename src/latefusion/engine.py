@@ -100,7 +100,9 @@ def encode(encoder: nn.Module, modality: str, dataset: Dataset, config: RunConfi
 def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, device: torch.device, num_classes: int,
              *, per_sample: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, mean cross-entropy and the confusion matrix (rows: true class) of the
-    method's predictions on `dataset`, over every process's share; one host sync at the end.
+    method's predictions on `dataset`, over every process's share; one host sync at the end. With
+    several modalities, also "acc_by_modality": the accuracy of each modality's own share of the
+    model's scores (`method.modality_scores`), how laziness shows while a joint model trains.
 
     `per_sample=True` adds "correct": a bool tensor (CPU), one flag per sample of `dataset` in its
     order, True where the prediction is right. Paired tests need it (the guide's McNemar test); this
@@ -108,21 +110,30 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    by_modality: dict[str, torch.Tensor] = {}
     correct = []
     for inputs, labels in make_loader(dataset if per_sample else distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
             scores = method.predict(model, inputs).float()
+            shares = method.modality_scores(model, inputs) if len(method.modalities()) > 1 else {}
         loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
         predicted = scores.argmax(1)
         confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)
+        for m, share in shares.items():
+            by_modality[m] = by_modality.get(m, 0) + (share.argmax(1) == labels).sum()
         if per_sample:
             correct.append(predicted == labels)
+    if not per_sample:
+        confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
+        by_modality = {m: distributed.sum_tensor(hits) for m, hits in by_modality.items()}
+    total = max(confusion.sum().item(), 1)
+    result = {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / total}
+    if by_modality:
+        result["acc_by_modality"] = {m: hits.item() / total for m, hits in by_modality.items()}
     if per_sample:
-        return {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / max(confusion.sum().item(), 1),
-                "correct": torch.cat(correct).cpu() if correct else torch.zeros(0, dtype=torch.bool)}
-    confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
-    return {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / max(confusion.sum().item(), 1)}
+        result["correct"] = torch.cat(correct).cpu() if correct else torch.zeros(0, dtype=torch.bool)
+    return result
 
 
 def classification_metrics(confusion: torch.Tensor) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import statistics
+from typing import Callable
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -199,19 +200,20 @@ def curves_figure(histories: dict[str, list[list[dict]]], modalities: list[str],
         return to_png(figure)
 
 
-def distill_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
-    """UMT's distillation losses per epoch (metrics.jsonl `train_distill_<modality>`), one line per
-    method and modality (the mean over seeds; the band spans the lowest to the highest seed)."""
+def modality_lines_figure(histories: dict[str, list[list[dict]]], modalities: list[str], value: Callable[[dict, str], float | None],
+                          ylabel: str, log_scale: bool = False, percent: bool = False) -> bytes:
+    """One line per method and modality over epochs, of `value(metrics row, modality)` (the mean over
+    seeds; the band spans the lowest to the highest seed); a modality without values is left out."""
     several = any(len(runs) > 1 for runs in histories.values())
+    scale = 100.0 if percent else 1.0
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.4), layout="constrained")
         ax = figure.add_subplot()
         for key, runs in histories.items():
             style = method_style(key, modalities)
-            for i, modality in enumerate(m for m in modalities if f"train_distill_{m}" in runs[0][0]):
-                column = f"train_distill_{modality}"
+            for i, modality in enumerate(m for m in modalities if value(runs[0][0], m) is not None):
                 epochs = max(len(h) for h in runs)
-                rows = [[h[e][column] for h in runs if e < len(h) and column in h[e]] for e in range(epochs)]
+                rows = [[scale * value(h[e], modality) for h in runs if e < len(h) and value(h[e], modality) is not None] for e in range(epochs)]
                 xs = [e + 1 for e in range(epochs) if rows[e]]
                 rows = [r for r in rows if r]
                 ax.plot(xs, [statistics.fmean(r) for r in rows], color=style.color, ls=UNIMODAL_LINES[i % len(UNIMODAL_LINES)],
@@ -219,12 +221,26 @@ def distill_figure(histories: dict[str, list[list[dict]]], modalities: list[str]
                         label=literal(f"{style.label}: modality {modality}"))
                 if several:
                     ax.fill_between(xs, [min(r) for r in rows], [max(r) for r in rows], color=style.color, alpha=0.12, lw=0)
-        ax.set_yscale("log")
+        if log_scale:
+            ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("distillation loss (MSE to the teacher's features)")
+        ax.set_ylabel(ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(ax.get_legend_handles_labels()[1]), 3))
         return to_png(figure)
+
+
+def distill_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
+    """UMT's distillation losses per epoch (metrics.jsonl `train_distill_<modality>`)."""
+    return modality_lines_figure(histories, modalities, lambda row, m: row.get(f"train_distill_{m}"),
+                                 "distillation loss (MSE to the teacher's features)", log_scale=True)
+
+
+def modality_accuracy_figure(histories: dict[str, list[list[dict]]], modalities: list[str]) -> bytes:
+    """Each joint model's validation accuracy from each modality's share of its scores, per epoch
+    (metrics.jsonl `val_acc_by_modality`): a modality whose line stalls is the lazy one."""
+    return modality_lines_figure(histories, modalities, lambda row, m: row.get("val_acc_by_modality", {}).get(m),
+                                 "validation accuracy of the modality's share (%)", percent=True)
 
 
 def probe_gap_figure(gaps: dict[str, dict[str, list[float]]], modalities: list[str]) -> bytes:

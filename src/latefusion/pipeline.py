@@ -26,7 +26,7 @@ from .probe import probe_run
 from .registry import did_you_mean
 from .resolve import check_free_form_options
 from .storage import write_json
-from .summary import UNIMODAL, Summary, run_folder, unimodal_key
+from .summary import UNIMODAL, Scores, Summary, run_folder, unimodal_key
 from .train import train
 
 
@@ -93,14 +93,14 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         dataset=bundle.name,
         modalities=modalities,
         data_fingerprint=bundle.fingerprint,
-        methods={key: {k: r[k] for k in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")} for key, r in results.items()},
+        methods={key: {k: r[k] for k in Scores.model_fields if k in r} for key, r in results.items()},
         probe={UNIMODAL: {m: probes[unimodal_key(m)][m]["test_acc"] for m in modalities},
                **{key: {m: probes[key][m]["test_acc"] for m in modalities} for key in fused}},
         # Uni-modal minus each fusion method's encoder probe: on validation (what the guide reads) and on test.
         probe_gap={split: {key: {m: probes[unimodal_key(m)][m][f"{split}_acc"] - probes[key][m][f"{split}_acc"] for m in modalities}
                            for key in fused} for split in ("val", "test")},
         guide=verdict,
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude_none=True)
     if distributed.is_main():
         write_json(out / "summary.json", summary)
     return summary

@@ -42,6 +42,7 @@ from typing import Any
 
 from .errors import RunFolderError
 from .figures import (accuracy_figure, confusion_figure, curves_figure, distill_figure, laziness_figure, method_style,
+                      modality_accuracy_figure,
                       probe_gap_figure, probe_style)
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
@@ -226,6 +227,26 @@ def comparison_table(report: Report) -> Table:
     return Table(header, rows, keys, highlight=best, swatches=[method_style(k, report.modalities).color for k in keys])
 
 
+def modality_table(report: Report) -> Table | None:
+    """Each joint model's test accuracy from each modality's share of its scores, and the imbalance
+    (best minus worst modality); None when no run recorded them."""
+    mean, std = report.aggregate["mean"]["methods"], report.aggregate["std"]["methods"]
+    keys = [k for k in mean if "test_acc_by_modality" in mean[k]]
+    if not keys:
+        return None
+    rows = [[method_style(k, report.modalities).label]
+            + [percent(mean[k]["test_acc_by_modality"][m], std[k]["test_acc_by_modality"][m], report.several) for m in report.modalities]
+            + [percent(mean[k]["test_modality_imbalance"], std[k]["test_modality_imbalance"], report.several)] for k in keys]
+    return Table(["Joint model"] + [f"Share of {m}, test (%)" for m in report.modalities] + ["Imbalance (points)"], rows, keys,
+                 swatches=[method_style(k, report.modalities).color for k in keys])
+
+
+MODALITY_CAPTION = ("Each joint model's test accuracy when it predicts from one modality's share of its scores alone "
+                    "(for late fusion: the fused head's logits from that modality's features), and the imbalance: the "
+                    "best modality's accuracy minus the worst's. A large imbalance with a weak share is how laziness "
+                    "looks from the outside; the linear probes above measure it inside the encoders.")
+
+
 def probe_table(report: Report) -> Table:
     mean, std = report.aggregate["mean"]["probe"], report.aggregate["std"]["probe"]
     keys = list(mean)
@@ -352,7 +373,7 @@ REPRODUCE = (
 
 # The figures in the order they are numbered; a figure without data (no UMT run: no distillation
 # losses) is left out and the rest numbered on.
-FIGURE_ORDER = ("accuracy", "confusion", "laziness", "probe_gap", "curves", "distill")
+FIGURE_ORDER = ("accuracy", "confusion", "laziness", "probe_gap", "curves", "modalities", "distill")
 
 CAPTIONS = {
     "accuracy": "Validation (hollow) and test (filled) accuracy per method{spread}. The number is the mean test accuracy.",
@@ -367,6 +388,9 @@ CAPTIONS = {
               "cross-entropy plus distillation), so its level is not comparable across methods; its trend is. "
               "A star marks the epoch whose weights each run kept (best validation accuracy). "
               "UME does not train and has no curve.",
+    "modalities": "Each joint model's validation accuracy from each modality's own share of its scores, per "
+                  "epoch{band}: the laziness signature over training (a modality whose line stays low is left to the "
+                  "other). The test accuracies and their spread (best minus worst modality) are in the comparison table.",
     "distill": "UMT's distillation losses per epoch (mean squared distance of each student encoder's features to "
                "its uni-modal teacher's){band}, training split.",
 }
@@ -377,6 +401,7 @@ ALT = {
     "laziness": "Grouped bar chart of linear-probe accuracy per modality for each method's encoder",
     "probe_gap": "Bar chart of the validation probe gap per modality for each fusion method's encoder",
     "curves": "Line charts of training loss and validation accuracy per epoch for each method, best epochs starred",
+    "modalities": "Line chart of each joint model's per-modality validation accuracy per epoch",
     "distill": "Line chart of UMT's distillation loss per modality and epoch",
 }
 
@@ -449,6 +474,8 @@ def draw_figures(report: Report) -> dict[str, bytes]:
         figures["probe_gap"] = probe_gap_figure(gaps, report.modalities)
     if distilled := distill_histories(report, histories):
         figures["distill"] = distill_figure(distilled, report.modalities)
+    if joint := {k: h for k, h in histories.items() if all("val_acc_by_modality" in run[0] for run in h)}:
+        figures["modalities"] = modality_accuracy_figure(joint, report.modalities)
     return {name: figures[name] for name in FIGURE_ORDER if name in figures}
 
 
@@ -532,13 +559,14 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
     configs = "".join(
         f"<details><summary>{html.escape(f'{seed.label}/{run.path.name}')}/config.yaml</summary>"
         f"<pre>{html.escape(run.config_text)}</pre></details>" for seed in report.seeds for run in seed.runs.values())
+    shares = modality_table(report)
     sections = [
         section(1, "comparison", "Which method wins",
                 f"<p>{esc(comparison_words(report))}</p>" + wrap(comparison_table(report).html()) + fig("accuracy") + fig("confusion")),
         section(2, "laziness", "Did each modality learn its features?",
                 f"<p>{esc(laziness_words(report))}</p>" + wrap(probe_table(report).html(PROBE_CAPTION))
-                + fig("laziness") + fig("probe_gap")),
-        section(3, "curves", "Training curves", fig("curves") + fig("distill")),
+                + fig("laziness") + fig("probe_gap") + (wrap(shares.html(MODALITY_CAPTION)) if shares else "")),
+        section(3, "curves", "Training curves", fig("curves") + fig("modalities") + fig("distill")),
         section(4, "guide", "The guide's verdict",
                 f'<div class="verdict"><p class="choice">{esc(guide_headline(report))}</p>{reasons}</div>'
                 f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(evidence_caption(figure_numbers(figures))))),
@@ -591,7 +619,8 @@ def render_markdown(report: Report, figure_files: dict[str, str], generated: str
         figure("confusion"),
         "## 2 Did each modality learn its features?", md(laziness_words(report)),
         PROBE_CAPTION, probe_table(report).markdown(), figure("laziness"), figure("probe_gap"),
-        "## 3 Training curves", figure("curves"), figure("distill"),
+        *([md(MODALITY_CAPTION), shares.markdown()] if (shares := modality_table(report)) else []),
+        "## 3 Training curves", figure("curves"), figure("modalities"), figure("distill"),
         "## 4 The guide's verdict", f"**{md(guide_headline(report))}**", reasons, GUIDE_RULE, evidence_table(report).markdown(),
         evidence_caption(numbers),
         "## 5 Reproducing these runs", REPRODUCE, runs_table(report).markdown(),

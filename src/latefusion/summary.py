@@ -2,7 +2,9 @@
 
 One seed (pipeline.py writes it):
   {"dataset", "modalities", "data_fingerprint",
-   "methods": {"unimodal:<m>" | <method name>: {"val_acc", "test_acc", "val_macro_f1", "test_macro_f1"}},
+   "methods": {"unimodal:<m>" | <method name>: {"val_acc", "test_acc", "val_macro_f1", "test_macro_f1",
+               and for models of several modalities "test_acc_by_modality" {modality: acc} and
+               "test_modality_imbalance" (best minus worst modality)}},
    "probe": {"unimodal" | <probed method>: {modality: linear-probe test accuracy}},
    "probe_gap": {"val" | "test": {<probed method>: {modality: uni-modal minus that method's encoder probe}}},
    "guide": {"choice", "reason", "evidence"}}
@@ -50,6 +52,8 @@ class Scores(BaseModel):
     test_acc: float
     val_macro_f1: float
     test_macro_f1: float
+    test_acc_by_modality: dict[str, float] | None = None
+    test_modality_imbalance: float | None = None
 
 
 class Verdict(BaseModel):

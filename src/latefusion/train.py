@@ -180,7 +180,8 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
 
             val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes)
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, "val_acc": val["acc"], "val_macro_f1": val["macro_f1"],
-                   "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"]}
+                   "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"],
+                   **({"val_acc_by_modality": val["acc_by_modality"]} if "acc_by_modality" in val else {})}
             history.append(row)
             bar.epoch_end(epoch, means.get("loss", math.nan), val["acc"])
             if val["acc"] > best["val_acc"]:
@@ -210,6 +211,10 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         "val_macro_f1": val["macro_f1"],
         "test_macro_f1": test["macro_f1"],
         "test_confusion": test["confusion"],
+        # The joint model's accuracy from each modality's share of its scores, and their spread
+        # (best minus worst modality): the imbalance the field reports beside accuracy.
+        **({"test_acc_by_modality": test["acc_by_modality"], "test_modality_imbalance": imbalance(test["acc_by_modality"])}
+           if "acc_by_modality" in test else {}),
         "n_val": val["n"],
         "n_test": test["n"],
         "best_epoch": best["epoch"],
@@ -221,6 +226,10 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
     if writes:
         write_json(run.result_file, result)
     return result
+
+
+def imbalance(acc_by_modality: dict[str, float]) -> float:
+    return max(acc_by_modality.values()) - min(acc_by_modality.values())
 
 
 def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str]) -> None:

@@ -120,6 +120,11 @@ class Method(nn.Module):
         """Scores whose argmax is the predicted class."""
         return model(inputs)
 
+    def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
+        """Each modality's own share of the model's scores: for late fusion, the fused head's logits
+        from that modality's features alone (its weight columns, or its own linear layer)."""
+        return model.head.modality_logits(model.features(inputs))
+
 
 def validate_options(method: type[Method], options: dict[str, Any]) -> Section:
     return validate(method.Options, options, f"method.options of method {method.name!r}")

@@ -134,6 +134,9 @@ class MLA(Method):
         self.register_buffer("projector", torch.eye(config.model.feature_dim).repeat(len(self.modalities()), 1, 1))
         self.steps_per_batch = len(self.modalities())
 
+    def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
+        return dict(zip(model.modalities, model.modality_logits(inputs)))
+
     def build_model(self) -> nn.Module:
         encoders = dict(super().build_model().encoders)  # the late-fusion model's encoders; its head is not used
         return SharedHeadModel(encoders, self.spec.num_classes, self.options.fusion, self.options.fixed_weights)

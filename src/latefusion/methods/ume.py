@@ -56,6 +56,9 @@ class UME(Method):
     trains = False
     probed = False  # its encoders are the uni-modal runs', probed there
 
+    def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
+        return {m: member(inputs) for m, member in model.members.items()}
+
     def build_model(self) -> nn.Module:
         members = {m: build_late_fusion(self.spec, self.config.model, [m]) for m in self.spec.modality_names}
         return UniModalEnsemble(members, self.options.combine)
