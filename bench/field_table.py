@@ -175,15 +175,16 @@ def recipe_statement(source: str) -> str:
             break
         if inside:
             lines.append(line[2:].strip())
-    return " ".join(lines)
+    return " ".join(lines).removeprefix("Recipe:").strip()
 
 
 def describe_recipe(config: RunConfig, unchanged: RunConfig, source: str) -> str:
     encoders = ", ".join(f"{m} {e.name}" + (f" {e.options}" if e.options else "") for m, e in config.model.encoders.items())
     optim = config.optim
-    changed = config_differences(unchanged, config)
+    # An encoder's empty options flatten to one key, filled ones to a key per option: not a change of its own.
+    changed = [line for line in config_differences(unchanged, config) if not line.endswith((": {} -> None", ": None -> {}"))]
     statement = recipe_statement(source)
-    return (f"ours: {source}" + (f" ({statement})" if statement else "")
+    return (f"ours: {source}" + (f" (its recipe: {statement})" if statement else "")
             + (f", changed by --set ({'; '.join(changed)})" if changed else ", unchanged")
             + f": encoders {encoders}, from scratch unless a weights option names a file; feature_dim {config.model.feature_dim}, "
               f"fusion {config.model.fusion}, epochs {config.train.epochs}, batch {config.data.batch_size}, "
@@ -196,7 +197,7 @@ def render_notes(data: str, config: RunConfig, unchanged: RunConfig, source: str
     their_split = THEIR_SPLIT.get(data, "not transcribed here")
     notes = [
         "Protocol differences (ours against the published column):",
-        "- Model selection: theirs on the test split (the best test accuracy over training is reported); ours on "
+        "- Model selection: theirs on the test split; ours on "
         "validation (the checkpoint of the best validation accuracy), the test split evaluated once.",
         f"- Split: theirs {their_split}; {describe_split(data, prepared_options)}.",
         f"- Recipe: {describe_recipe(config, unchanged, source)}"
