@@ -55,11 +55,11 @@ def read_npy(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
             raise FileProblem("unreadable-file", "holds Python objects, not numbers")
         expected = math.prod(shape) * dtype.itemsize  # Python ints: a damaged header cannot overflow it
         present = path.stat().st_size - handle.tell()
-    if expected > max_bytes:
-        raise FileProblem("too-large", f"declares shape {tuple(shape)} of {dtype}: {size_text(expected)} of data, over the limit of "
-                                       f"{size_text(max_bytes)} (data.options.max_array_mb); it was not read")
     if present < expected:
         raise FileProblem("truncated-file", f"holds {present} of the {expected} data bytes its header declares")
+    if expected > max_bytes:  # a file of that size, maybe sparse: refused before it is read
+        raise FileProblem("too-large", f"declares shape {tuple(shape)} of {dtype}: {size_text(expected)} of data, over the limit of "
+                                       f"{size_text(max_bytes)} (data.options.max_array_mb); it was not read")
     return np.load(path, allow_pickle=False)
 
 

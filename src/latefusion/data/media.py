@@ -9,6 +9,7 @@ the prepare report can say which sample was left out and why.
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from pathlib import Path
 
@@ -179,7 +180,10 @@ def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str 
                                     f"of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS, against decompression bombs); it was not decoded")
             image = image.convert(mode or ("L" if image.mode in ("L", "I", "1") else "RGB"))
             return np.asarray(image if size is None else fit_image(image, size, fit))
-    except Image.DecompressionBombError as error:  # Pillow's own check in open(), at twice the limit
-        raise MediaTooLarge(f"{path}: {error}; it was not decoded") from None
+    except Image.DecompressionBombError as error:  # Pillow's own check in open(), at twice the limit: no size at hand
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        declared = f"{int(count[1]):,} pixels" if count else "more pixels"
+        raise MediaTooLarge(f"{path}: declares {declared}, over the limit of {Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS, "
+                            f"against decompression bombs); it was not decoded") from None
     except (OSError, SyntaxError) as error:  # Pillow raises these for truncated or foreign files
         raise MediaError(f"{path}: not a readable image ({error})") from None
