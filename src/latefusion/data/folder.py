@@ -2,8 +2,10 @@
 
 Two forms (docs/data-format.md has the details):
 
-* `manifest.csv` in a folder, columns `id,label,split` plus one column per modality whose cells are
-  paths (inside the folder) to `.npy` arrays, `.wav` audio (PCM) or `.png`/`.jpg` images;
+* `manifest.csv` in a folder, columns `id,label,split` plus, per modality, either one file column
+  whose cells are paths (inside the folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`,
+  `.ogg`... through PyAV; resampled to one rate) or `.png`/`.jpg` images (resized by `image_size`),
+  or number columns `<modality>.<feature>` that form one vector;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
 
 Labels may be strings or numbers: they are mapped to indices in sorted order of the train labels
@@ -14,7 +16,8 @@ else to the longest clip).
 
 What is wrong with the format as a whole (a missing column, a modality the encoders cannot take)
 raises DataFormatError. What is wrong with single samples (a missing, truncated or unreadable file, a
-file of another shape, a path leaving the folder, a duplicate id, a label never seen in train) is
+file declaring more than the size limits, a file of another shape, a cell of a number column that is
+not a number, a path leaving the folder, a duplicate id, a label never seen in train) is
 collected instead: each split's `check()` names every such sample for the data checks, so
 `latefusion check-data` lists them all and `--skip-bad` drops them. Until dropped, such a sample
 holds zeros; with the data checks off (`data.check=false`) they are refused here instead.
