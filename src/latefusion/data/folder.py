@@ -116,9 +116,10 @@ def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: 
     (see media.fit_image) when given."""
     try:
         pixels = read_image(path, size, mode=None, fit=fit)
+    except MediaTooLarge as error:
+        raise FileProblem("too-large", str(error).removeprefix(f"{path}: ")) from None  # the caller names the file
     except MediaError as error:
-        what = str(error).removeprefix(f"{path}: ")  # the caller names the file
-        raise FileProblem("too-large" if isinstance(error, MediaTooLarge) else "unreadable-file", what if isinstance(error, MediaTooLarge) else f"is {what}") from None
+        raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None
     array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
