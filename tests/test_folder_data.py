@@ -107,7 +107,8 @@ def test_bad_manifests_get_specific_messages(tmp_path):
     expect(good.replace("id,label,split", "id,labels,split"), r"missing column\(s\) \['label'\]")
     expect(good.replace("s4,cat,train", "s4,cat,holdout"), r"unknown split value\(s\) \['holdout'\] \(first at sample 's4'\)")
     expect(good.replace("vector\n", "image\n", 1), r"column\(s\) \['image'\] appear more than once")
-    expect(good.replace("vector\n", "vec.tor\n", 1), r"'vec\.tor' cannot name a modality .*without '\.'")
+    expect(good.replace("vector\n", "vec.tor\n", 1), r"column 'vec\.tor' holds no numbers \(first cell 's0\.npy'\); a column named "
+           r"<modality>\.<feature> is a number column .* a file column's name cannot contain '\.'")
     expect(good.replace("vector\n", "training\n", 1), r"'training' cannot name a modality")
     expect(good.replace("bird", "cat").replace("dog", "cat"), r"the train split holds 1 class\(es\) \['cat'\]; a classifier needs at least two")
     manifest.write_bytes(good.replace("s1,", "s\xe9,").encode("latin-1"))

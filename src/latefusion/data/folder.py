@@ -2,8 +2,10 @@
 
 Two forms (docs/data-format.md has the details):
 
-* `manifest.csv` in a folder, columns `id,label,split` plus one column per modality whose cells are
-  paths (inside the folder) to `.npy` arrays, `.wav` audio (PCM) or `.png`/`.jpg` images;
+* `manifest.csv` in a folder, columns `id,label,split` plus, per modality, either one file column
+  whose cells are paths (inside the folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`,
+  `.ogg`... through PyAV; resampled to one rate) or `.png`/`.jpg` images (resized by `image_size`),
+  or number columns `<modality>.<feature>` that form one vector;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
 
 Labels may be strings or numbers: they are mapped to indices in sorted order of the train labels
@@ -14,7 +16,8 @@ else to the longest clip).
 
 What is wrong with the format as a whole (a missing column, a modality the encoders cannot take)
 raises DataFormatError. What is wrong with single samples (a missing, truncated or unreadable file, a
-file of another shape, a path leaving the folder, a duplicate id, a label never seen in train) is
+file declaring more than the size limits, a file of another shape, a cell of a number column that is
+not a number, a path leaving the folder, a duplicate id, a label never seen in train) is
 collected instead: each split's `check()` names every such sample for the data checks, so
 `latefusion check-data` lists them all and `--skip-bad` drops them. Until dropped, such a sample
 holds zeros; with the data checks off (`data.check=false`) they are refused here instead.
@@ -28,11 +31,11 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from ..config import ConfigError, DataConfig, Section, validate
@@ -40,13 +43,15 @@ from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import Problem
-from .files import DataFormatError, FileProblem, read_npy, read_wav
-from .media import MediaError, read_image
+from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
+from .media import MediaError, MediaTooLarge, decode_audio, read_image, require_pyav
 
 __all__ = ["DataFormatError", "build"]
 
 RESERVED_COLUMNS = ("id", "label", "split")
-KIND_BY_SUFFIX = {".wav": "audio", ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
+# .wav is parsed with the standard library; the other audio types are decoded by PyAV (the `video` extra).
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+KIND_BY_SUFFIX = {**dict.fromkeys(AUDIO_SUFFIXES, "audio"), ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
 ENCODER_BY_KIND = {"vector": "mlp", "image": "cnn", "audio": "audio-cnn"}
 # numpy dtype kinds that are real numbers: bool, signed and unsigned integers, floats
 REAL_KINDS = "biuf"
@@ -61,6 +66,15 @@ class FolderOptions(Section):
     # Manifest paths must stay inside the data folder unless this is set: a shared manifest should not
     # make training read arbitrary files of the machine it runs on.
     allow_outside_paths: bool = False
+    # Images of an image modality resized to this size ([height, width], or one int for a square) by
+    # `image_fit`: `resize` stretches each whole image, `center-crop` keeps its aspect ratio and cuts the
+    # overhang. Without it, every image must already have the same size.
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    image_fit: Literal["resize", "center-crop"] = "resize"
+    # Audio is resampled to this rate; default: the rate of the first train clip read.
+    sample_rate: PositiveInt | None = None
+    # A .npy (or .wav) sample declaring more data than this many MiB is refused before it is read.
+    max_array_mb: float = Field(MAX_ARRAY_BYTES / 1024**2, gt=0)
 
 
 @dataclass
@@ -97,21 +111,34 @@ def check_modality_name(name: str, source: object) -> None:
                               "of torch modules such as 'training' or 'forward'); rename it")
 
 
-def read_image_file(path: Path) -> np.ndarray:
-    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three."""
+def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
+    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three; at `size`
+    (see media.fit_image) when given."""
     try:
-        pixels = read_image(path, mode=None)
+        pixels = read_image(path, size, mode=None, fit=fit)
+    except MediaTooLarge as error:
+        raise FileProblem("too-large", str(error).removeprefix(f"{path}: ")) from None  # the caller names the file
     except MediaError as error:
-        raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None  # the caller names the file
+        raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None
     array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def read_array_file(path: Path) -> np.ndarray:
-    array = read_npy(path)
+def read_array_file(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
+    array = read_npy(path, max_bytes)
     if array.dtype.kind not in REAL_KINDS:
         raise FileProblem("non-numeric", f"holds {array.dtype} values; expected real numbers (bool, integer or float)")
     return array.astype(np.float32).reshape(array.shape or (1,))  # a scalar is a one-feature vector
+
+
+def read_audio_file(path: Path, max_bytes: int) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate: a .wav parsed here, any other audio file through PyAV."""
+    if path.suffix.lower() == ".wav":
+        return read_wav(path, max_bytes)
+    try:
+        return decode_audio(path)
+    except MediaError as error:
+        raise FileProblem("unreadable-file", f"is not readable audio ({str(error).removeprefix(f'{path}: ')})") from None
 
 
 def outside_reason(folder: Path, cell: str) -> str | None:
@@ -133,10 +160,11 @@ def fit_audio(clips: dict[int, np.ndarray], length: int | None) -> dict[int, np.
     return {row: np.pad(c[:length], (0, max(0, length - len(c)))) for row, c in clips.items()}
 
 
-def read_column(folder: Path, name: str, cells: list[str], where: list[str], options: FolderOptions) -> tuple[np.ndarray, str, dict[str, Any], list[Problem]]:
+def read_column(folder: Path, name: str, cells: list[str], where: list[str], splits: list[str], options: FolderOptions) -> tuple[np.ndarray, str, dict[str, Any], list[Problem]]:
     """One modality of a manifest: its stacked samples, kind, encoder options and per-row problems."""
     manifest = folder / "manifest.csv"
     kind, values, problems, rates = None, {}, [], {}
+    max_bytes = int(options.max_array_mb * 1024**2)
 
     def bad(row: int, problem_kind: str, what: str) -> None:
         problems.append(Problem(problem_kind, f"{where[row]}, modality {name!r}: {what}", index=row))
@@ -151,6 +179,12 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], opt
         if kind not in (None, KIND_BY_SUFFIX[suffix]):
             raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r} mixes file types ({cell!r} is not {kind})")
         kind = KIND_BY_SUFFIX[suffix]
+        if kind == "audio" and suffix != ".wav":
+            try:
+                require_pyav()
+            except MediaError:
+                raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r}: {cell} is {suffix} audio, which is decoded by PyAV, "
+                                      "not installed: pip install 'latefusion[video]' (or convert the clips to .wav)") from None
         outside = None if options.allow_outside_paths else outside_reason(folder, cell)
         if outside:
             bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
@@ -160,23 +194,57 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], opt
             continue
         try:
             if kind == "audio":
-                values[row], rates[row] = read_wav(folder / cell)
+                values[row], rates[row] = read_audio_file(folder / cell, max_bytes)
+            elif kind == "image":
+                values[row] = read_image_file(folder / cell, options.image_size, options.image_fit)
             else:
-                values[row] = read_image_file(folder / cell) if kind == "image" else read_array_file(folder / cell)
+                values[row] = read_array_file(folder / cell, max_bytes)
         except FileProblem as problem:
             bad(row, problem.kind, f"{cell} {problem}")
 
     encoder_options = {}
     if kind == "audio" and rates:
-        rate = Counter(rates.values()).most_common(1)[0][0]
-        for row in [r for r in values if rates[r] != rate]:
-            bad(row, "wrong-sample-rate", f"{cells[row]} is sampled at {rates[row]} Hz, the other clips at {rate} Hz")
-            del values[row]
+        rate = options.sample_rate or rates[next((r for r in rates if splits[r] == "train"), next(iter(rates)))]
+        values = {row: resample(clip, rates[row], rate) for row, clip in values.items()}
         seconds = options.audio_seconds
         values = fit_audio(values, max(1, int(seconds * rate)) if seconds else None)
         encoder_options = {"sample_rate": rate}
-    array = stack_samples(name, values, len(cells), lambda row, what: bad(row, "wrong-shape", f"{cells[row]} {what}"), manifest)
+    hint = ""
+    if kind == "image":
+        values = same_channels(values)
+        if options.image_size is None:
+            hint = "; set data.options.image_size=[H, W] (and image_fit) to resize every image"
+    array = stack_samples(name, values, len(cells), lambda row, what: bad(row, "wrong-shape", f"{cells[row]} {what}{hint}"), manifest)
     return array, kind, encoder_options, problems
+
+
+def same_channels(images: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Greyscale images as RGB (the grey repeated) in a modality that holds any RGB image."""
+    if not any(image.shape[0] == 3 for image in images.values()):
+        return images
+    return {row: np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image for row, image in images.items()}
+
+
+def numeric_columns(name: str, features: list[str], rows: list[dict[str, str]], where: list[str], manifest: Path) -> tuple[np.ndarray, list[Problem]]:
+    """A tabular modality: the number columns `name.feature` side by side, one vector per row. A cell that
+    is empty or not a number is a problem of its row (the row holds zeros until dropped)."""
+    array = np.zeros((len(rows), len(features)), np.float32)
+    problems, numbers = [], Counter()
+    for position, feature in enumerate(features):
+        column = f"{name}.{feature}"
+        for row, cells in enumerate(rows):
+            cell = cells[column]
+            try:
+                array[row, position] = float(cell)
+                numbers[column] += 1
+            except ValueError:
+                kind, what = ("missing-modality", "is empty") if not cell else ("non-numeric", f"holds {cell!r}, not a number")
+                problems.append(Problem(kind, f"{where[row]}, modality {name!r}: column {column!r} {what}", index=row))
+        if not numbers[column]:
+            first = next(cells[column] for cells in rows)
+            raise DataFormatError(f"{manifest}: column {column!r} holds no numbers (first cell {first!r}); a column named <modality>.<feature> "
+                                  "is a number column of a tabular modality, and a file column's name cannot contain '.': rename it")
+    return array, problems
 
 
 def check_sample_rank(name: str, shape: tuple[int, ...], source: object) -> None:
@@ -214,6 +282,26 @@ def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]
     return columns, rows
 
 
+def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[str] | None]:
+    """Each modality in the order of its first column: None for a file column, else the features of its
+    number columns `modality.feature` (in column order)."""
+    modalities: dict[str, list[str] | None] = {}
+    for column in columns:
+        if column in RESERVED_COLUMNS:
+            continue
+        name, dot, feature = column.partition(".")
+        check_modality_name(name, manifest)
+        if dot and not feature:
+            raise DataFormatError(f"{manifest}: column {column!r} names no feature after the '.'; write <modality>.<feature>")
+        if name in modalities and (modalities[name] is None or not dot):
+            raise DataFormatError(f"{manifest}: modality {name!r} is both a file column and number columns ({name}.<feature>); rename one")
+        if dot:
+            modalities.setdefault(name, []).append(feature)
+        else:
+            modalities[name] = None
+    return modalities
+
+
 def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
     """A manifest.csv and the files it names."""
     manifest = folder / "manifest.csv"
@@ -221,17 +309,20 @@ def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
     missing = [c for c in RESERVED_COLUMNS if c not in columns]
     if missing:
         raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns id,label,split and one per modality")
-    modalities = [c for c in columns if c not in RESERVED_COLUMNS]
+    modalities = manifest_modalities(columns, manifest)
     if not modalities:
-        raise DataFormatError(f"{manifest}: no modality columns; add one column per modality whose cells are file paths")
+        raise DataFormatError(f"{manifest}: no modality columns; add one column per modality whose cells are file paths, "
+                              "or number columns named <modality>.<feature>")
     if not rows:
         raise DataFormatError(f"{manifest}: no samples")
     ids = [row["id"] for row in rows]
     table = Table({}, {}, [r["label"] for r in rows], [r["split"] for r in rows], ids,
                   [f"line {line} (id {sample_id!r})" for line, sample_id in enumerate(ids, start=2)])
-    for name in modalities:
-        check_modality_name(name, manifest)
-        array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, options)
+    for name, features in modalities.items():
+        if features is None:
+            array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, table.splits, options)
+        else:
+            (array, problems), kind, encoder_options = numeric_columns(name, features, rows, table.where, manifest), "vector", {}
         table.arrays[name], table.kinds[name] = array, kind
         table.problems += problems
         if encoder_options:

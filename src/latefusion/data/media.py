@@ -9,6 +9,8 @@ the prepare report can say which sample was left out and why.
 from __future__ import annotations
 
 import importlib
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,20 @@ class MediaError(DataError):
     """A file that is missing, unreadable or too short; the message names it."""
 
 
+class MediaTooLarge(MediaError):
+    """An image whose header declares more pixels than the limit: refused before decoding."""
+
+
 def _import(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
         raise MediaError(f"decoding media needs the optional `video` extra ({module} is not installed): pip install 'latefusion[video]'") from None
+
+
+def require_pyav() -> None:
+    """MediaError naming the `video` extra when PyAV is not installed."""
+    _import("av")
 
 
 def require_file(path: Path) -> Path:
@@ -111,13 +122,68 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     return np.tile(wave, -(-length // len(wave)))[:length]
 
 
-def read_image(path: Path, size: int | None = None, mode: str | None = "RGB") -> np.ndarray:
-    """A JPEG/PNG as uint8, (H, W, 3) in RGB mode or (H, W) in L mode, resized to `size` x `size`
-    when `size` is given. `mode=None` keeps greyscale images greyscale and makes the others RGB."""
+def decode_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Every sample of the first audio stream (FLAC, MP3, Ogg Vorbis/Opus, AAC... whatever FFmpeg reads)
+    at its own rate, channels averaged to mono: (float32 samples, rate)."""
+    av = _import("av")
+    with open_container(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        resampler = av.AudioResampler(format="fltp")  # planar float, the stream's own layout and rate
+        chunks, rate = [], None
+        try:
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().mean(axis=0))
+                    rate = out.sample_rate
+            chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
+        except av.FFmpegError as error:
+            raise MediaError(f"{path}: audio stream is damaged ({error})") from None
+    if not chunks or rate is None:
+        raise MediaError(f"{path}: the audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32), int(rate)
+
+
+def fit_image(image, size: int | tuple[int, int], fit: str = "resize"):
+    """`image` (PIL) at `size` (an int: square; else (height, width)), bilinear with antialiasing (Pillow
+    filters over the whole source footprint when shrinking). `resize` stretches the whole image to the
+    size; `center-crop` keeps the aspect ratio, scaling the image to cover the size and cutting the
+    overhang evenly from both sides."""
+    Image = _import("PIL.Image")
+    height, width = (size, size) if isinstance(size, int) else size
+    if fit == "resize":
+        return image.resize((width, height), Image.BILINEAR)
+    if fit != "center-crop":
+        raise ValueError(f"unknown image fit {fit!r}; expected resize or center-crop")
+    scale = min(image.width / width, image.height / height)  # source pixels per target pixel, covering
+    crop_w, crop_h = width * scale, height * scale
+    left, top = (image.width - crop_w) / 2, (image.height - crop_h) / 2
+    return image.resize((width, height), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+
+
+def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str | None = "RGB", fit: str = "resize") -> np.ndarray:
+    """A JPEG/PNG as uint8, (H, W, 3) in RGB mode or (H, W) in L mode, resized to `size` (an int:
+    `size` x `size`; else (height, width)) when given, by `fit` (see fit_image). `mode=None` keeps
+    greyscale images greyscale and makes the others RGB.
+
+    An image whose header declares more than PIL.Image.MAX_IMAGE_PIXELS pixels (Pillow's
+    decompression-bomb limit, 89,478,485 unless raised) is refused before it is decoded: MediaTooLarge."""
     Image = _import("PIL.Image")
     try:
-        with Image.open(require_file(path)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by name
+            opened = Image.open(require_file(path))
+        with opened as image:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and image.width * image.height > limit:
+                raise MediaTooLarge(f"{path}: declares {image.width} x {image.height} = {image.width * image.height:,} pixels, over the limit "
+                                    f"of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS, against decompression bombs); it was not decoded")
             image = image.convert(mode or ("L" if image.mode in ("L", "I", "1") else "RGB"))
-            return np.asarray(image if size is None else image.resize((size, size), Image.BILINEAR))
+            return np.asarray(image if size is None else fit_image(image, size, fit))
+    except Image.DecompressionBombError as error:  # Pillow's own check in open(), at twice the limit: no size at hand
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        declared = f"{int(count[1]):,} pixels" if count else "more pixels"
+        raise MediaTooLarge(f"{path}: declares {declared}, over the limit of {Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS, "
+                            f"against decompression bombs); it was not decoded") from None
     except (OSError, SyntaxError) as error:  # Pillow raises these for truncated or foreign files
         raise MediaError(f"{path}: not a readable image ({error})") from None
