@@ -150,7 +150,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], so
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            bound = _bounds(model, item["loc"]) if item["type"] in ("int_parsing", "int_from_float", "int_type") else ""
+            bound = _bounds(model, item["loc"]) if item["type"].startswith("int_") else ""
             lines.append(f"  {key}: {item['msg']} (found {short_repr(item.get('input'))}){bound}")
     return "\n".join(lines)
 
