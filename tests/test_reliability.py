@@ -182,3 +182,110 @@ def test_cli_guide_on_mixed_data_is_one_message(tmp_path, capsys):
     assert main(["guide", str(demo)]) == 2
     err = capsys.readouterr().err
     assert "trained on different data" in err and "data 2222: naive" in err and "Traceback" not in err, err
+
+
+# --- rows of docs/reliability.md that no other test covered ----------------------------------------
+
+def test_epochs_zero_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"train\.epochs: Input should be greater than or equal to 1 \(found 0\)"):
+        resolve_config(None, ["train.epochs=0"])
+
+
+def test_device_cuda_without_a_gpu_is_one_message(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", *TINY_TRAIN, "--set", "train.device=cuda", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "train.device=cuda but no CUDA device is available; use train.device=auto or cpu" in err and "Traceback" not in err, err
+
+
+def manifest_folder(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_folder_data import make_samples, write_manifest
+    return write_manifest(tmp_path / "d", make_samples(n=15))
+
+
+def test_string_and_rank_4_npy_files_in_a_manifest_are_named(tmp_path):
+    import numpy as np
+    from latefusion.config import DataConfig
+    from latefusion.data import DATASETS, build_dataset
+    from latefusion.data.checks import check_bundle
+    from latefusion.data.folder import DataFormatError
+
+    folder = manifest_folder(tmp_path)
+    np.save(folder / "s1.npy", np.array(["a"] * 6))
+    np.save(folder / "s2.npy", np.zeros((1, 2, 2, 2), np.float32))
+    messages = {p.kind: p.message for p in check_bundle(DATASETS.get("folder")(DataConfig(name="folder", path=str(folder))))}
+    assert messages["non-numeric"] == "line 3 (id 's1'), modality 'vector': s1.npy holds <U1 values; expected real numbers (bool, integer or float)"
+    assert messages["wrong-shape"].endswith("s2.npy has shape (1, 2, 2, 2), the other samples (6,); every sample of a modality needs the same shape")
+    for i in range(15):  # every sample of rank 4: the modality itself is refused
+        np.save(folder / f"s{i}.npy", np.zeros((1, 2, 2, 2), np.float32))
+    with pytest.raises(DataFormatError, match=r"modality 'vector' has samples of shape \(1, 2, 2, 2\); the encoders take .* at most 3 dimensions"):
+        build_dataset(DataConfig(name="folder", path=str(folder)))
+
+
+def test_stale_temporary_files_are_removed_when_the_folder_is_taken(tmp_path):
+    from latefusion.runs import RunDir
+
+    run = RunDir(tmp_path / "run")
+    (run.path / "checkpoints").mkdir(parents=True)
+    run.cache.mkdir()
+    stale = [run.path / ".result.json.x1.tmp", run.path / "checkpoints" / ".last.pt.x2.tmp", run.cache / ".teacher-a.pt.x3.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    (run.path / "notes.tmp").write_text("not ours: no leading dot")
+    with run.lock():
+        assert not any(path.exists() for path in stale)
+    assert (run.path / "notes.tmp").is_file()
+
+
+def test_a_kill_between_the_metrics_row_and_last_pt_resumes_to_identical_metrics(tmp_path, tiny_config, monkeypatch):
+    import importlib
+    training = importlib.import_module("latefusion.train")  # the module; `latefusion.train` is also the function
+
+    config = tiny_config("data.batch_size=100", "train.checkpoint_every_steps=null")
+    training.train(config, tmp_path / "whole")
+    save = training.save_checkpoint
+
+    def killed_after_epoch_1(path, state):
+        if Path(path).name == "last.pt" and state["epoch"] == 2 and state["step"] == 0:
+            raise KeyboardInterrupt("killed after the metrics row of epoch 1, before its last.pt")
+        save(path, state)
+    monkeypatch.setattr(training, "save_checkpoint", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(config, tmp_path / "resumed")
+    from latefusion.runs import RunDir
+    resumed = RunDir(tmp_path / "resumed")
+    assert len(resumed.metrics_file.read_text().splitlines()) == 2  # epochs 0 and 1 written; last.pt still says epoch 1
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    training.train(config, tmp_path / "resumed", resume=True)
+    whole = RunDir(tmp_path / "whole")
+
+    def comparable(run):
+        return {k: v for k, v in run.result().items() if k not in ("wall_time_s", "environment")}, run.metrics_file.read_text()
+    assert comparable(resumed) == comparable(whole)
+
+
+def test_probe_on_a_read_only_run_returns_results_without_saving(tmp_path, tiny_config, monkeypatch):
+    import latefusion.probe as probe
+    from latefusion.train import train
+
+    train(tiny_config("train.epochs=1"), tmp_path / "run")
+    monkeypatch.setattr(probe.os, "access", lambda path, mode: Path(path) != tmp_path / "run")
+    results = probe.probe_run(tmp_path / "run")
+    assert set(results) == {"a", "b"} and not (tmp_path / "run" / "probe.json").exists()
+
+
+def test_umt_refuses_teachers_trained_on_other_data(tmp_path, tiny_config):
+    from latefusion.train import train
+
+    teachers = {}
+    for m in ("a", "b"):
+        teachers[m] = str(tmp_path / f"unimodal-{m}")
+        train(tiny_config("train.epochs=1", "method.name=unimodal", f"method.options.modality={m}"), teachers[m])
+    umt = tiny_config("train.epochs=1", "data.options.seed=1", "method.name=umt", *(f"method.options.teachers.{m}={p}" for m, p in teachers.items()))
+    with pytest.raises(ConfigError, match=r"teachers\.a: .*unimodal-a was trained on other data .* than this run"):
+        train(umt, tmp_path / "umt")
+    assert not (tmp_path / "umt" / "checkpoints").exists()
