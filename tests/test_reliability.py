@@ -26,7 +26,7 @@ HUGE = "100000000000000000000"  # 1e20 as an integer
     ("optim.step_size", MAX_EPOCHS), ("train.checkpoint_every_steps", MAX_STEPS), ("train.log_every_steps", MAX_STEPS),
 ])
 def test_absurd_sizes_are_refused_naming_key_and_bound(key, bound):
-    for value in (HUGE, str(bound + 1), "1.0e+20"):
+    for value in (HUGE, str(bound + 1), "1.0e+20", "1.5", "1e20"):
         with pytest.raises(ConfigError) as caught:
             resolve_config(None, [f"{key}={value}"])
         assert f"{key}: " in str(caught.value) and str(bound) in str(caught.value), str(caught.value)
