@@ -21,7 +21,7 @@ from .models import ENCODERS
 from .plugins import import_plugins, load_entry_points
 from .resolve import resolve_config
 from .runs import RunDir
-from .storage import write_json
+from .storage import describe_os_error, write_json
 from .summary import UNIMODAL, run_folder, unimodal_key
 from .version import __version__
 
@@ -358,6 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"latefusion {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A full disk, a read-only file system, no permission, a file where a folder should be: the
+        # system's refusal, not a bug, named by path and cause (storage.OUTPUT_ERRNOS). Writes through
+        # storage already raise OutputError; this covers the rest (a run folder's mkdir, a file read).
+        cause = describe_os_error(error)
+        if cause is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"latefusion {args.command}: error: {where}{cause}", file=sys.stderr)
         return 2
 
 

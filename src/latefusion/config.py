@@ -20,6 +20,17 @@ from .registry import did_you_mean
 from .yamlfile import YAMLRefused, short_repr
 
 
+# Upper bounds on sizes and counts. They are generous (far beyond any run that fits on one machine)
+# and only there so that a slip such as `data.batch_size=100000000000000000000` is refused here,
+# naming the key and the bound, rather than as an out-of-memory error or an overflow deep in torch.
+# docs/configs.md and docs/reliability.md list them.
+MAX_BATCH_SIZE = 2**20      # data.batch_size, data.eval_batch_size
+MAX_WORKERS = 256           # data.num_workers
+MAX_FEATURE_DIM = 65536     # model.feature_dim
+MAX_EPOCHS = 100_000        # train.epochs, train.patience, optim.step_size
+MAX_STEPS = 10**9           # train.checkpoint_every_steps, train.log_every_steps
+
+
 class Section(BaseModel):
     # NaN and Inf pass range checks such as gt=0 (inf > 0), so they are refused outright.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -34,9 +45,9 @@ class DataConfig(Section):
     name: str = "synthetic-unimodal"
     path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int = Field(128, gt=0)
-    eval_batch_size: int = Field(512, gt=0)
-    num_workers: int = Field(0, ge=0)
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
+    eval_batch_size: int = Field(512, gt=0, le=MAX_BATCH_SIZE)
+    num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
     # Run the data checks (data/checks.py) when the data set is built; a failed check stops the run.
     check: bool = True
     # Drop the samples the checks find bad, and say how many, instead of stopping.
@@ -44,7 +55,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    feature_dim: int = Field(64, gt=0)
+    feature_dim: int = Field(64, gt=0, le=MAX_FEATURE_DIM)
     fusion: Literal["concat", "sum"] = "concat"
     # Per-modality encoder; a modality left out gets the dataset's suggested encoder.
     encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
@@ -56,19 +67,19 @@ class OptimConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["none", "cosine", "step"] = "cosine"
-    step_size: int = Field(30, gt=0)
+    step_size: int = Field(30, gt=0, le=MAX_EPOCHS)
     gamma: float = Field(0.1, gt=0, le=1)
     grad_clip: float | None = Field(None, gt=0)
 
 
 class TrainConfig(Section):
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
     # Stop when validation accuracy has not improved for this many epochs (None: run all epochs).
-    patience: int | None = Field(None, gt=0)
+    patience: int | None = Field(None, gt=0, le=MAX_EPOCHS)
     seed: int = Field(0, ge=0, lt=2**32)
     # Also save last.pt every this many steps inside an epoch, so that a crash loses at most these
     # steps (None: at the end of each epoch only). It does not change the result.
-    checkpoint_every_steps: int | None = Field(200, gt=0)
+    checkpoint_every_steps: int | None = Field(200, gt=0, le=MAX_STEPS)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     # CUDA only (CPU runs ignore both): convolution weights in channels_last memory format, and
@@ -78,7 +89,7 @@ class TrainConfig(Section):
     progress: bool = True
     # Read the logged training values (and check the loss is finite) every this many steps: each read
     # waits for the GPU, so reading every step would serialise the host and the device.
-    log_every_steps: int = Field(50, gt=0)
+    log_every_steps: int = Field(50, gt=0, le=MAX_STEPS)
 
 
 class MethodConfig(Section):
@@ -107,6 +118,28 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _bounds(model: type[BaseModel], loc: tuple) -> str:
+    """`an integer from 1 to 1048576` for a bounded integer key at `loc`, else ''."""
+    names = _field_names(model, loc)
+    if not names or str(loc[-1]) not in names:
+        return ""
+    parent = model
+    for part in loc[:-1]:  # the section holding the key (_field_names walked the same path)
+        annotation = getattr(parent.model_fields.get(str(part)), "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            parent = annotation
+    field = parent.model_fields[str(loc[-1])]
+    low = high = None
+    for item in field.metadata:
+        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else (
+            item.gt + 1 if getattr(item, "gt", None) is not None else low)
+        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else (
+            item.lt - 1 if getattr(item, "lt", None) is not None else high)
+    if field.annotation not in (int, int | None) or low is None or high is None:
+        return ""
+    return f"; expected an integer from {low} to {high}"
+
+
 def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for item in error.errors():
@@ -117,7 +150,8 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], so
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            lines.append(f"  {key}: {item['msg']} (found {short_repr(item.get('input'))})")
+            bound = _bounds(model, item["loc"]) if item["type"].startswith("int_") else ""
+            lines.append(f"  {key}: {item['msg']} (found {short_repr(item.get('input'))}){bound}")
     return "\n".join(lines)
 
 

@@ -29,3 +29,9 @@ class RunFolderError(UserError):
 
 class NonFiniteLossError(UserError):
     """The training loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class OutputError(UserError):
+    """A file latefusion writes (run folder, checkpoint, report) that the system refused: a full disk,
+    a read-only file system, no permission, a file where a folder should be. The message names the
+    path and the cause; the atomic writer replaced nothing, so the previous file, if any, is intact."""

@@ -41,6 +41,7 @@ from typing import Any
 
 from .data import build_dataset
 from .engine import evaluate, resolve_device
+from .errors import RunFolderError
 from .methods import build_method, load_model
 from .probe import probe_run
 from .runs import RunDir
@@ -179,19 +180,43 @@ def val_correct(run_dir: str, bundle) -> Any:
     return evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)["correct"]
 
 
+def same_data(runs: dict[str, str], bundle=None) -> str | None:
+    """The one data fingerprint (result.json's `fingerprints.data`) the finished `runs` (label -> folder)
+    were trained on; RunFolderError naming the runs that differ, when they were trained on different data,
+    or when `bundle` (the data the guide would evaluate them on) is not that data. None if no run records one."""
+    found = {label: RunDir(path).result().get("fingerprints", {}).get("data") for label, path in runs.items()}
+    groups: dict[str | None, list[str]] = {}
+    for label, fingerprint in found.items():
+        groups.setdefault(fingerprint, []).append(f"{label} ({runs[label]})")
+    if len(groups) > 1:
+        listed = "; ".join(f"data {fingerprint or 'not recorded'}: {', '.join(labels)}" for fingerprint, labels in groups.items())
+        raise RunFolderError(f"the runs given to the guide were trained on different data, so comparing them would mix data sets: "
+                             f"{listed}. Train them all on one data set (same data.name, data.path and data.options)")
+    (fingerprint,) = groups
+    if bundle is not None and fingerprint is not None and bundle.fingerprint != fingerprint:
+        raise RunFolderError(f"the data to evaluate on (fingerprint {bundle.fingerprint}) is not the data these runs were trained on "
+                             f"(fingerprint {fingerprint}); it changed since, or another data set was given")
+    return fingerprint
+
+
 def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str | None = None, bundle=None,
                     min_margin: float = 0.01, alpha: float = ALPHA) -> dict[str, Any]:
     """Decide from finished run folders: the naive and UME models (and UMT's, when `umt` names a
     finished run) are run on the validation split for the paired test; the uni-modal and naive runs
-    are probed if not yet probed. `bundle`: the data, else built from the naive run's config."""
+    are probed if not yet probed. `bundle`: the data, else built from the naive run's config.
+    All of them must have been trained on one data set, and `bundle` must be it (`same_data`)."""
+    use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
+    runs = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
+    same_data(runs)
     bundle = bundle or build_dataset(RunDir(naive).config().data)
+    same_data(runs, bundle)
     val_acc = {unimodal_key(m): RunDir(path).result()["val_acc"] for m, path in unimodal.items()}
     val_acc["naive"] = RunDir(naive).result()["val_acc"]
     ume_result = RunDir(ume).result()
     val_acc["ume"] = ume_result["val_acc"]
     correct = {"naive": val_correct(naive, bundle), "ume": val_correct(ume, bundle)}
     umt_discordant = None
-    if umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve():
+    if use_umt:
         val_acc["umt"] = RunDir(umt).result()["val_acc"]
         umt_discordant = discordant_counts(val_correct(umt, bundle), correct["ume"])
     probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()}}

@@ -8,6 +8,8 @@ sha256 of its contents; a file that does not match is refused, not half-read, an
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, OutputError, UserError
 
 
 def _read_umask() -> int:
@@ -32,21 +34,60 @@ def _read_umask() -> int:
 UMASK = _read_umask()
 
 
+# Errors of the system, not of latefusion, that a user fixes (free space, mount read-write, choose
+# another folder): the writer turns them into an OutputError naming the path and the cause. Any other
+# OSError keeps its traceback.
+OUTPUT_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def describe_os_error(error: OSError) -> str | None:
+    """`disk full (ENOSPC)` for the errnos in OUTPUT_ERRNOS, else None."""
+    cause = OUTPUT_ERRNOS.get(error.errno) if isinstance(error.errno, int) else None
+    return f"{cause} ({errno.errorcode[error.errno]})" if cause else None
+
+
+def output_error(path: Path, error: OSError) -> OutputError | None:
+    """The OutputError for `error`, met while writing `path`, or None for an errno not in OUTPUT_ERRNOS."""
+    cause = describe_os_error(error)
+    if cause is None:
+        return None
+    where = f" at {error.filename}" if error.filename and Path(error.filename) != path else ""
+    return OutputError(f"could not write {path}: {cause}{where}; nothing was replaced: the previous file, if any, is intact")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`:
-    a reader sees the old file or the new one, never a truncated one."""
+    a reader sees the old file or the new one, never a truncated one. A full disk, a read-only file
+    system, no permission or a file where a folder should be raise OutputError (path and cause);
+    the temporary file is removed and `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes the file private (0600); a plain open() would honour the umask
-        with os.fdopen(fd, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:  # closes fd however the block ends
+            os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes the file private (0600); a plain open() would honour the umask
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        refused = output_error(path, error) if isinstance(error, OSError) else None
+        if refused is not None:
+            raise refused from error
         raise
 
 
