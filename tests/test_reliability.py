@@ -273,7 +273,9 @@ def test_probe_on_a_read_only_run_returns_results_without_saving(tmp_path, tiny_
     from latefusion.train import train
 
     train(tiny_config("train.epochs=1"), tmp_path / "run")
-    monkeypatch.setattr(probe.os, "access", lambda path, mode: Path(path) != tmp_path / "run")
+    # What a read-only folder (or a full disk) answers to the write; as root, chmod would not refuse it.
+    refused = OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(storage.tempfile, "mkstemp", lambda **kwargs: (_ for _ in ()).throw(refused))
     results = probe.probe_run(tmp_path / "run")
     assert set(results) == {"a", "b"} and not (tmp_path / "run" / "probe.json").exists()
 

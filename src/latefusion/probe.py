@@ -19,12 +19,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 import logging
-import os
 
 from . import distributed
 from .config import RunConfig, Section
 from .data import SPLITS, DataBundle, build_dataset
 from .engine import encode, resolve_device
+from .errors import OutputError
 from .methods import load_model
 from .runs import RunDir, checkpoint_sha256
 from .storage import read_json, write_json
@@ -96,8 +96,8 @@ def probe_run(run_dir: str | Path, *, bundle: DataBundle | None = None, config: 
         features = extract_features(encoder, modality, bundle, run_config, device, config.augmented_train)
         results[modality] = fit_linear(features, bundle.num_classes, config)
     if distributed.is_main():
-        if os.access(run.path, os.W_OK):
+        try:  # a run folder that cannot be written is probed all the same: the results are returned, not saved
             write_json(run.probe_file, {"key": key, "results": results})
-        else:
-            log.info("probe: %s is read-only; the results are not saved", run.path)
+        except OutputError as error:
+            log.info("probe: results not saved (%s)", error)
     return results
