@@ -18,7 +18,7 @@ import latefusion.report as report_module
 from latefusion.errors import RunFolderError
 from latefusion.figures import curves_figure
 from latefusion.pipeline import run_pipeline
-from latefusion.report import (FIGURES_FOLDER, collect, confusions, distill_histories, probe_gaps, render_markdown,
+from latefusion.report import (FIGURE_ORDER, FIGURES_FOLDER, collect, confusions, distill_histories, probe_gaps, render_markdown,
                                write_report)
 from latefusion.resolve import resolve_config
 from latefusion.runs import RunDir
@@ -111,7 +111,7 @@ def test_names_are_shown_literally_in_html_markdown_and_figures(demo):
         lines = table.splitlines()
         assert {unescaped_pipes(line) for line in lines} == {unescaped_pipes(lines[0])}, f"a name broke a table:\n{table}"
     # Every figure is drawn, and the class names (drawn in the confusion matrices) did not stop it.
-    assert len(linked_figures(markdown)) == 6
+    assert len(linked_figures(markdown)) == len(FIGURE_ORDER)
     assert collect([demo]).class_names[0] == CLASSES[0]
 
 
