@@ -87,6 +87,8 @@ class TrainConfig(Section):
     channels_last: bool = True
     cudnn_benchmark: bool = True
     progress: bool = True
+    # Where the per-epoch metrics go besides metrics.jsonl (always written): csv, tensorboard (optional package).
+    loggers: list[Literal["jsonl", "csv", "tensorboard"]] = Field(default_factory=lambda: ["jsonl"])
     # Read the logged training values (and check the loss is finite) every this many steps: each read
     # waits for the GPU, so reading every step would serialise the host and the device.
     log_every_steps: int = Field(50, gt=0, le=MAX_STEPS)
@@ -244,7 +246,7 @@ def dump_config(config: BaseModel) -> str:
 
 
 # Keys that change how a run is shown or how fast it runs, not what it computes.
-NEUTRAL_KEYS = frozenset({"train.progress", "train.log_every_steps", "train.checkpoint_every_steps", "train.channels_last",
+NEUTRAL_KEYS = frozenset({"train.progress", "train.loggers", "train.log_every_steps", "train.checkpoint_every_steps", "train.channels_last",
                           "train.cudnn_benchmark", "data.eval_batch_size"})
 
 

@@ -28,6 +28,7 @@ from .engine import (autocast, build_optimizer, build_scheduler, environment, ev
                      seed_everything, set_rng_state, setup_device, to_device)
 from .errors import NonFiniteLossError, RunFolderError
 from .interrupt import raise_if_stop_requested, stop_requested
+from .loggers import MetricsLoggers
 from .methods import Method, StepInfo, TrainingContext, build_method
 from .models import load_pretrained_weights
 from .progress import TrainProgress
@@ -109,6 +110,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config_file, dump_config(config))
         write_json(run.data_file, bundle.spec.to_json())
+    metrics = MetricsLoggers(run, config.train.loggers)
     context = TrainingContext(config, bundle, run, device, writes)
     train_set = method.prepare(model, context)
     place(method, device, config)
@@ -190,7 +192,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
                     save_checkpoint(run.best, {"model": model.state_dict(), "epoch": epoch, "config": config.model_dump(mode="json"),
                                                "fingerprints": fingerprints})
             if writes:  # metrics first: a kill between the two writes repeats this epoch on resume, losing nothing
-                run.write_metrics(history)
+                metrics.write(history)
             save_last(epoch + 1, 0, Totals())
             raise_if_stop_requested(f"after epoch {epoch}; saved {run.last}, continue with --resume", elsewhere=distributed.any_process(stop_requested()))
         bar.close()
