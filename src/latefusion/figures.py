@@ -126,39 +126,47 @@ def accuracy_figure(val: dict[str, list[float]], test: dict[str, list[float]], m
         return to_png(figure)
 
 
+def grouped_bars(ax, values: dict[str, dict[str, list[float]]], modalities: list[str], label: Callable[[str], str],
+                 signed: bool = False) -> None:
+    """One group of bars per modality, one bar per source: the mean over seeds in percent or points,
+    with an error bar of one standard deviation and a dot per seed when there are several seeds, and
+    the mean written at the end of the bar (below it for a negative bar when `signed`)."""
+    sources = list(values)
+    several = any(len(v) > 1 for row in values.values() for v in row.values())
+    width = 0.8 / max(len(sources), 1)
+    for i, source in enumerate(sources):
+        style = probe_style(source)
+        xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
+        scores = [[v * 100 for v in values[source][m]] for m in modalities]
+        means = [percent_mean(values[source][m]) for m in modalities]
+        ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch, edgecolor="white",
+               linewidth=0.6, label=literal(label(style.label)), zorder=2)
+        ends = means
+        if several:
+            ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
+            for x, s in zip(xs, scores):
+                ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
+            ends = [m - spread(s) if signed and m < 0 else max(m + spread(s), max(s)) for m, s in zip(means, scores)]
+        for x, end, mean in zip(xs, ends, means):  # the label beyond the bar, its error bar and its seeds
+            below = signed and mean < 0
+            ax.annotate(f"{mean:+.1f}" if signed else f"{mean:.1f}", (x, end), xytext=(0, -3 if below else 3),
+                        textcoords="offset points", ha="center", va="top" if below else "bottom", fontsize=8, color="#333333")
+    ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
+    ax.grid(axis="x", visible=False)
+
+
 def laziness_figure(probe: dict[str, dict[str, list[float]]], modalities: list[str], chance: float | None) -> bytes:
-    """Grouped bars, one group per modality: linear-probe test accuracy of that modality's encoder
-    from each probed method (mean over seeds; error bar: one standard deviation; dots: seeds)."""
-    sources = list(probe)
-    several = any(len(v) > 1 for row in probe.values() for v in row.values())
-    width = 0.8 / len(sources)
+    """Linear-probe test accuracy of each modality's encoder from each probed method (grouped bars)."""
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.8), layout="constrained")
         ax = figure.add_subplot()
-        for i, source in enumerate(sources):
-            style = probe_style(source)
-            xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
-            scores = [[v * 100 for v in probe[source][m]] for m in modalities]
-            means = [percent_mean(probe[source][m]) for m in modalities]
-            ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch,
-                          edgecolor="white", linewidth=0.6, label=literal(style.label), zorder=2)
-            tops = means
-            if several:
-                ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
-                for x, s in zip(xs, scores):
-                    ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
-                tops = [max(m + spread(s), max(s)) for m, s in zip(means, scores)]
-            for x, top, mean in zip(xs, tops, means):  # the label above the bar, its error bar and its seeds
-                ax.annotate(f"{mean:.1f}", (x, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
-                            fontsize=8, color="#333333")
+        grouped_bars(ax, probe, modalities, lambda name: name)
         if chance is not None:
             ax.axhline(chance * 100, color="#555555", lw=1, ls=(0, (4, 3)), zorder=1, label=f"chance ({chance * 100:.1f})")
-        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
         ax.set_ylabel("linear-probe test accuracy (%)")
         ax.set_ylim(0, 108)
         ax.set_yticks(range(0, 101, 20))
-        ax.grid(axis="x", visible=False)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(sources) + 1, 4))
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(probe) + 1, 4))
         return to_png(figure)
 
 
@@ -244,37 +252,16 @@ def modality_accuracy_figure(histories: dict[str, list[list[dict]]], modalities:
 
 
 def probe_gap_figure(gaps: dict[str, dict[str, list[float]]], modalities: list[str]) -> bytes:
-    """Grouped bars, one group per modality: the uni-modal encoder's probe minus each fusion method's
-    encoder's, in points (mean over seeds; error bar: one standard deviation over seeds, drawn only
-    with several seeds; dots: seeds). Above zero: the fusion encoder learnt less of that modality."""
-    sources = list(gaps)
-    several = any(len(v) > 1 for row in gaps.values() for v in row.values())
-    width = 0.8 / max(len(sources), 1)
+    """The uni-modal encoder's probe minus each fusion method's encoder's, per modality, in points
+    (grouped bars). Above zero: the fusion encoder learnt less of that modality."""
     with matplotlib.rc_context(RC):
         figure = Figure(figsize=(WIDTH, 3.6), layout="constrained")
         ax = figure.add_subplot()
-        for i, source in enumerate(sources):
-            style = probe_style(source)
-            xs = [g + (i - (len(sources) - 1) / 2) * width for g in range(len(modalities))]
-            scores = [[v * 100 for v in gaps[source][m]] for m in modalities]
-            means = [percent_mean(gaps[source][m]) for m in modalities]
-            ax.bar(xs, means, width * 0.92, color=style.color, alpha=0.9, hatch=style.hatch, edgecolor="white",
-                   linewidth=0.6, label=literal(f"uni-modal minus {style.label}"), zorder=2)
-            ends = means
-            if several:
-                ax.errorbar(xs, means, yerr=[spread(s) for s in scores], fmt="none", ecolor="#222222", capsize=3, lw=1, zorder=3)
-                for x, s in zip(xs, scores):
-                    ax.scatter([x] * len(s), s, s=9, color="#222222", alpha=0.55, linewidths=0, zorder=4)
-                ends = [m + (spread(s) if m >= 0 else -spread(s)) for m, s in zip(means, scores)]
-            for x, end, mean in zip(xs, ends, means):
-                ax.annotate(f"{mean:+.1f}", (x, end), xytext=(0, 3 if mean >= 0 else -3), textcoords="offset points",
-                            ha="center", va="bottom" if mean >= 0 else "top", fontsize=8, color="#333333")
+        grouped_bars(ax, gaps, modalities, lambda name: f"uni-modal minus {name}", signed=True)
         ax.axhline(0, color="#555555", lw=1, zorder=1)
-        ax.set_xticks(range(len(modalities)), [literal(f"modality {m}") for m in modalities])
         ax.set_ylabel("probe gap (points, validation)")
-        ax.grid(axis="x", visible=False)
         ax.margins(y=0.18)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(sources), 3))
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(gaps), 3))
         return to_png(figure)
 
 
