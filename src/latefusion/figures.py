@@ -234,7 +234,8 @@ def modality_lines_figure(histories: dict[str, list[list[dict]]], modalities: li
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(ax.get_legend_handles_labels()[1]), 3))
+        if labels := ax.get_legend_handles_labels()[1]:
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=min(len(labels), 3))
         return to_png(figure)
 
 
