@@ -131,3 +131,19 @@ def test_per_sample_flags_of_finished_runs_reproduce_their_validation_accuracy(t
                               bundle=bundle)
     test = verdict["evidence"]["paired_test"]
     assert (test["naive_only"], test["ume_only"]) == discordant_counts(flags["naive"], flags["ume"])
+
+
+def test_seeds_pool_their_discordant_counts():
+    from latefusion.seeds import pooled_guide_evidence
+
+    def seed(naive_only: int, ume_only: int, fingerprint: str) -> dict:
+        return {"data_fingerprint": fingerprint,
+                "guide": {"evidence": {"paired_test": {"naive_only": naive_only, "ume_only": ume_only}}}}
+
+    # Each seed alone: 6 vs 2, p = 0.289; pooled over three: 18 vs 6, p = 0.0227 -> UMT.
+    pooled = pooled_guide_evidence({f"seed-{k}": seed(6, 2, f"d{k}") for k in range(3)})
+    assert (pooled["naive_only"], pooled["ume_only"]) == (18, 6)
+    assert pooled["p_value"] == pytest.approx(0.02266, abs=1e-4) and pooled["choice"] == "umt"
+    assert pooled["same_samples"] is False
+    assert pooled_guide_evidence({"seed-0": seed(6, 2, "d"), "seed-1": seed(6, 2, "d")})["same_samples"] is True
+    assert pooled_guide_evidence({"seed-0": {"guide": {"evidence": {}}}}) is None

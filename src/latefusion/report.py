@@ -42,8 +42,8 @@ from typing import Any
 
 from .errors import RunFolderError
 from .figures import (accuracy_figure, confusion_figure, curves_figure, distill_figure, laziness_figure, method_style,
-                      modality_accuracy_figure,
-                      probe_gap_figure, probe_style)
+                      modality_accuracy_figure, probe_gap_figure, probe_style)
+from .guide import p_text
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
 from .storage import atomic_write_bytes, atomic_write_text, read_json
@@ -345,9 +345,15 @@ def guide_headline(report: Report) -> str:
     if len(counts) == 1:
         choice = next(iter(counts)).upper()
         seeds = "both seeds" if len(report.seeds) == 2 else f"all {len(report.seeds)} seeds"
-        return f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
-    split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
-    return f"The guide is split across seeds: {split}. The evidence is near the edge of chance; more seeds or more data would settle it."
+        headline = f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
+    else:
+        split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
+        headline = f"The guide is split across seeds: {split}. The evidence is near the edge of chance; more seeds or more data would settle it."
+    if pooled := report.aggregate.get("guide_pooled"):
+        repeated = " (the seeds share their validation samples, so this p-value is optimistic)" if pooled["same_samples"] else ""
+        headline += (f" Pooled over the seeds: naive fusion alone right on {pooled['naive_only']} samples, UME alone on "
+                     f"{pooled['ume_only']}, {p_text(pooled['p_value'])}{repeated}: {pooled['choice'].upper()}.")
+    return headline
 
 
 GUIDE_RULE = (

@@ -34,6 +34,7 @@ from typing import Any, Iterator
 
 from . import distributed
 from .config import RunConfig, flat_config, read_yaml
+from .guide import ALPHA, mcnemar_exact
 from .pipeline import run_pipeline
 from .errors import ConfigError, RunFolderError
 from .storage import write_json
@@ -150,8 +151,26 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]], folders: dict[str, 
         "mean": mean,
         "std": std,
         "guide_choices": {label: s["guide"]["choice"] for label, s in per_seed.items()},
+        **({"guide_pooled": pooled} if (pooled := pooled_guide_evidence(per_seed)) else {}),
         "per_seed": per_seed,
     }
+
+
+def pooled_guide_evidence(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The guide's paired test with every seed's discordant counts added up: a small, steady gain
+    that no single seed's validation split can show may show over several. Where the seeds share one
+    data set (only training varies) the same validation samples are counted once per seed, so the
+    pooled p-value is optimistic; `same_samples` says which case it is. None without per-seed counts."""
+    tests = [s["guide"]["evidence"].get("paired_test") for s in per_seed.values()]
+    if not all(test and "naive_only" in test for test in tests):
+        return None
+    naive_only, ume_only = sum(t["naive_only"] for t in tests), sum(t["ume_only"] for t in tests)
+    p = mcnemar_exact(naive_only, ume_only)
+    data_fingerprints = {s.get("data_fingerprint") for s in per_seed.values()}
+    return {"test": "exact McNemar test on the discordant counts summed over seeds, validation split",
+            "naive_only": naive_only, "ume_only": ume_only, "p_value": p,
+            "choice": "umt" if naive_only > ume_only and p < ALPHA else "ume",
+            "same_samples": len(data_fingerprints) == 1}
 
 
 def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,

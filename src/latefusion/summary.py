@@ -8,7 +8,8 @@ One seed (pipeline.py writes it):
    "probe": {"unimodal" | <probed method>: {modality: linear-probe test accuracy}},
    "probe_gap": {"val" | "test": {<probed method>: {modality: uni-modal minus that method's encoder probe}}},
    "guide": {"choice", "reason", "evidence"}}
-Several seeds (seeds.py): {"dataset", "modalities", "seeds", "mean", "std", "guide_choices", "per_seed"},
+Several seeds (seeds.py): {"dataset", "modalities", "seeds", "mean", "std", "guide_choices", "guide_pooled"
+(the guide's paired test on the discordant counts summed over seeds), "per_seed"},
 where `mean` and `std` mirror the one-seed "methods" and "probe" sections and `per_seed` holds the
 one-seed summaries by label.
 """
@@ -83,4 +84,5 @@ class SeedsSummary(BaseModel):
     mean: dict[str, Any]
     std: dict[str, Any]
     guide_choices: dict[str, str]
+    guide_pooled: dict[str, Any] | None = None
     per_seed: dict[str, Summary]
