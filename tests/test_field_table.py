@@ -81,6 +81,13 @@ def test_field_table_on_a_tiny_cremad(tmp_path):
         assert published == CREMA_D.get(name, "–"), name
         assert theirs == THEIRS.get(name, "–"), name
     assert rows["naive"][3] == "65.50"
+    # The seed's folder is a whole demo: every encoder probed, the guide's verdict, and a report.
+    assert {"unimodal", "naive", "umt", "pmr", "agm"} <= set(summary["probe"])
+    assert summary["guide"]["choice"] in ("ume", "umt")
+    from latefusion.report import write_report
+
+    report = write_report([out / "crema-d" / "seed-0"]).markdown.read_text()
+    assert "PMR" in report and "AGM" in report
 
     # The protocol notes under the table.
     notes = output[output.index("Protocol differences"):]
