@@ -6,7 +6,7 @@ How a run is shared (the training loop in train.py calls these):
   * data: every process computes the same (seed, epoch) order; each global batch of
     `data.batch_size` samples is cut into equal consecutive parts, one per process (`shard`), so the
     processes together train on exactly the batches one process would. Evaluation splits are dealt
-    out sample by sample (`part`) and the counts summed (`sum_values`).
+    out sample by sample (`part`) and the counts summed (`sum_tensor`).
   * gradients: `wrap` puts the method's loss behind DistributedDataParallel, which averages the
     gradients across processes during `loss.backward()`. Methods keep receiving the plain model
     (they call `model.features`, `model.head`, `model.encoders[m]`), and a method that reshapes
@@ -19,9 +19,7 @@ How a run is shared (the training loop in train.py calls these):
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -102,19 +100,6 @@ def _all_reduce(values: list[float], op=dist.ReduceOp.SUM) -> list[float]:
     return tensor.tolist()
 
 
-def sum_values(*values: float) -> list[float]:
-    """Each value summed over the processes (evaluation counts)."""
-    return _all_reduce(list(values))
-
-
-def average(logs: dict[str, float]) -> dict[str, float]:
-    """A training step's logged values averaged over the processes: the global batch's values,
-    the same on every process (each process's share of the batch has the same size)."""
-    if world_size() == 1:
-        return logs
-    return dict(zip(logs, (v / world_size() for v in _all_reduce(list(logs.values())))))
-
-
 def any_process(flag: bool) -> bool:
     """True on every process when it is true on one (a stop signal that reached one process first)."""
     return bool(_all_reduce([float(flag)], dist.ReduceOp.MAX)[0])
@@ -140,19 +125,6 @@ def sum_tensor(tensor: Tensor) -> Tensor:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
-
-
-@contextlib.contextmanager
-def main_process_first() -> Iterator[None]:
-    """The main process runs the block first (computing and storing something, e.g. a cache); the
-    others run it after that, and find what it stored."""
-    if not is_main():
-        barrier()
-    try:
-        yield
-    finally:
-        if is_main():
-            barrier()
 
 
 class MethodStep(nn.Module):
