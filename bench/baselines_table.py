@@ -16,7 +16,7 @@ from pathlib import Path
 
 from latefusion.resolve import resolve_config
 from latefusion.pipeline import baseline_methods, run_pipeline
-from latefusion.seeds import mean_std
+from latefusion.stats import mean_std
 
 
 def percent_mean_std(values: list[float]) -> str:

@@ -41,7 +41,8 @@ from latefusion.engine import resolve_device
 from latefusion.methods import METHODS
 from latefusion.pipeline import baseline_methods, paper_methods, run_pipeline
 from latefusion.resolve import resolve_config
-from latefusion.seeds import mean_std, seed_config
+from latefusion.seeds import seed_config
+from latefusion.stats import mean_std
 from latefusion.summary import UNIMODAL
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from latefusion.data import build_dataset
 from latefusion.pipeline import method_config
 from latefusion.probe import probe_run
 from latefusion.resolve import resolve_config
-from latefusion.seeds import mean_std
+from latefusion.stats import mean_std
 from latefusion.train import train
 
 FORMS = [{"distill": d, "init": i, "weight": w} for d, i, w in itertools.product(("plain", "projected"), ("scratch", "teacher"), (1.0, 10.0))]

@@ -20,7 +20,7 @@ from latefusion.resolve import resolve_config
 from latefusion.data import build_dataset
 from latefusion.pipeline import method_config, run_pipeline
 from latefusion.probe import probe_run
-from latefusion.seeds import mean_std
+from latefusion.stats import mean_std
 from latefusion.train import train
 
 FORMS = {

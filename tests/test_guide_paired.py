@@ -7,7 +7,10 @@ from math import comb
 import pytest
 import torch
 
-from latefusion.guide import decide, discordant_counts, mcnemar_exact
+from latefusion.guide import decide, discordant_counts
+from latefusion.engine import evaluate
+from latefusion.methods import build_method, load_model
+from latefusion.stats import mcnemar_exact
 
 
 def reference_p(b: int, c: int) -> Fraction:
@@ -123,10 +126,15 @@ def test_per_sample_flags_of_finished_runs_reproduce_their_validation_accuracy(t
           runs["ume"], bundle=bundle)
     flags = {}
     for name in ("naive", "ume"):
-        flags[name] = val_correct(str(runs[name]), bundle)
+        flags[name] = val_correct(str(runs[name]))
         result = RunDir(runs[name]).result()
         assert flags[name].dtype == torch.bool and len(flags[name]) == result["n_val"]
         assert flags[name].float().mean().item() == pytest.approx(result["val_acc"])
+        # The saved flags are the reloaded model's, evaluated afresh.
+        run = RunDir(runs[name])
+        fresh = evaluate(build_method(run.config(), run.spec()), load_model(run, torch.device("cpu")), bundle.splits["val"],
+                         run.config(), torch.device("cpu"), bundle.num_classes, per_sample=True)
+        assert torch.equal(flags[name], fresh["predicted"] == fresh["labels"])
     verdict = guide_from_runs({"a": str(runs["unimodal-a"]), "b": str(runs["unimodal-b"])}, str(runs["naive"]), str(runs["ume"]),
                               bundle=bundle)
     test = verdict["evidence"]["paired_test"]

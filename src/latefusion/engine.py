@@ -104,14 +104,14 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
     several modalities, also "acc_by_modality": the accuracy of each modality's own share of the
     model's scores (`method.modality_scores`), how laziness shows while a joint model trains.
 
-    `per_sample=True` adds "correct": a bool tensor (CPU), one flag per sample of `dataset` in its
-    order, True where the prediction is right. Paired tests need it (the guide's McNemar test); this
-    process then evaluates the whole of `dataset` itself, not its share."""
+    `per_sample=True` adds "predicted" and "labels": int64 tensors (CPU), one entry per sample of
+    `dataset` in its order. Paired tests need them (the guide's McNemar test); this process then
+    evaluates the whole of `dataset` itself, not its share."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     by_modality: dict[str, torch.Tensor] = {}
-    correct = []
+    predictions, targets = [], []
     for inputs, labels in make_loader(dataset if per_sample else distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
@@ -123,7 +123,8 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
         for m, share in shares.items():
             by_modality[m] = by_modality.get(m, 0) + (share.argmax(1) == labels).sum()
         if per_sample:
-            correct.append(predicted == labels)
+            predictions.append(predicted)
+            targets.append(labels)
     if not per_sample:
         confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
         by_modality = {m: distributed.sum_tensor(hits) for m, hits in by_modality.items()}
@@ -132,7 +133,9 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
     if by_modality:
         result["acc_by_modality"] = {m: hits.item() / total for m, hits in by_modality.items()}
     if per_sample:
-        result["correct"] = torch.cat(correct).cpu() if correct else torch.zeros(0, dtype=torch.bool)
+        empty = torch.zeros(0, dtype=torch.long)
+        result["predicted"] = torch.cat(predictions).cpu() if predictions else empty
+        result["labels"] = torch.cat(targets).cpu() if targets else empty
     return result
 
 

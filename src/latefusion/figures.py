@@ -20,7 +20,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from .methods import METHODS
-from .seeds import mean_std
+from .stats import mean_std
 from .style import Style
 from .summary import UNIMODAL
 

@@ -35,49 +35,19 @@ Only validation numbers enter the decision; the test split is never read here.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .data import build_dataset
-from .engine import evaluate, resolve_device
 from .errors import RunFolderError
-from .methods import build_method, load_model
 from .probe import probe_run
 from .runs import RunDir
+from .stats import ALPHA, MCNEMAR, noise_margin, p_text, paired_test
 from .summary import unimodal_key
 
-ALPHA = 0.05
-TEST_NAME = "exact McNemar test (two-sided), validation split"
-
-
-def noise_margin(acc_a: float, acc_b: float, n: int, min_margin: float = 0.01) -> float:
-    """Two standard errors of the difference of two independent accuracies on n samples, at least `min_margin`."""
-    standard_error = math.sqrt((acc_a * (1 - acc_a) + acc_b * (1 - acc_b)) / max(n, 1))
-    return max(min_margin, 2 * standard_error)
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts b and c: the probability, with each
-    of the b + c discordant samples a fair coin, of a split at least as uneven as min(b, c)."""
-    b, c = int(b), int(c)
-    if b < 0 or c < 0:
-        raise ValueError(f"discordant counts must be >= 0, got {b} and {c}")
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))  # exact integers; one division at the end
-    return min(1.0, 2 * tail / 2**n)
-
-
-def paired_test(first_only: int, second_only: int, alpha: float = ALPHA) -> dict[str, Any]:
-    p = mcnemar_exact(first_only, second_only)
-    return {"test": TEST_NAME, "first_only": int(first_only), "second_only": int(second_only), "p_value": p, "alpha": alpha,
-            "first_better": first_only > second_only and p < alpha, "second_better": second_only > first_only and p < alpha}
-
-
-def p_text(p: float) -> str:
-    return f"p = {p:.3g}" if p >= 1e-4 else "p < 0.0001"
+TEST_NAME = f"{MCNEMAR}, validation split"
 
 
 def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_val: int, min_margin: float = 0.01,
@@ -100,7 +70,7 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
         if lazy else "The naive encoders probe about as well as the uni-modal ones (validation): little laziness to recover."
     )
     if discordant is not None:
-        test = paired_test(*discordant, alpha=alpha)
+        test = {**paired_test(*discordant, alpha=alpha), "test": TEST_NAME}
         test.update(naive_only=test.pop("first_only"), ume_only=test.pop("second_only"))
         naive_wins, ume_wins = test.pop("first_better"), test.pop("second_better")
         how = (f"naive fusion alone right on {test['naive_only']} samples, UME alone on {test['ume_only']}; "
@@ -133,7 +103,7 @@ def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_
     evidence = {"val_acc": val_acc, "paired_gain": gain, "n_val": n_val, "paired_test": test, "probe_val": probe_val,
                 "probe_gap": gaps, "probe_margin": probe_margin, "split": "val"}
     if umt_discordant is not None:
-        umt = paired_test(*umt_discordant, alpha=alpha)
+        umt = {**paired_test(*umt_discordant, alpha=alpha), "test": TEST_NAME}
         umt.update(umt_only=umt.pop("first_only"), ume_only=umt.pop("second_only"))
         umt_wins = umt.pop("first_better")
         umt.pop("second_better")
@@ -169,15 +139,10 @@ def discordant_counts(first, second) -> tuple[int, int]:
     return int((first & ~second).sum()), int((~first & second).sum())
 
 
-def val_correct(run_dir: str, bundle) -> Any:
-    """Per-sample correct flags (bool tensor, sample order) of a finished run's best model on the validation
-    split, evaluated as training evaluated it (so their mean is the run's val_acc)."""
-    run = RunDir(run_dir)
-    config = run.config()
-    device = resolve_device(config.train.device)
-    method = build_method(config, run.spec()).to(device)
-    model = load_model(run, device)
-    return evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)["correct"]
+def val_correct(run_dir: str) -> Any:
+    """Per-sample correct flags (bool tensor, sample order) of a finished run's best model on the
+    validation split, as training evaluated it (so their mean is the run's val_acc)."""
+    return torch.from_numpy(RunDir(run_dir).correct("val"))
 
 
 def same_data(runs: dict[str, str], bundle=None) -> str | None:
@@ -214,11 +179,11 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     val_acc["naive"] = RunDir(naive).result()["val_acc"]
     ume_result = RunDir(ume).result()
     val_acc["ume"] = ume_result["val_acc"]
-    correct = {"naive": val_correct(naive, bundle), "ume": val_correct(ume, bundle)}
+    correct = {"naive": val_correct(naive), "ume": val_correct(ume)}
     umt_discordant = None
     if use_umt:
         val_acc["umt"] = RunDir(umt).result()["val_acc"]
-        umt_discordant = discordant_counts(val_correct(umt, bundle), correct["ume"])
+        umt_discordant = discordant_counts(val_correct(umt), correct["ume"])
     probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()}}
     probe_val["naive"] = {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}
     return decide(val_acc, probe_val, ume_result["n_val"], min_margin,

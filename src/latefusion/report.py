@@ -43,7 +43,7 @@ from typing import Any
 from .errors import RunFolderError
 from .figures import (accuracy_figure, confusion_figure, curves_figure, distill_figure, laziness_figure, method_style,
                       modality_accuracy_figure, probe_gap_figure, probe_style)
-from .guide import p_text
+from .stats import p_text
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
 from .storage import atomic_write_bytes, atomic_write_text, read_json

@@ -7,6 +7,8 @@ A run folder holds:
                     relative to this folder, and the sha256 of the checkpoint that was used
   metrics.jsonl     one line per epoch
   result.json       final validation and test metrics, with the fingerprints of the config and the data
+  predictions.npz   each validation and test sample's predicted class and label, in the split's order
+                    (the guide's paired tests and the benchmarks read them; nothing is evaluated twice)
   probe.json        linear-probe results, with the settings and fingerprints they were computed from
   checkpoints/      best.pt (weights at the best validation epoch) and last.pt (everything needed to
                     resume); both also carry the config and data fingerprint they were trained with
@@ -28,10 +30,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from .config import RunConfig, read_yaml, validate
 from .data import DataSpec
 from .errors import RunFolderError
-from .storage import atomic_write_text, file_sha256, read_json, write_json
+from .storage import atomic_write_text, file_sha256, read_arrays, read_json, write_json
 
 
 class RunDir:
@@ -43,6 +47,7 @@ class RunDir:
     references_file = property(lambda self: self.path / "references.json")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     result_file = property(lambda self: self.path / "result.json")
+    predictions_file = property(lambda self: self.path / "predictions.npz")
     probe_file = property(lambda self: self.path / "probe.json")
     lock_file = property(lambda self: self.path / ".lock")
     cache = property(lambda self: self.path / "cache")
@@ -61,6 +66,19 @@ class RunDir:
         if not self.result_file.is_file():
             raise RunFolderError(f"{self.path} is not a finished run: {self.result_file.name} is missing")
         return read_json(self.result_file)
+
+    def predictions(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted class, label) of each sample of `split` ("val" or "test") of the finished run."""
+        if not self.predictions_file.is_file():
+            raise RunFolderError(f"{self.path} has no {self.predictions_file.name}: it was trained by a latefusion older than "
+                                 f"0.2, or has not finished; retrain it (or train into a new folder)")
+        arrays = read_arrays(self.predictions_file)
+        return arrays[f"{split}_predicted"], arrays[f"{split}_labels"]
+
+    def correct(self, split: str) -> np.ndarray:
+        """One bool per sample of `split`: True where the finished run's model is right."""
+        predicted, labels = self.predictions(split)
+        return predicted == labels
 
     def references(self) -> dict[str, dict[str, dict[str, str]]]:
         return read_json(self.references_file) if self.references_file.is_file() else {}

@@ -28,15 +28,14 @@ shape typed in summary.py; `mean` and `std` mirror its `methods` and `probe` sec
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any, Iterator
 
 from . import distributed
 from .config import RunConfig, flat_config, read_yaml
-from .guide import ALPHA, mcnemar_exact
 from .pipeline import run_pipeline
 from .errors import ConfigError, RunFolderError
+from .stats import ALPHA, mcnemar_exact, mean_std
 from .storage import write_json
 
 SEED_PREFIX = "seed-"
@@ -110,10 +109,6 @@ def check_same_settings(folders: dict[str, Path]) -> None:
         raise RunFolderError(f"cannot average {', '.join(folders)} as seeds of one experiment: their runs' configs differ beyond the seed "
                              f"keys ({', '.join(SEED_KEYS)}), in {', '.join(keys)}:\n  {shown}\n"
                              "compare different settings with `latefusion compare RUN...` instead")
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def mean_and_std(trees: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

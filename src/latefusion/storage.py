@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError, OutputError, UserError
@@ -107,6 +108,25 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+def write_arrays(path: str | Path, arrays: dict[str, Any]) -> None:
+    """Named numpy arrays as one .npz file, written atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file written by `write_arrays`; object arrays (pickles) are refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError) as error:
+        raise UserError(f"{path} is not a readable .npz file: {error}") from None
 
 
 # A checkpoint is torch.save's bytes, then this marker and their sha256. Data and checksum live in one

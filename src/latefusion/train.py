@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +34,7 @@ from .methods import Method, StepInfo, TrainingContext, build_method
 from .models import load_pretrained_weights
 from .progress import TrainProgress
 from .runs import RunDir
-from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_json
+from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_arrays, write_json
 
 
 def train_step(method: Method, step_loss: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
@@ -202,8 +203,11 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         save_checkpoint(run.best, {"model": model.state_dict(), "epoch": -1, "config": config.model_dump(mode="json"),
                                    "fingerprints": fingerprints})
 
-    val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes)
-    test = evaluate(method, model, bundle.splits["test"], config, device, bundle.num_classes)
+    val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)
+    test = evaluate(method, model, bundle.splits["test"], config, device, bundle.num_classes, per_sample=True)
+    if writes:  # before result.json: a finished run always has its predictions
+        write_arrays(run.predictions_file, {f"{split}_{key}": scores[key].numpy().astype(np.int32)
+                                            for split, scores in (("val", val), ("test", test)) for key in ("predicted", "labels")})
     result = {
         "method": config.method.name,
         "dataset": bundle.name,
