@@ -14,7 +14,7 @@ from pathlib import Path
 from . import distributed
 from .config import dump_config, parse_overrides
 from .data import DATASETS, IN_MEMORY, build_dataset
-from .errors import ConfigError, RunFolderError, UserError
+from .errors import ConfigError, UserError
 from .interrupt import Interrupted, stop_on_signal
 from .methods import METHODS
 from .models import ENCODERS
@@ -22,7 +22,7 @@ from .plugins import import_plugins, load_entry_points
 from .resolve import resolve_config
 from .runs import RunDir
 from .storage import describe_os_error, write_json
-from .summary import UNIMODAL, run_folder, unimodal_key
+from .summary import UNIMODAL
 from .version import __version__
 
 DEFAULT_DEMO_DATA = "avdigits"
@@ -121,16 +121,11 @@ def parse_modality_runs(items: list[str]) -> dict[str, str]:
 
 
 def command_guide(args: argparse.Namespace) -> None:
-    from .guide import guide_from_runs
+    from .guide import demo_runs, guide_from_runs
 
     if args.pipeline_dir is not None:
-        root = args.pipeline_dir
-        prefix = run_folder(unimodal_key(""))
-        unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*"))}
-        naive, ume = str(root / "naive"), str(root / "ume")
-        umt = str(root / "umt") if (root / "umt" / "result.json").is_file() else None
-        if not unimodal:
-            raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
+        runs = demo_runs(args.pipeline_dir)
+        unimodal, naive, ume, umt = runs["unimodal"], runs["naive"], runs["ume"], runs["umt"]
     else:
         if not (args.unimodal and args.naive and args.ume):
             raise ConfigError("guide needs a demo folder, or all of --unimodal MODALITY=DIR (per modality), --naive DIR and --ume DIR")

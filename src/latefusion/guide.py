@@ -45,7 +45,7 @@ from .errors import RunFolderError
 from .probe import probe_run
 from .runs import RunDir
 from .stats import ALPHA, MCNEMAR, noise_margin, p_text, paired_test
-from .summary import unimodal_key
+from .summary import run_folder, unimodal_key
 
 TEST_NAME = f"{MCNEMAR}, validation split"
 
@@ -162,6 +162,25 @@ def same_data(runs: dict[str, str], bundle=None) -> str | None:
         raise RunFolderError(f"the data to evaluate on (fingerprint {bundle.fingerprint}) is not the data these runs were trained on "
                              f"(fingerprint {fingerprint}); it changed since, or another data set was given")
     return fingerprint
+
+
+def demo_runs(folder: str | Path) -> dict[str, Any]:
+    """The runs the guide reads in a `latefusion demo` folder: {"unimodal": {modality: path}, "naive",
+    "ume", "umt" (None when the folder holds no finished UMT run)}."""
+    root = Path(folder)
+    prefix = run_folder(unimodal_key(""))
+    unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*")) if p.is_dir()}
+    if not unimodal:
+        raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
+    umt = root / run_folder("umt")
+    return {"unimodal": unimodal, "naive": str(root / "naive"), "ume": str(root / "ume"),
+            "umt": str(umt) if RunDir(umt).is_finished() else None}
+
+
+def guide_folder(folder: str | Path, *, bundle=None) -> dict[str, Any]:
+    """The guide's verdict on the finished runs of one demo folder (see `guide_from_runs`)."""
+    runs = demo_runs(folder)
+    return guide_from_runs(runs["unimodal"], runs["naive"], runs["ume"], umt=runs["umt"], bundle=bundle)
 
 
 def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str | None = None, bundle=None,
