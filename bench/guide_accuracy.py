@@ -1,81 +1,392 @@
-"""How often the guide picks the method that is better on test: over seeds, on the synthetic presets,
-a bring-your-own case and (from an existing demo folder) the embedded avdigits; prints a table.
+"""The guide's benchmark: how good is the method it picks (UME or UMT), over cases x seeds, beside
+three fixed rules (always UME, always UMT, better on validation)?
 
-    OMP_NUM_THREADS=1 python bench/guide_accuracy.py --seeds 0 1 2 3 4 --out runs/guide-accuracy \\
-        --demo avdigits=runs/demo-avdigits-5seeds
+    # train every case x seed (resumable: finished runs are reused), then score and print the tables
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/guide_accuracy.py
+    # rescore the finished folders with the current guide (no training); prints the tables
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/guide_accuracy.py --score-only
 
-Per data set and seed it runs the demo's paper set (uni-modal runs, naive, UME, UMT; finished runs are
-reused) and compares the guide's choice, made on validation, with the better of UME and UMT on test.
-The bring-your-own case is bench/umt_forms.py's generated .npz (a strong and a weak modality, and two
-classes told apart only by the two together). `--demo NAME=FOLDER` adds the seeds of a finished
-`latefusion demo --seeds N` folder instead of running them.
+Options: --out (default /work/guide-bench-runs), --cases NAME ... (default: all), --seeds K ...
+(default 0-4). Folders: OUT/<case>/seed-<k>/ (one `latefusion demo` folder per case and seed: the
+uni-modal runs, naive, UME, UMT), OUT/<case>/data/seed-<k>.npz (the generated data of the
+folder-read cases), OUT/records.json (every raw per-(case, seed) number the tables are made from).
+The breast-cancer case needs scikit-learn (bench only: `pip install scikit-learn`); without it that
+case is reported as failed and the others run.
+
+Per case and seed it runs the demo's paper set (`run_pipeline`), with the demo's seed rule
+(`seed_config`: train.seed = k, and data.options.seed = k for data drawn from a seed); the cases
+built here write their data deterministically from k. Scoring reads the finished folders only:
+
+* candidates: UME and UMT (naive is recorded, for information); best = higher test accuracy;
+* the guide's pick: `guide_folder(folder)["choice"]` (its leaning when its "verdict" is "inconclusive";
+  those are also counted apart);
+* regret = test accuracy of the best candidate minus that of the pick, in points;
+* acceptable = the pick is the best, or within MARGIN_POINTS (0.5, declared before any run) of it on
+  test, or not worse than it by the exact McNemar test (p >= 0.05) on the two runs' per-sample test flags;
+* the fixed rules: always UME, always UMT, better on validation (ties -> UME), scored the same way.
+
+The cases (`CASES`): the two synthetic presets and a mix (ground truth by construction), the embedded
+avdigits, bench/umt_forms.py's bring-your-own .npz, and four cases built from real data available
+offline: the real 8x8 handwritten digits embedded in latefusion (avdigits.npz's clean `image`,
+sklearn's digits; degraded as the avdigits loader degrades them) and sklearn's breast-cancer table.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
+from latefusion.config import RunConfig
+from latefusion.data.avdigits import ASSET, AVDigitsOptions, degrade_image, sample_generator
+from latefusion.guide import demo_runs, guide_folder
 from latefusion.pipeline import run_pipeline
 from latefusion.resolve import resolve_config
-from latefusion.seeds import seed_folders
+from latefusion.runs import RunDir
+from latefusion.seeds import seed_config
+from latefusion.stats import ALPHA, mcnemar_exact, mean_std
+
+sys.path.insert(0, str(Path(__file__).parent))
+from umt_forms import write_byo  # noqa: E402  (bench/ is not a package)
+
+DEFAULT_OUT = Path("/work/guide-bench-runs")
+MARGIN_POINTS = 0.5  # declared in advance: a pick this close to the best on test is acceptable
+CANDIDATES = ("ume", "umt")
+COMMON = ["train.progress=false"]
+
+# The synthetic mix: the synthetic-paired preset with half its paired strength (1.5 instead of 3.0)
+# and its hard uni-modal features as strong as in synthetic-unimodal (3.0 instead of 0.7).
+MIX_OPTIONS = {"paired_strength": 1.5, "hard_strength": 3.0}
+# The folder-read cases built here train with these (batch 32: 10+ optimiser steps per epoch on the smallest).
+FOLDER_SETTINGS = ["data.batch_size=32", "train.epochs=30"]
+SUM_SETTINGS = ["data.batch_size=32", "train.epochs=60"]  # the sum is learnt slowly: best validation epoch ~35 of 60
+BYO_SETTINGS = ["data.batch_size=128", "train.epochs=30"]  # bench/umt_forms.py's (batch 128: the folder default it used)
 
 
-def write_byo(path: Path, seed: int) -> None:
-    spec = importlib.util.spec_from_file_location("umt_forms", Path(__file__).with_name("umt_forms.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.write_byo(path, seed)
+# ---------------------------------------------------------------------------------------------- cases
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    construction: str
+    truth: str | None  # the method the construction calls for ("ume": no paired features, "umt": paired), None: not known
+    config: Callable[[int, Path], RunConfig]  # (seed, case folder) -> the seeded base config, its data written
 
 
-def summaries(data: str, seeds: list[int], out: Path) -> list[dict]:
-    found = []
-    for seed in seeds:
-        common = [f"train.seed={seed}", "train.progress=false"]
-        if data == "byo":
-            path = out / data / f"byo-{seed}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_byo(path, seed)
-            config = resolve_config(None, ["data.name=folder", f"data.path={path}", "train.epochs=30", *common])
-        else:
-            config = resolve_config(None, [f"data.name={data}", f"data.options.seed={seed}", *common])
-        found.append(run_pipeline(config, out / data / f"seed-{seed}", log=lambda *_: None))
-    return found
+def preset(data: str, options: dict[str, float] | None = None, settings: tuple[str, ...] = ()) -> Callable[[int, Path], RunConfig]:
+    overrides = [f"data.name={data}", *(f"data.options.{k}={v}" for k, v in (options or {}).items()), *settings, *COMMON]
+    return lambda seed, case_dir: seed_config(resolve_config(None, overrides), seed)
 
 
-def row(name: str, found: list[dict]) -> str:
-    picks, right, margins = [], 0, []
-    for summary in found:
-        choice = summary["guide"]["choice"]
-        ume, umt = summary["methods"]["ume"]["test_acc"], summary["methods"]["umt"]["test_acc"]
-        better = "umt" if umt > ume else "ume" if ume > umt else "tie"
-        picks.append(f"{choice.upper()}{'' if better in (choice, 'tie') else '*'}")
-        right += better in (choice, "tie")
-        margins.append(100 * (umt - ume))
-    mean = sum(margins) / len(margins)
-    return f"| {name} | {len(found)} | {' '.join(picks)} | {right}/{len(found)} | {mean:+.1f} |"
+def npz_folder(write: Callable[[Path, int], None], settings: list[str]) -> Callable[[int, Path], RunConfig]:
+    """A case read through data.name=folder from the .npz `write(path, seed)` makes (rewritten only if it changed)."""
+    def config(seed: int, case_dir: Path) -> RunConfig:
+        path = case_dir / "data" / f"seed-{seed}.npz"
+        write_if_changed(path, lambda p: write(p, seed))
+        return seed_config(resolve_config(None, ["data.name=folder", f"data.path={path}", *settings, *COMMON]), seed)
+    return config
+
+
+def write_if_changed(path: Path, write: Callable[[Path], None]) -> None:
+    """Keep an existing file whose arrays are the same, so finished runs keep matching their data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(path.stem + ".new.npz")
+    write(fresh)
+    if path.exists():
+        with np.load(path) as old, np.load(fresh) as new:
+            if sorted(old.files) == sorted(new.files) and all(np.array_equal(old[k], new[k]) for k in old.files):
+                fresh.unlink()
+                return
+    fresh.replace(path)
+
+
+def random_split(n: int, rng: np.random.Generator) -> np.ndarray:
+    """60 / 20 / 20 train / val / test, drawn with `rng`."""
+    split = np.array(["train"] * n, dtype=object)
+    order = rng.permutation(n)
+    split[order[: round(0.2 * n)]] = "val"
+    split[order[round(0.2 * n): round(0.4 * n)]] = "test"
+    return split.astype(str)
+
+
+def degraded_digits(seed: int, options: AVDigitsOptions = AVDigitsOptions()) -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 real 8x8 handwritten digits embedded in latefusion (avdigits.npz `image`: sklearn's
+    digits), each degraded as the avdigits loader does (3x3 occlusion, noise of std 3 on 0..16), from
+    `seed`: (images (N, 8, 8) float32 in [0, 1], digit labels (N,))."""
+    with resources.files("latefusion.data.assets").joinpath(ASSET).open("rb") as handle, np.load(handle) as archive:
+        images, labels = torch.from_numpy(archive["image"]), archive["label"].astype(np.int64)
+    degraded = [degrade_image(images[i], sample_generator(seed, i, 0), options)[0] for i in range(len(images))]
+    return torch.stack(degraded).numpy().astype(np.float32), labels
+
+
+def digit_pairs(seed: int, same_digit: bool, train_pairings: int = 3, options: AVDigitsOptions = AVDigitsOptions()) -> dict[str, np.ndarray]:
+    """Pairs of two different real digit images from one split (images split 60/20/20 by `seed`):
+    each image is modality a once per pairing, its partner a different image, of the same digit when
+    `same_digit`, else any. Train gets `train_pairings` pairings of its images, val and test one (so
+    their samples are independent in each modality). Returns a, b (64-vectors), digit_a, digit_b, split."""
+    rng = np.random.default_rng(2000 + seed)
+    images, digits = degraded_digits(seed, options)
+    image_split = random_split(len(digits), rng)
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in ("first", "second", "split")}
+    for split, pairings in (("train", train_pairings), ("val", 1), ("test", 1)):
+        members = np.flatnonzero(image_split == split)
+        groups = [members[digits[members] == d] for d in np.unique(digits)] if same_digit else [members]
+        for _ in range(pairings):
+            for group in groups:
+                order = rng.permutation(group)
+                columns["first"].append(order)
+                columns["second"].append(np.roll(order, 1))  # a cyclic shift: every partner is another image
+                columns["split"].append(np.full(len(order), split))
+    first, second = np.concatenate(columns["first"]), np.concatenate(columns["second"])
+    return {"a": images[first].reshape(len(first), -1), "b": images[second].reshape(len(second), -1),
+            "digit_a": digits[first], "digit_b": digits[second], "split": np.concatenate(columns["split"])}
+
+
+CLEAN = AVDigitsOptions(image_noise=0, occlusion=0)
+
+
+def digit_pair_writer(label: Callable[[np.ndarray, np.ndarray], np.ndarray], same_digit: bool,
+                      options: AVDigitsOptions = AVDigitsOptions()) -> Callable[[Path, int], None]:
+    """Writes `digit_pairs` as a two-modality .npz (a, b) whose label is `label(digit_a, digit_b)`."""
+    def write(path: Path, seed: int) -> None:
+        pairs = digit_pairs(seed, same_digit, options=options)
+        np.savez(path, a=pairs["a"], b=pairs["b"], label=label(pairs["digit_a"], pairs["digit_b"]), split=pairs["split"])
+    return write
+
+
+def write_digit_halves(path: Path, seed: int) -> None:
+    images, digits = degraded_digits(seed)
+    split = random_split(len(digits), np.random.default_rng(3000 + seed))
+    np.savez(path, left=images[:, :, :4].reshape(len(digits), -1), right=images[:, :, 4:].reshape(len(digits), -1),
+             label=digits, split=split)
+
+
+def write_breast_cancer_groups(path: Path, seed: int) -> None:
+    """sklearn's breast-cancer table (569 tumours, 30 features: 10 measurements x mean/error/worst),
+    split by measurement: `size` = radius, texture, perimeter, area, smoothness; `shape` = compactness,
+    concavity, concave points, symmetry, fractal dimension (15 features each), standardised with the
+    training split's statistics; samples split 60/20/20 by `seed`."""
+    try:
+        from sklearn.datasets import load_breast_cancer
+    except ImportError as missing:
+        raise SystemExit("the breast-cancer case needs scikit-learn (bench only): pip install scikit-learn") from missing
+    table = load_breast_cancer()
+    x, label = table.data.astype(np.float64), table.target
+    split = random_split(len(label), np.random.default_rng(4000 + seed))
+    train = x[split == "train"]
+    x = ((x - train.mean(0)) / train.std(0)).astype(np.float32)
+    measurement = np.arange(x.shape[1]) % 10
+    np.savez(path, size=x[:, measurement < 5], shape=x[:, measurement >= 5], label=label, split=split)
+
+
+CASES = [
+    Case("synthetic-unimodal", "The preset (docs/synthetic.md): easy and hard uni-modal features, no paired features.",
+         "ume", preset("synthetic-unimodal")),
+    Case("synthetic-paired", "The preset: paired features of strength 3.0 (the label is a + b, one code per modality), "
+         "weak hard features (0.7), easy features in 30% of samples.", "umt", preset("synthetic-paired")),
+    Case("synthetic-mix", f"The synthetic-paired preset with {', '.join(f'{k}={v}' for k, v in MIX_OPTIONS.items())}: "
+         "paired features at half the preset's strength beside strong hard uni-modal features.", "umt",
+         preset("synthetic-paired", MIX_OPTIONS)),
+    Case("avdigits", "The embedded data set with `latefusion demo`'s settings (30 epochs, batch 64): real digit "
+         "images + eSpeak spoken digits of the same class, both degraded.", None, preset("avdigits")),
+    Case("byo", "bench/umt_forms.py's write_byo .npz: a strong and a weak modality, two classes told apart only by a "
+         "sign product across the modalities (paired by construction).", "umt", npz_folder(write_byo, BYO_SETTINGS)),
+    Case("digits-halves", "Real degraded digit images cut into left and right 8x4 halves (one modality each); label = "
+         "the digit.", None, npz_folder(write_digit_halves, FOLDER_SETTINGS)),
+    Case("digits-same-digit", "Two different real degraded images of the same digit (conditionally independent given the "
+         "label: redundant, no paired features by construction); label = the digit.", "ume",
+         npz_folder(digit_pair_writer(lambda a, b: a, same_digit=True), FOLDER_SETTINGS)),
+    Case("digits-sum", "Two independently drawn real clean digit images; label = digit_a + digit_b (19 classes): paired "
+         "features by construction (each image alone narrows the label to 10 classes).", "umt",
+         npz_folder(digit_pair_writer(lambda a, b: a + b, same_digit=False, options=CLEAN), SUM_SETTINGS)),
+    Case("digits-compare", "Two independently drawn real clean digit images; label = a < b, a = b or a > b (3 classes): "
+         "paired features by construction, but each image alone says much of the label.", "umt",
+         npz_folder(digit_pair_writer(lambda a, b: np.sign(a - b) + 1, same_digit=False, options=CLEAN), FOLDER_SETTINGS)),
+    Case("breast-cancer", "sklearn's breast-cancer table split by measurement into a size/texture and a shape group "
+         "(15 standardised features each); label = malignant or benign.", None,
+         npz_folder(write_breast_cancer_groups, FOLDER_SETTINGS)),
+]
+CASE_NAMES = [case.name for case in CASES]
+
+
+# -------------------------------------------------------------------------------------------- training
+
+def train_case_seed(case: Case, seed: int, out: Path) -> float:
+    folder = out / case.name / f"seed-{seed}"
+    started = time.time()
+    run_pipeline(case.config(seed, out / case.name), folder, log=lambda *_: None)
+    return time.time() - started
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+def score_pick(pick: str, best: str, test_acc: dict[str, float], test_correct: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Regret (points) and acceptability of `pick` against the best candidate on test."""
+    regret = 100 * (test_acc[best] - test_acc[pick])
+    best_only = int((test_correct[best] & ~test_correct[pick]).sum())
+    pick_only = int((~test_correct[best] & test_correct[pick]).sum())
+    p_value = mcnemar_exact(best_only, pick_only)
+    return {"pick": pick, "regret": regret, "best_only": best_only, "pick_only": pick_only, "p_value": p_value,
+            "acceptable": pick == best or regret <= MARGIN_POINTS or p_value >= ALPHA}
+
+
+def fixed_rules(val_acc: dict[str, float]) -> dict[str, str]:
+    return {"always UME": "ume", "always UMT": "umt",
+            "better on val": "umt" if val_acc["umt"] > val_acc["ume"] else "ume"}
+
+
+def score_case_seed(case: Case, seed: int, folder: Path) -> dict[str, Any]:
+    runs = demo_runs(folder)
+    paths = {"naive": runs["naive"], "ume": runs["ume"], "umt": runs["umt"], **{f"unimodal:{m}": p for m, p in runs["unimodal"].items()}}
+    if runs["umt"] is None:
+        raise RuntimeError(f"{folder} holds no finished UMT run")
+    results = {key: RunDir(path).result() for key, path in paths.items()}
+    val_acc = {key: r["val_acc"] for key, r in results.items()}
+    test_acc = {key: r["test_acc"] for key, r in results.items()}
+    test_correct = {key: RunDir(paths[key]).correct("test") for key in CANDIDATES}
+    best = max(CANDIDATES, key=lambda key: (test_acc[key], key == "ume"))  # a tie counts for UME; its regret is 0 either way
+    verdict = guide_folder(folder)
+    guide_verdict = verdict.get("verdict", verdict["choice"])
+    return {
+        "case": case.name, "seed": seed, "folder": str(folder), "truth": case.truth,
+        "val_acc": val_acc, "test_acc": test_acc, "n_val": results["ume"].get("n_val"), "n_test": int(len(test_correct["ume"])),
+        "train_seconds": sum(r.get("wall_time_s", 0.0) for r in results.values()),
+        "best": best,
+        "guide": {**score_pick(verdict["choice"], best, test_acc, test_correct), "verdict": guide_verdict,
+                  "inconclusive": guide_verdict == "inconclusive", "reason": verdict.get("reason")},
+        "rules": {rule: score_pick(pick, best, test_acc, test_correct) for rule, pick in fixed_rules(val_acc).items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+def fraction(picks: list[dict[str, Any]]) -> str:
+    return f"{sum(p['acceptable'] for p in picks)}/{len(picks)}"
+
+
+def mean_regret(picks: list[dict[str, Any]]) -> str:
+    return f"{sum(p['regret'] for p in picks) / len(picks):.2f}"
+
+
+def pick_label(guide: dict[str, Any]) -> str:
+    return f"{'~' if guide['inconclusive'] else ''}{guide['pick'].upper()}{'' if guide['acceptable'] else '*'}"
+
+
+def pm(values: list[float]) -> str:
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def tables(records: list[dict[str, Any]]) -> str:
+    rules = list(fixed_rules({"ume": 0, "umt": 0}))
+    by_case = {name: [r for r in records if r["case"] == name] for name in CASE_NAMES}
+    by_case = {name: rows for name, rows in by_case.items() if rows}
+    lines = [
+        f"Acceptable: the pick is within {MARGIN_POINTS} points of the better of UME and UMT on test, or not worse than it "
+        f"by the exact McNemar test at {ALPHA} (per-sample test flags). Regret: best minus pick, test accuracy points. "
+        "Picks: * = not acceptable, ~ = the guide's verdict was inconclusive (its leaning is scored).", "",
+        "| case | seeds | guide's pick per seed | guide acceptable | guide regret | inconclusive | "
+        + " | ".join(f"{rule} acceptable | {rule} regret" for rule in rules) + " |",
+        "|---|---|---|---:|---:|---:|" + "---:|---:|" * len(rules),
+    ]
+    for name, rows in by_case.items():
+        guide = [r["guide"] for r in rows]
+        lines.append(f"| {name} | {' '.join(str(r['seed']) for r in rows)} | {' '.join(pick_label(g) for g in guide)} | "
+                     f"{fraction(guide)} | {mean_regret(guide)} | {sum(g['inconclusive'] for g in guide)} | "
+                     + " | ".join(f"{fraction([r['rules'][rule] for r in rows])} | {mean_regret([r['rules'][rule] for r in rows])}"
+                                  for rule in rules) + " |")
+    guide = [r["guide"] for r in records]
+
+    def percent(picks: list[dict[str, Any]]) -> str:
+        return f"{100 * sum(p['acceptable'] for p in picks) / len(picks):.0f}% ({fraction(picks)})"
+
+    lines.append(f"| **all** | {len(records)} pairs | | {percent(guide)} | {mean_regret(guide)} | {sum(g['inconclusive'] for g in guide)} | "
+                 + " | ".join(f"{percent([r['rules'][rule] for r in records])} | {mean_regret([r['rules'][rule] for r in records])}"
+                              for rule in rules) + " |")
+    lines += ["", "Test accuracy (%), mean ± std over seeds; construction: the method the data's construction calls for "
+              "(UME: no paired features; UMT: paired features; -: not known); train s: the runs' training time per seed.", "",
+              "| case | construction | naive | UME | UMT | UMT ahead of UME on test | guide = construction | train s / seed |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, rows in by_case.items():
+        truth = rows[0]["truth"]
+        agrees = f"{sum(r['guide']['pick'] == truth for r in rows)}/{len(rows)}" if truth else "-"
+        lines.append(f"| {name} | {truth.upper() if truth else '-'} | {pm([r['test_acc']['naive'] for r in rows])} | "
+                     f"{pm([r['test_acc']['ume'] for r in rows])} | {pm([r['test_acc']['umt'] for r in rows])} | "
+                     f"{sum(r['test_acc']['umt'] > r['test_acc']['ume'] for r in rows)}/{len(rows)} | {agrees} | "
+                     f"{sum(r['train_seconds'] for r in rows) / len(rows):.0f} |")
+    return "\n".join(lines)
+
+
+def guide_commit() -> str | None:
+    """The last commit that changed src/latefusion/guide.py in this checkout ("hash subject")."""
+    guide = Path(__file__).resolve().parents[1] / "src" / "latefusion" / "guide.py"
+    try:
+        found = subprocess.run(["git", "-C", str(guide.parent), "log", "-1", "--format=%h %s", "--", guide.name],
+                               capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return found.stdout.strip() or None
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace the (case, seed) records scored now in `path`, keep the others."""
+    kept = json.loads(path.read_text())["records"] if path.is_file() else []
+    scored = {(r["case"], r["seed"]) for r in records}
+    merged = [r for r in kept if (r["case"], r["seed"]) not in scored] + records
+    merged.sort(key=lambda r: (CASE_NAMES.index(r["case"]) if r["case"] in CASE_NAMES else len(CASE_NAMES), r["case"], r["seed"]))
+    path.write_text(json.dumps({"margin_points": MARGIN_POINTS, "alpha": ALPHA, "records": merged}, indent=1))
+
+
+def score(cases: list[Case], seeds: list[int], out: Path) -> list[dict[str, Any]]:
+    commit = guide_commit()
+    records = []
+    for case in cases:
+        for seed in seeds:
+            folder = out / case.name / f"seed-{seed}"
+            if not (folder / "summary.json").is_file():
+                print(f"skipped {case.name} seed {seed}: {folder} is not a finished demo folder", file=sys.stderr)
+                continue
+            try:
+                records.append({**score_case_seed(case, seed, folder), "guide_commit": commit})
+            except Exception:  # noqa: BLE001  (one failing folder is reported, the others are scored)
+                print(f"scoring {case.name} seed {seed} failed:\n{traceback.format_exc()}", file=sys.stderr)
+    return records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", choices=CASE_NAMES, default=CASE_NAMES, metavar="CASE")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--data", nargs="+", default=["synthetic-unimodal", "synthetic-paired", "byo"])
-    parser.add_argument("--demo", action="append", default=[], metavar="NAME=FOLDER")
-    parser.add_argument("--out", type=Path, default=Path("runs/guide-accuracy"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--score-only", action="store_true", help="score the finished folders, train nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| data set | seeds | guide's pick per seed (* = the other was better on test) | right | UMT - UME on test (points, mean) |")
-    print("|---|---:|---|---:|---:|")
-    for data in args.data:
-        print(row(data, summaries(data, args.seeds, args.out)), flush=True)
-    for item in args.demo:
-        name, _, folder = item.partition("=")
-        print(row(name, [json.loads((f / "summary.json").read_text()) for f in seed_folders(folder)]), flush=True)
-
+    cases = [case for case in CASES if case.name in args.cases]
+    if not args.score_only:
+        for case in cases:
+            for seed in args.seeds:
+                try:
+                    seconds = train_case_seed(case, seed, args.out)
+                    print(f"{time.strftime('%H:%M:%S')} {case.name} seed {seed}: {seconds:.0f} s", flush=True)
+                except Exception:  # noqa: BLE001  (a case that fails is reported; the rest still run)
+                    print(f"{time.strftime('%H:%M:%S')} {case.name} seed {seed} FAILED:\n{traceback.format_exc()}", flush=True)
+    records = score(cases, args.seeds, args.out)
+    if not records:
+        raise SystemExit(f"no finished demo folder under {args.out} for these cases and seeds")
+    write_records(args.out / "records.json", records)
+    print(f"guide: {records[0]['guide_commit']}\n")
+    print(tables(records), flush=True)
 
 if __name__ == "__main__":
     main()
