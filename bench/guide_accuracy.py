@@ -25,10 +25,13 @@ built here write their data deterministically from k. Scoring reads the finished
   test, or not worse than it by the exact McNemar test (p >= 0.05) on the two runs' per-sample test flags;
 * the fixed rules: always UME, always UMT, better on validation (ties -> UME), scored the same way.
 
-The cases (`CASES`): the two synthetic presets and a mix (ground truth by construction), the embedded
-avdigits, bench/umt_forms.py's bring-your-own .npz, and four cases built from real data available
-offline: the real 8x8 handwritten digits embedded in latefusion (avdigits.npz's clean `image`,
-sklearn's digits; degraded as the avdigits loader degrades them) and sklearn's breast-cancer table.
+The cases (`CASES`, each with its construction and the method that construction calls for by the
+paper's principle, where it says one): the synthetic presets (60 epochs, their default) and a mix,
+the embedded avdigits with `latefusion demo`'s settings, bench/umt_forms.py's bring-your-own .npz,
+and five cases built from real data available offline, written as .npz files and read through
+data.name=folder: the real 8x8 handwritten digits embedded in latefusion (avdigits.npz's clean
+`image`: sklearn's digits), degraded as the avdigits loader degrades them or clean, and sklearn's
+breast-cancer table.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from umt_forms import write_byo  # noqa: E402  (bench/ is not a package)
 DEFAULT_OUT = Path("/work/guide-bench-runs")
 MARGIN_POINTS = 0.5  # declared in advance: a pick this close to the best on test is acceptable
 CANDIDATES = ("ume", "umt")
+RULES = ("always UME", "always UMT", "better on val")
 COMMON = ["train.progress=false"]
 
 # The synthetic mix: the synthetic-paired preset with half its paired strength (1.5 instead of 3.0)
@@ -196,12 +200,14 @@ CASES = [
     Case("synthetic-paired", "The preset: paired features of strength 3.0 (the label is a + b, one code per modality), "
          "weak hard features (0.7), easy features in 30% of samples.", "umt", preset("synthetic-paired")),
     Case("synthetic-mix", f"The synthetic-paired preset with {', '.join(f'{k}={v}' for k, v in MIX_OPTIONS.items())}: "
-         "paired features at half the preset's strength beside strong hard uni-modal features.", "umt",
+         "paired features at half the preset's strength beside strong hard uni-modal features (easy features in 30% of samples).", "umt",
          preset("synthetic-paired", MIX_OPTIONS)),
     Case("avdigits", "The embedded data set with `latefusion demo`'s settings (30 epochs, batch 64): real digit "
          "images + eSpeak spoken digits of the same class, both degraded.", None, preset("avdigits")),
-    Case("byo", "bench/umt_forms.py's write_byo .npz: a strong and a weak modality, two classes told apart only by a "
-         "sign product across the modalities (paired by construction).", "umt", npz_folder(write_byo, BYO_SETTINGS)),
+    Case("byo", "bench/umt_forms.py's write_byo .npz: a strong and a weak modality (6 classes); two of them are told apart "
+         "only by the product of a sign in each modality: paired, but an XOR, which no late-fusion head (its logits add "
+         "over modalities) can read, so the construction does not say which method wins.", None,
+         npz_folder(write_byo, BYO_SETTINGS)),
     Case("digits-halves", "Real degraded digit images cut into left and right 8x4 halves (one modality each); label = "
          "the digit.", None, npz_folder(write_digit_halves, FOLDER_SETTINGS)),
     Case("digits-same-digit", "Two different real degraded images of the same digit (conditionally independent given the "
@@ -241,9 +247,9 @@ def score_pick(pick: str, best: str, test_acc: dict[str, float], test_correct: d
             "acceptable": pick == best or regret <= MARGIN_POINTS or p_value >= ALPHA}
 
 
-def fixed_rules(val_acc: dict[str, float]) -> dict[str, str]:
-    return {"always UME": "ume", "always UMT": "umt",
-            "better on val": "umt" if val_acc["umt"] > val_acc["ume"] else "ume"}
+def fixed_rule_picks(val_acc: dict[str, float]) -> dict[str, str]:
+    """RULES' picks; "better on val" breaks a tie towards UME (the cheaper one)."""
+    return dict(zip(RULES, ("ume", "umt", "umt" if val_acc["umt"] > val_acc["ume"] else "ume")))
 
 
 def score_case_seed(case: Case, seed: int, folder: Path) -> dict[str, Any]:
@@ -256,16 +262,18 @@ def score_case_seed(case: Case, seed: int, folder: Path) -> dict[str, Any]:
     test_acc = {key: r["test_acc"] for key, r in results.items()}
     test_correct = {key: RunDir(paths[key]).correct("test") for key in CANDIDATES}
     best = max(CANDIDATES, key=lambda key: (test_acc[key], key == "ume"))  # a tie counts for UME; its regret is 0 either way
+    config = RunDir(runs["naive"]).config()
     verdict = guide_folder(folder)
     guide_verdict = verdict.get("verdict", verdict["choice"])
     return {
         "case": case.name, "seed": seed, "folder": str(folder), "truth": case.truth,
         "val_acc": val_acc, "test_acc": test_acc, "n_val": results["ume"].get("n_val"), "n_test": int(len(test_correct["ume"])),
+        "epochs": config.train.epochs, "batch_size": config.data.batch_size,
         "train_seconds": sum(r.get("wall_time_s", 0.0) for r in results.values()),
         "best": best,
         "guide": {**score_pick(verdict["choice"], best, test_acc, test_correct), "verdict": guide_verdict,
                   "inconclusive": guide_verdict == "inconclusive", "reason": verdict.get("reason")},
-        "rules": {rule: score_pick(pick, best, test_acc, test_correct) for rule, pick in fixed_rules(val_acc).items()},
+        "rules": {rule: score_pick(pick, best, test_acc, test_correct) for rule, pick in fixed_rule_picks(val_acc).items()},
     }
 
 
@@ -283,49 +291,75 @@ def pick_label(guide: dict[str, Any]) -> str:
     return f"{'~' if guide['inconclusive'] else ''}{guide['pick'].upper()}{'' if guide['acceptable'] else '*'}"
 
 
+def percent(picks: list[dict[str, Any]]) -> str:
+    return f"{100 * sum(p['acceptable'] for p in picks) / len(picks):.0f}% ({fraction(picks)})"
+
+
 def pm(values: list[float]) -> str:
     mean, std = mean_std([100 * v for v in values])
     return f"{mean:.1f} ± {std:.1f}"
 
 
-def tables(records: list[dict[str, Any]]) -> str:
-    rules = list(fixed_rules({"ume": 0, "umt": 0}))
-    by_case = {name: [r for r in records if r["case"] == name] for name in CASE_NAMES}
-    by_case = {name: rows for name, rows in by_case.items() if rows}
+def by_case(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped = {name: [r for r in records if r["case"] == name] for name in CASE_NAMES}
+    return {name: rows for name, rows in grouped.items() if rows}
+
+
+def selection_table(records: list[dict[str, Any]]) -> list[str]:
+    """Per case and overall: the guide's picks, acceptable count, mean regret, inconclusive count, and each rule's."""
+    def scores(picks: list[dict[str, Any]], share: Callable[[list[dict[str, Any]]], str]) -> str:
+        return f"{share(picks)} | {mean_regret(picks)}"
+
+    def rule_columns(rows: list[dict[str, Any]], share: Callable[[list[dict[str, Any]]], str]) -> str:
+        return " | ".join(scores([r["rules"][rule] for r in rows], share) for rule in RULES)
+
     lines = [
         f"Acceptable: the pick is within {MARGIN_POINTS} points of the better of UME and UMT on test, or not worse than it "
-        f"by the exact McNemar test at {ALPHA} (per-sample test flags). Regret: best minus pick, test accuracy points. "
-        "Picks: * = not acceptable, ~ = the guide's verdict was inconclusive (its leaning is scored).", "",
+        f"by the exact McNemar test at {ALPHA} (per-sample test flags). Regret: best minus pick, test accuracy points, "
+        "mean over seeds. Picks: * = not acceptable, ~ = the guide's verdict was inconclusive (its leaning is scored).", "",
         "| case | seeds | guide's pick per seed | guide acceptable | guide regret | inconclusive | "
-        + " | ".join(f"{rule} acceptable | {rule} regret" for rule in rules) + " |",
-        "|---|---|---|---:|---:|---:|" + "---:|---:|" * len(rules),
+        + " | ".join(f"{rule} acceptable | {rule} regret" for rule in RULES) + " |",
+        "|---|---|---|---:|---:|---:|" + "---:|---:|" * len(RULES),
     ]
-    for name, rows in by_case.items():
+    for name, rows in by_case(records).items():
         guide = [r["guide"] for r in rows]
         lines.append(f"| {name} | {' '.join(str(r['seed']) for r in rows)} | {' '.join(pick_label(g) for g in guide)} | "
-                     f"{fraction(guide)} | {mean_regret(guide)} | {sum(g['inconclusive'] for g in guide)} | "
-                     + " | ".join(f"{fraction([r['rules'][rule] for r in rows])} | {mean_regret([r['rules'][rule] for r in rows])}"
-                                  for rule in rules) + " |")
+                     f"{scores(guide, fraction)} | {sum(g['inconclusive'] for g in guide)} | {rule_columns(rows, fraction)} |")
     guide = [r["guide"] for r in records]
+    lines.append(f"| **all** | {len(records)} pairs | | {scores(guide, percent)} | {sum(g['inconclusive'] for g in guide)} | "
+                 f"{rule_columns(records, percent)} |")
+    return lines
 
-    def percent(picks: list[dict[str, Any]]) -> str:
-        return f"{100 * sum(p['acceptable'] for p in picks) / len(picks):.0f}% ({fraction(picks)})"
 
-    lines.append(f"| **all** | {len(records)} pairs | | {percent(guide)} | {mean_regret(guide)} | {sum(g['inconclusive'] for g in guide)} | "
-                 + " | ".join(f"{percent([r['rules'][rule] for r in records])} | {mean_regret([r['rules'][rule] for r in records])}"
-                              for rule in rules) + " |")
-    lines += ["", "Test accuracy (%), mean ± std over seeds; construction: the method the data's construction calls for "
-              "(UME: no paired features; UMT: paired features; -: not known); train s: the runs' training time per seed.", "",
-              "| case | construction | naive | UME | UMT | UMT ahead of UME on test | guide = construction | train s / seed |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, rows in by_case.items():
+def accuracy_table(records: list[dict[str, Any]]) -> list[str]:
+    """Per case: test accuracy of naive, UME and UMT over seeds, and the construction's method against the guide's."""
+    lines = ["Test accuracy (%), mean ± std over seeds. Construction: the method the data's construction calls for by the "
+             "paper's principle (UME: no paired features; UMT: paired features; -: it does not say).", "",
+             "| case | construction | naive | UME | UMT | UMT ahead of UME on test | guide = construction |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for name, rows in by_case(records).items():
         truth = rows[0]["truth"]
         agrees = f"{sum(r['guide']['pick'] == truth for r in rows)}/{len(rows)}" if truth else "-"
         lines.append(f"| {name} | {truth.upper() if truth else '-'} | {pm([r['test_acc']['naive'] for r in rows])} | "
                      f"{pm([r['test_acc']['ume'] for r in rows])} | {pm([r['test_acc']['umt'] for r in rows])} | "
-                     f"{sum(r['test_acc']['umt'] > r['test_acc']['ume'] for r in rows)}/{len(rows)} | {agrees} | "
-                     f"{sum(r['train_seconds'] for r in rows) / len(rows):.0f} |")
-    return "\n".join(lines)
+                     f"{sum(r['test_acc']['umt'] > r['test_acc']['ume'] for r in rows)}/{len(rows)} | {agrees} |")
+    return lines
+
+
+def cases_table(records: list[dict[str, Any]]) -> list[str]:
+    """Per case: its construction, the training settings and the training time (the runs' own wall times)."""
+    constructions = {case.name: case.construction for case in CASES}
+    lines = ["| case | construction | epochs | batch | val / test samples | training s per seed (mean) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, rows in by_case(records).items():
+        first = rows[0]
+        lines.append(f"| {name} | {constructions[name]} | {first['epochs']} | {first['batch_size']} | "
+                     f"{first['n_val']} / {first['n_test']} | {sum(r['train_seconds'] for r in rows) / len(rows):.0f} |")
+    return lines
+
+
+def tables(records: list[dict[str, Any]]) -> str:
+    return "\n".join([*selection_table(records), "", *accuracy_table(records), "", *cases_table(records)])
 
 
 def guide_commit() -> str | None:
@@ -350,17 +384,19 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
 
 def score(cases: list[Case], seeds: list[int], out: Path) -> list[dict[str, Any]]:
     commit = guide_commit()
-    records = []
+    records, unfinished = [], []
     for case in cases:
         for seed in seeds:
             folder = out / case.name / f"seed-{seed}"
             if not (folder / "summary.json").is_file():
-                print(f"skipped {case.name} seed {seed}: {folder} is not a finished demo folder", file=sys.stderr)
+                unfinished.append(f"{case.name} seed {seed}")
                 continue
             try:
                 records.append({**score_case_seed(case, seed, folder), "guide_commit": commit})
             except Exception:  # noqa: BLE001  (one failing folder is reported, the others are scored)
                 print(f"scoring {case.name} seed {seed} failed:\n{traceback.format_exc()}", file=sys.stderr)
+    if unfinished:
+        print(f"not scored (no finished demo folder under {out}): {', '.join(unfinished)}", file=sys.stderr)
     return records
 
 
