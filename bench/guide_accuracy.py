@@ -272,7 +272,8 @@ def score_case_seed(case: Case, seed: int, folder: Path) -> dict[str, Any]:
         "train_seconds": sum(r.get("wall_time_s", 0.0) for r in results.values()),
         "best": best,
         "guide": {**score_pick(verdict["choice"], best, test_acc, test_correct), "verdict": guide_verdict,
-                  "inconclusive": guide_verdict == "inconclusive", "reason": verdict.get("reason")},
+                  "inconclusive": guide_verdict == "inconclusive", "reason": verdict.get("reason"),
+                  "warnings": verdict.get("warnings", [])},
         "rules": {rule: score_pick(pick, best, test_acc, test_correct) for rule, pick in fixed_rule_picks(val_acc).items()},
     }
 
@@ -358,8 +359,16 @@ def cases_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def inconclusive_list(records: list[dict[str, Any]]) -> list[str]:
+    """Each inconclusive verdict's warnings, by kind."""
+    found = [f"- {r['case']} seed {r['seed']}: {', '.join(w['kind'] for w in r['guide']['warnings']) or 'no warning given'}"
+             for r in records if r["guide"]["inconclusive"]]
+    return ["Inconclusive verdicts (warning kinds):", *found] if found else []
+
+
 def tables(records: list[dict[str, Any]]) -> str:
-    return "\n".join([*selection_table(records), "", *accuracy_table(records), "", *cases_table(records)])
+    return "\n".join([*selection_table(records), "", *accuracy_table(records), "", *cases_table(records), "",
+                      *inconclusive_list(records)])
 
 
 def guide_commit() -> str | None:
