@@ -121,17 +121,22 @@ def parse_modality_runs(items: list[str]) -> dict[str, str]:
 
 
 def command_guide(args: argparse.Namespace) -> None:
-    from .guide import demo_runs, guide_from_runs
+    from .guide import verdict_text
+    from .pipeline import guide_folder, guide_from_runs
 
     if args.pipeline_dir is not None:
-        runs = demo_runs(args.pipeline_dir)
-        unimodal, naive, ume, umt = runs["unimodal"], runs["naive"], runs["ume"], runs["umt"]
+        verdict = guide_folder(args.pipeline_dir)
     else:
         if not (args.unimodal and args.naive and args.ume):
             raise ConfigError("guide needs a demo folder, or all of --unimodal MODALITY=DIR (per modality), --naive DIR and --ume DIR")
-        unimodal, naive, ume, umt = parse_modality_runs(args.unimodal), args.naive, args.ume, args.umt
-    verdict = guide_from_runs(unimodal, naive, ume, umt=umt)
-    print(f"choice: {verdict['choice'].upper()}\n\n{verdict['reason']}")
+        verdict = guide_from_runs(parse_modality_runs(args.unimodal), args.naive, args.ume, umt=args.umt)
+    if "per_seed" in verdict:
+        for label, one in verdict["per_seed"].items():
+            print(f"{label}: {verdict_text(one)}")
+        if verdict["pooled"]:
+            print(f"\nOver the seeds: {verdict_text(verdict['pooled'])}")
+    else:
+        print(f"{verdict_text(verdict)}\n\n{verdict['reason']}")
     if args.json:
         print(json.dumps(verdict, indent=2))
 
@@ -155,7 +160,7 @@ def parse_methods(value: str) -> list[str]:
 def command_demo(args: argparse.Namespace) -> None:
     from .pipeline import run_pipeline
     from .report import terminal_summary, write_report
-    from .seeds import run_demo_seeds
+    from .pipeline import run_demo_seeds
 
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
@@ -284,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=command_probe)
 
     p = command("guide", help="choose UME or UMT from uni-modal runs and a naive fusion run")
-    p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder")
+    p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder (one seed, or the folder of --seeds N)")
     p.add_argument("--unimodal", action="append", default=[], metavar="MODALITY=DIR")
     p.add_argument("--naive", metavar="DIR")
     p.add_argument("--ume", metavar="DIR")

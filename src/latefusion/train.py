@@ -221,10 +221,14 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         # (best minus worst modality): the imbalance the field reports beside accuracy.
         **({"test_acc_by_modality": test["acc_by_modality"], "test_modality_imbalance": imbalance(test["acc_by_modality"])}
            if "acc_by_modality" in test else {}),
+        "n_train": len(train_set),
         "n_val": val["n"],
         "n_test": test["n"],
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
+        # How much optimisation the model had: the guide warns when it is too little to trust.
+        **({"steps_per_epoch": steps_per_epoch, "optimizer_steps": steps_per_epoch * len(history) * method.steps_per_batch}
+           if method.trains else {}),
         "wall_time_s": round(time.time() - started, 2),
         "fingerprints": fingerprints,
         "environment": environment(device),
