@@ -28,7 +28,7 @@ from ..data import DataBundle, DataSpec, Inputs, Split
 from ..errors import ConfigError
 from ..models import build_late_fusion
 from ..runs import RunDir
-from ..style import Style
+from ..style import METHOD_STYLES, Style
 
 
 class NoOptions(Section):
@@ -84,6 +84,13 @@ class Method(nn.Module):
     leaves_parameters_unused: ClassVar[bool] = False
     # Optimiser steps the loop takes on each batch; MLA takes one per modality, in turn.
     steps_per_batch: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The figures and the report draw a method by name from style.METHOD_STYLES, so that they
+        # need not import the methods (nor the training stack behind them).
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and hasattr(cls, "style"):
+            METHOD_STYLES[cls.name] = cls.style
 
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:
         super().__init__()
