@@ -127,10 +127,14 @@ class Method(nn.Module):
         """Scores whose argmax is the predicted class."""
         return model(inputs)
 
+    def scores(self, model: nn.Module, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """`predict`'s scores and each modality's own share of them (for late fusion, the fused head's
+        logits from that modality's features alone: its weight columns, or its own linear layer),
+        from one pass of the encoders: every model class implements `scores(inputs)`."""
+        return model.scores(inputs)
+
     def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
-        """Each modality's own share of the model's scores: for late fusion, the fused head's logits
-        from that modality's features alone (its weight columns, or its own linear layer)."""
-        return model.head.modality_logits(model.features(inputs))
+        return self.scores(model, inputs)[1]
 
 
 def validate_options(method: type[Method], options: dict[str, Any]) -> Section:
