@@ -125,17 +125,13 @@ def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: 
 
 # ------------------------------------------------------------------------ the guide, from run folders
 
-def run_facts(run_dir: str) -> RunFacts:
-    run = RunDir(run_dir)
-    result = run.result()
-    return RunFacts(run.correct("val"), result.get("steps_per_epoch"), result.get("optimizer_steps"))
-
-
-def same_data(runs: dict[str, str], bundle=None) -> str | None:
+def same_data(runs: dict[str, str], bundle=None, *, results: dict[str, dict[str, Any]] | None = None) -> str | None:
     """The one data fingerprint (result.json's `fingerprints.data`) the finished `runs` (label -> folder)
     were trained on; RunFolderError naming the runs that differ, when they were trained on different data,
-    or when `bundle` (the data the guide would evaluate them on) is not that data. None if no run records one."""
-    found = {label: RunDir(path).result().get("fingerprints", {}).get("data") for label, path in runs.items()}
+    or when `bundle` (the data the guide would evaluate them on) is not that data. None if no run records one.
+    `results`: the runs' result.json by label, when already read."""
+    results = results or {label: RunDir(path).result() for label, path in runs.items()}
+    found = {label: results[label].get("fingerprints", {}).get("data") for label in runs}
     groups: dict[str | None, list[str]] = {}
     for label, fingerprint in found.items():
         groups.setdefault(fingerprint, []).append(f"{label} ({runs[label]})")
@@ -181,10 +177,12 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     naive run's config. All of them must have been trained on one data set, and `bundle` must be it."""
     use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
     paths = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
-    same_data(paths)
+    results = {key: RunDir(path).result() for key, path in paths.items()}
+    same_data(paths, results=results)
     bundle = bundle or build_dataset(RunDir(naive).config().data)
-    same_data(paths, bundle)
-    runs = {key: run_facts(path) for key, path in paths.items()}
+    same_data(paths, bundle, results=results)
+    runs = {key: RunFacts(RunDir(path).correct("val"), results[key].get("steps_per_epoch"), results[key].get("optimizer_steps"))
+            for key, path in paths.items()}
     probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()},
                  "naive": {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}}
     _, labels = RunDir(naive).predictions("val")
