@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EQUATIONS = "tests/test_methods_equations.py"
 PROBE_STATS = "tests/test_probe_and_paired_test_equations.py"
+GUIDE = "tests/test_guide.py"
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,22 @@ MUTATIONS = [
              "the exact McNemar tail leaves out the observed count min(b, c)",
              (f"{PROBE_STATS}::test_mcnemar_exact_is_the_doubled_binomial_tail_on_every_small_table",
               f"{PROBE_STATS}::test_mcnemar_exact_at_the_edges_of_significance")),
+    # ---- the guide's decision
+    Mutation("guide-umt-overruled-without-paired-reading", "src/latefusion/guide.py",
+             "        if gap > margin:",
+             "        if gap > margin and naive_vs_ume[\"first_better\"]:",
+             "the guide overrules a UMT run that beats UME when naive fusion does not beat UME (the old rule's flaw)",
+             (f"{GUIDE}::test_a_umt_run_that_beats_ume_on_validation_is_chosen_even_when_naive_fusion_ties_ume",)),
+    Mutation("guide-warnings-ignored", "src/latefusion/guide.py",
+             "verdict = \"inconclusive\" if warnings else choice\n    if warnings:\n        headline = (",
+             "verdict = choice\n    if warnings:\n        headline = (",
+             "the guide gives a confident verdict whatever its input checks found",
+             (f"{GUIDE}::test_too_few_optimiser_steps_is_inconclusive", f"{GUIDE}::test_every_candidate_near_chance_is_inconclusive")),
+    Mutation("guide-seeds-counted-as-samples", "src/latefusion/guide.py",
+             "    if same_samples:\n        difference",
+             "    if False:\n        difference",
+             "seeds that share their validation samples are pooled as if each seed brought samples of its own",
+             (f"{GUIDE}::test_seeds_that_share_their_samples_are_tested_over_samples_not_over_summed_counts",)),
 ]
 
 # A pytest plugin loaded into each run: it records every test's outcome and where latefusion was
