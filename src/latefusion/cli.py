@@ -1,4 +1,4 @@
-"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | report | compare | config | list | methods |
+"""Command line: `latefusion prepare | train | check-data | probe | predict | guide | demo | report | compare | config | list | methods |
 encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets (plugins.py)."""
 
 from __future__ import annotations
@@ -89,6 +89,18 @@ def command_train(args: argparse.Namespace) -> None:
         summary = {"mean": mean, "std": std, "per_seed": scores}
         write_json(Path(args.out) / "summary.json", summary)
         print(json.dumps(summary, indent=2))
+
+
+def command_predict(args: argparse.Namespace) -> None:
+    from .predict import predict_rows, write_predictions
+
+    run = RunDir(args.run)
+    config = resolve_config(run.config_file, [*data_overrides(args.data), *args.overrides])
+    rows = predict_rows(run, config, args.split)
+    write_predictions(rows, args.out)
+    right = sum(row["predicted"] == row["label"] for row in rows)
+    print(f"wrote {args.out}: {len(rows)} predictions by {args.run} ({', '.join(args.split)}; "
+          f"{right / len(rows) * 100:.1f}% agree with the data's labels)")
 
 
 def command_check_data(args: argparse.Namespace) -> int:
@@ -287,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=command_probe)
+
+    p = command("predict", help="a finished run's predictions on data, written as CSV (id, label, predicted class, probabilities)")
+    p.add_argument("run", type=Path, help="a finished run folder")
+    p.add_argument("--data", help="the data to predict on (default: the run's own), as for `train --data`")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a data key, e.g. --set data.path=...")
+    p.add_argument("--split", nargs="+", default=["test"], choices=["train", "val", "test"], help="the splits to predict (default: test)")
+    p.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV file to write (default: predictions.csv)")
+    p.set_defaults(handler=command_predict)
 
     p = command("guide", help="choose UME or UMT from uni-modal runs and a naive fusion run")
     p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder (one seed, or the folder of --seeds N)")
