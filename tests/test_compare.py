@@ -41,6 +41,16 @@ def test_compare_refuses_a_folder_that_is_not_a_finished_run(tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
 
 
+def test_compare_takes_a_several_seed_demo_folder_as_its_runs_seed_by_seed(tmp_path, capsys):
+    for k in (0, 1):
+        assert main(["train", *sets(*FAST, f"train.seed={k}"), "--out", str(tmp_path / "demo" / f"seed-{k}" / "naive")]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "demo")]) == 0
+    header, _, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:2] == ["run", "train.seed"]
+    assert [row.split()[:2] for row in rows] == [[str(tmp_path / "demo" / f"seed-{k}" / "naive"), str(k)] for k in (0, 1)]
+
+
 def write_run(folder, **changes):
     config = {"data": {"name": "synthetic-unimodal", "options": {"seed": changes.get("data_seed", 0)}},
               "train": {"seed": changes.get("seed", 0), "epochs": changes.get("epochs", 3)},

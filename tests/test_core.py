@@ -101,16 +101,3 @@ def test_cli_resume_alone_continues_the_run_as_configured(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == first
 
 
-@pytest.mark.parametrize("naive, ume, naive_probe, choice, clear_cut", [
-    (0.80, 0.70, 0.60, "umt", True),   # joint training finds what the ensemble cannot
-    (0.70, 0.80, 0.55, "ume", True),   # the ensemble wins outright
-    (0.75, 0.75, 0.60, "ume", True),   # a tie, and naive fusion is not lazy
-    (0.75, 0.75, 0.50, "ume", False),  # a tie while lazy: laziness may hide paired features
-])
-def test_guide_rule(naive, ume, naive_probe, choice, clear_cut):
-    from latefusion.guide import decide
-
-    probe = {"unimodal": {"a": 0.60, "b": 0.60}, "naive": {"a": naive_probe, "b": 0.60}}
-    verdict = decide({"unimodal:a": 0.6, "unimodal:b": 0.6, "naive": naive, "ume": ume}, probe, n_val=1000)
-    assert verdict["choice"] == choice and verdict["evidence"]["clear_cut"] == clear_cut
-    assert ("not clear-cut" in verdict["reason"]) == (not clear_cut)

@@ -73,3 +73,33 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, stack = set(), [start]
+    while stack:
+        for nxt in graph[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+# What reads finished runs (the report, figures, comparisons, summaries, seeds, the guide's rule and
+# the statistics) must not pull in what trains them: a report is written without torch's training
+# stack, and a change to the loop cannot break it.
+READERS = ("latefusion.report", "latefusion.figures", "latefusion.compare", "latefusion.summary", "latefusion.seeds",
+           "latefusion.guide", "latefusion.stats")
+TRAINING = ("latefusion.train", "latefusion.engine", "latefusion.methods", "latefusion.pipeline", "latefusion.probe")
+
+
+def test_the_modules_that_read_runs_import_nothing_of_the_training_stack():
+    graph = import_graph()
+    for reader in READERS:
+        pulled = sorted(m for m in reachable(graph, reader) if m.startswith(TRAINING))
+        assert not pulled, f"{reader} imports the training stack: {pulled}"
+    assert reachable(graph, "latefusion.stats") == set(), "stats is the bottom of the graph"
+
+
+def test_reachable_follows_imports_through_other_modules():
+    assert reachable({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}

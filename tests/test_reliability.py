@@ -150,7 +150,7 @@ def finished_run(folder: Path, data: str | None) -> str:
 
 
 def test_guide_refuses_runs_trained_on_different_data(tmp_path):
-    from latefusion.guide import guide_from_runs
+    from latefusion.pipeline import guide_from_runs
 
     unimodal = {"a": finished_run(tmp_path / "unimodal-a", "1111"), "b": finished_run(tmp_path / "unimodal-b", "2222")}
     with pytest.raises(RunFolderError) as caught:
@@ -162,7 +162,7 @@ def test_guide_refuses_runs_trained_on_different_data(tmp_path):
 
 
 def test_guide_refuses_data_that_changed_since_training(tmp_path):
-    from latefusion.guide import same_data
+    from latefusion.pipeline import same_data
 
     runs = {"naive": finished_run(tmp_path / "naive", "1111"), "ume": finished_run(tmp_path / "ume", "1111")}
     assert same_data(runs) == "1111"

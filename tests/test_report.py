@@ -18,7 +18,7 @@ from latefusion.resolve import resolve_config
 from latefusion.figures import method_style, probe_style
 from latefusion.pipeline import run_pipeline
 from latefusion.summary import run_folder
-from latefusion.report import FIGURES_FOLDER, figure_file_name, write_report
+from latefusion.report import FIGURES_FOLDER, figure_file_name, md, write_report
 from latefusion.runs import RunDir
 from latefusion.seeds import seed_config
 
@@ -123,8 +123,13 @@ def test_report_numbers_equal_summary_and_every_figure_is_present(demo, capsys):
     assert not re.search(r'(src|href)="(https?:|file:|//)|url\(|<script|<link', text)
     # The guide's verdict and the reproduction details are there.
     plain = html.unescape(re.sub(r"<[^>]+>", "", text))
-    assert summary["guide"]["reason"] in plain and summary["guide"]["reason"] in markdown
-    assert f"The guide recommends {summary['guide']['choice'].upper()}." in plain
+    assert summary["guide"]["reason"] in plain and md(summary["guide"]["reason"]) in markdown
+    # The verdict opens the report, before the first section, with its headline and every warning.
+    verdict = summary["guide"]
+    opening = plain[plain.index("The guide's verdict"):plain.index("1Which method wins")]
+    label = "Inconclusive (leaning" if verdict["verdict"] == "inconclusive" else f"Use {verdict['verdict'].upper()}"
+    assert label in opening and verdict["headline"] in opening
+    assert all(w["message"] in opening for w in verdict["warnings"])
     for key in summary["methods"]:
         result = RunDir(demo / run_folder(key)).result()
         runs = next(table for table in page.tables if f"{demo.name}/{key}" in table)  # the reproduction table
@@ -151,7 +156,7 @@ def test_demo_seeds_aggregate_to_mean_and_std_of_the_seeds(tmp_path, tiny_config
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == ["seed-0", "seed-1"]
     assert summary["per_seed"] == {"seed-0": per_seed[0], "seed-1": per_seed[1]}
-    assert summary["guide_choices"] == {f"seed-{k}": s["guide"]["choice"] for k, s in enumerate(per_seed)}
+    assert summary["guide_choices"] == {f"seed-{k}": s["guide"]["verdict"] for k, s in enumerate(per_seed)}
     assert per_seed[0]["methods"] != per_seed[1]["methods"], "the two seeds trained the same runs"
     for k in (0, 1):
         run = RunDir(out / f"seed-{k}" / "naive").config()

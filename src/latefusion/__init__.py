@@ -10,13 +10,13 @@ Multi-Modal Learning" (ICML 2023).
 
 from .config import RunConfig
 from .errors import UserError
-from .guide import decide, guide_from_runs
+from .guide import decide
 from .methods import load_model
-from .pipeline import run_pipeline
+from .pipeline import guide_folder, guide_from_runs, run_demo_seeds, run_pipeline
 from .probe import probe_run
 from .resolve import resolve_config
 from .train import train
 from .version import __version__
 
-__all__ = ["RunConfig", "UserError", "__version__", "decide", "guide_from_runs", "load_model", "probe_run", "resolve_config",
-           "run_pipeline", "train"]
+__all__ = ["RunConfig", "UserError", "__version__", "decide", "guide_folder", "guide_from_runs", "load_model", "probe_run",
+           "resolve_config", "run_demo_seeds", "run_pipeline", "train"]

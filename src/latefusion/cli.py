@@ -1,4 +1,4 @@
-"""Command line: `latefusion prepare | train | check-data | probe | guide | demo | report | compare | config | list | methods |
+"""Command line: `latefusion prepare | train | check-data | probe | predict | guide | demo | report | compare | config | list | methods |
 encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets (plugins.py)."""
 
 from __future__ import annotations
@@ -91,6 +91,18 @@ def command_train(args: argparse.Namespace) -> None:
         print(json.dumps(summary, indent=2))
 
 
+def command_predict(args: argparse.Namespace) -> None:
+    from .predict import predict_rows, write_predictions
+
+    run = RunDir(args.run)
+    config = resolve_config(run.config_file, [*data_overrides(args.data), *args.overrides])
+    rows = predict_rows(run, config, args.split)
+    write_predictions(rows, args.out)
+    right = sum(row["predicted"] == row["label"] for row in rows)
+    print(f"wrote {args.out}: {len(rows)} predictions by {args.run} ({', '.join(args.split)}; "
+          f"{right / len(rows) * 100:.1f}% agree with the data's labels)")
+
+
 def command_check_data(args: argparse.Namespace) -> int:
     from .data.checks import check_bundle, format_report
 
@@ -121,17 +133,22 @@ def parse_modality_runs(items: list[str]) -> dict[str, str]:
 
 
 def command_guide(args: argparse.Namespace) -> None:
-    from .guide import demo_runs, guide_from_runs
+    from .guide import verdict_text
+    from .pipeline import guide_folder, guide_from_runs
 
     if args.pipeline_dir is not None:
-        runs = demo_runs(args.pipeline_dir)
-        unimodal, naive, ume, umt = runs["unimodal"], runs["naive"], runs["ume"], runs["umt"]
+        verdict = guide_folder(args.pipeline_dir)
     else:
         if not (args.unimodal and args.naive and args.ume):
             raise ConfigError("guide needs a demo folder, or all of --unimodal MODALITY=DIR (per modality), --naive DIR and --ume DIR")
-        unimodal, naive, ume, umt = parse_modality_runs(args.unimodal), args.naive, args.ume, args.umt
-    verdict = guide_from_runs(unimodal, naive, ume, umt=umt)
-    print(f"choice: {verdict['choice'].upper()}\n\n{verdict['reason']}")
+        verdict = guide_from_runs(parse_modality_runs(args.unimodal), args.naive, args.ume, umt=args.umt)
+    if "per_seed" in verdict:
+        for label, one in verdict["per_seed"].items():
+            print(f"{label}: {verdict_text(one)}")
+        if verdict["pooled"]:
+            print(f"\nOver the seeds: {verdict_text(verdict['pooled'])}")
+    else:
+        print(f"{verdict_text(verdict)}\n\n{verdict['reason']}")
     if args.json:
         print(json.dumps(verdict, indent=2))
 
@@ -155,7 +172,7 @@ def parse_methods(value: str) -> list[str]:
 def command_demo(args: argparse.Namespace) -> None:
     from .pipeline import run_pipeline
     from .report import terminal_summary, write_report
-    from .seeds import run_demo_seeds
+    from .pipeline import run_demo_seeds
 
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
@@ -283,8 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=command_probe)
 
+    p = command("predict", help="a finished run's predictions on data, written as CSV (id, label, predicted class, probabilities)")
+    p.add_argument("run", type=Path, help="a finished run folder")
+    p.add_argument("--data", help="the data to predict on (default: the run's own), as for `train --data`")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a data key, e.g. --set data.path=...")
+    p.add_argument("--split", nargs="+", default=["test"], choices=["train", "val", "test"], help="the splits to predict (default: test)")
+    p.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV file to write (default: predictions.csv)")
+    p.set_defaults(handler=command_predict)
+
     p = command("guide", help="choose UME or UMT from uni-modal runs and a naive fusion run")
-    p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder")
+    p.add_argument("pipeline_dir", type=Path, nargs="?", help="a `latefusion demo` output folder (one seed, or the folder of --seeds N)")
     p.add_argument("--unimodal", action="append", default=[], metavar="MODALITY=DIR")
     p.add_argument("--naive", metavar="DIR")
     p.add_argument("--ume", metavar="DIR")

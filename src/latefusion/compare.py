@@ -15,6 +15,7 @@ from typing import Any
 from .config import flat_config
 from .errors import RunFolderError
 from .runs import RunDir
+from .seeds import seed_folders
 from .storage import read_json
 
 SCORES = (("val_acc", "val acc"), ("test_acc", "test acc"), ("val_macro_f1", "val F1"), ("test_macro_f1", "test F1"))
@@ -38,11 +39,26 @@ def run_probe(run: RunDir) -> dict[str, float]:
     return {f"probe:{modality}": r["test_acc"] for modality, r in results.items() if isinstance(r, dict) and "test_acc" in r}
 
 
+def run_folders(path: str | Path) -> list[Path]:
+    """The run folders `path` stands for: itself (a run), the runs of a `latefusion demo` folder, or
+    the runs of every seed of a `latefusion demo --seeds N` folder, seed by seed."""
+    path = Path(path)
+    if RunDir(path).config_file.is_file():
+        return [path]
+    if seeds := seed_folders(path):
+        return [run for seed in seeds for run in run_folders(seed)]
+    runs = sorted(p for p in path.iterdir() if RunDir(p).config_file.is_file()) if path.is_dir() else []
+    if not runs:
+        raise RunFolderError(f"{path} is not a run folder (no config.yaml), nor a `latefusion demo` folder holding runs")
+    return runs
+
+
 def compare_runs(paths: list[str | Path]) -> Comparison:
-    """Read each run folder's config, result and probe; raises RunFolderError for a folder that is
-    not a finished run, naming it."""
+    """Read each run folder's config, result and probe (a demo folder, of one seed or several, stands
+    for its runs); raises RunFolderError for a folder that is not a finished run, naming it."""
     if not paths:
         raise RunFolderError("compare needs at least one run folder")
+    paths = [run for path in paths for run in run_folders(path)]
     configs, scores = [], []
     for path in paths:
         run = RunDir(path)

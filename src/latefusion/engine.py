@@ -115,8 +115,11 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
     for inputs, labels in make_loader(dataset if per_sample else distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
-            scores = method.predict(model, inputs).float()
-            shares = method.modality_scores(model, inputs) if len(method.modalities()) > 1 else {}
+            if len(method.modalities()) > 1:
+                scores, shares = method.scores(model, inputs)
+            else:
+                scores, shares = method.predict(model, inputs), {}
+            scores = scores.float()
         loss_sum += torch.nn.functional.cross_entropy(scores, labels, reduction="sum")
         predicted = scores.argmax(1)
         confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).view(num_classes, num_classes)

@@ -19,9 +19,8 @@ from typing import Callable
 import matplotlib
 from matplotlib.figure import Figure
 
-from .methods import METHODS
 from .stats import mean_std
-from .style import Style
+from .style import METHOD_STYLES, Style
 from .summary import UNIMODAL
 
 DPI = 160
@@ -63,12 +62,12 @@ def method_style(key: str, modalities: list[str]) -> Style:
     if name == UNIMODAL and modality:
         i = modalities.index(modality) if modality in modalities else 0
         return Style(f"Uni-modal ({modality})", UNIMODAL_COLORS[i % len(UNIMODAL_COLORS)], "o", UNIMODAL_LINES[i % len(UNIMODAL_LINES)])
-    return METHODS.get(name).style if name in METHODS else other_style(key)
+    return METHOD_STYLES.get(name) or other_style(key)
 
 
 def probe_style(source: str) -> Style:
     """The style of the encoders a method trained ("unimodal" or a method's name)."""
-    style = METHODS.get(source).style if source in METHODS else other_style(source)
+    style = METHOD_STYLES.get(source) or other_style(source)
     return Style(f"{style.label} encoder", style.color, style.marker, style.linestyle, style.hatch)
 
 

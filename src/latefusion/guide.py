@@ -1,209 +1,261 @@
-"""The guiding strategy: UME or UMT for this task, and why.
+"""The guiding strategy: UME or UMT for this task, and why, or why the runs cannot tell yet.
 
 The paper's principle [V]: without paired features (features only cross-modal interaction can
 learn), train each modality alone and ensemble (UME); with them, train jointly with uni-modal
-teachers (UMT). Its exact operational rule is not published, so this rule is ours [design choice]:
+teachers (UMT). Its operational rule is not published; this one is ours [design choice], and
+bench/guide_accuracy.py measures it (docs/methods.md, "How often the guide is right").
 
-  Naive late fusion is the cheapest model that *can* use paired features, and it does so despite
-  its laziness. UME has every uni-modal feature but no paired ones. Both are evaluated on the same
-  validation samples, so they are compared sample by sample (a paired test):
+1. Can these runs support a verdict at all? Each check that fails is a warning with its reason and
+   the concrete next step, and the verdict is then "inconclusive" (with the method it leans to):
+   - every candidate model (naive fusion, UME, UMT) near chance: nothing was learnt to compare;
+   - a trained model far below the linear probe of its own encoder(s) (PROBE_SHORTFALL): the
+     encoder holds what the model did not learn, so the model, not the data, is what is measured;
+   - too few optimiser steps per epoch or in all (MIN_STEPS_PER_EPOCH, MIN_OPTIMIZER_STEPS);
+   - a validation split so small that the smallest gap it could show (exact McNemar test) is larger
+     than MAX_UNDETECTABLE_GAP while the gap in question is within it.
+2. With a UMT run (every `latefusion demo` trains one), the verdict is model selection on
+   validation: UMT when it beats UME by more than MARGIN (half a point, UME's cost advantage
+   declared as a preference), else UME. The run that wins is not overruled by a reading of why.
+3. Without one, naive late fusion stands in for joint training: it can use paired features and
+   UME cannot, so naive fusion beating UME beyond chance (exact McNemar test, alpha 0.05) says
+   paired features matter: UMT. A tie while naive fusion's encoders are lazy is inconclusive
+   (laziness may hide paired features): train UMT and ask again.
+The "why" beside the verdict: the naive-vs-UME paired test (do joint models find something UME
+cannot) and the linear-probe gap (uni-modal encoder minus naive encoder, validation: laziness).
 
-      naive_only = samples naive fusion gets right and UME gets wrong
-      ume_only   = samples UME gets right and naive fusion gets wrong
-
-  The exact McNemar test asks whether naive_only and ume_only differ by more than chance (under no
-  difference, each discordant sample is a fair coin: a binomial test with p = 1/2, two-sided). If
-  naive fusion is ahead (naive_only > ume_only) with p < alpha (0.05), joint training finds
-  something the uni-modal models cannot: paired features matter, choose UMT (it keeps them and
-  restores the uni-modal features laziness costs). Otherwise choose UME: it is at least as good and
-  needs no joint training.
-
-When a UMT run exists, UMT and UME are compared the same way (umt_only, ume_only, p-value); that
-measured comparison is reported beside the verdict, and where it disagrees with the verdict the
-verdict is flagged as not clear-cut.
-
-The linear-probe gap (uni-modal encoder minus naive encoder, validation accuracy) is reported as
-evidence of laziness: it says how much UMT or UME stand to recover, not which of the two to pick.
-A gap counts as laziness when it exceeds the probe margin (two standard errors of the difference of
-the two probe accuracies, at least `min_margin`). One case is flagged as not clear-cut
-(`evidence.clear_cut = false`): naive fusion ties with UME while its encoders are lazy, so laziness
-may be hiding paired features; the verdict stays UME and the reason suggests training UMT as well
-(a UMT run, when there is one, settles it).
-
-Only validation numbers enter the decision; the test split is never read here.
+Only validation numbers enter; the test split is never read here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 
-from .data import build_dataset
-from .errors import RunFolderError
-from .probe import probe_run
-from .runs import RunDir
-from .stats import ALPHA, MCNEMAR, noise_margin, p_text, paired_test
-from .summary import run_folder, unimodal_key
+from .stats import ALPHA, MCNEMAR, SIGN_FLIP, binomial_tail, mcnemar_exact, noise_margin, p_text, paired_test, sign_flip_test, smallest_detectable_gap
 
+MARGIN = 0.005
+PROBE_SHORTFALL = 0.10
+NEAR_CHANCE_LIFT = 0.05
+MIN_STEPS_PER_EPOCH = 10
+MIN_OPTIMIZER_STEPS = 300
+MAX_UNDETECTABLE_GAP = 0.05
 TEST_NAME = f"{MCNEMAR}, validation split"
+LABELS = {"naive": "naive fusion", "ume": "UME", "umt": "UMT"}
 
 
-def decide(val_acc: dict[str, float], probe_val: dict[str, dict[str, float]], n_val: int, min_margin: float = 0.01,
-           *, discordant: tuple[int, int] | None = None, umt_discordant: tuple[int, int] | None = None,
-           alpha: float = ALPHA) -> dict[str, Any]:
-    """`val_acc` has keys "unimodal:<m>", "naive" and "ume" (and "umt" with `umt_discordant`); `probe_val`
-    maps "unimodal"/"naive" to {modality: acc}. `discordant` = (naive_only, ume_only): validation samples
-    only naive fusion, resp. only UME, gets right; `umt_discordant` = (umt_only, ume_only) likewise.
+@dataclass(frozen=True)
+class RunFacts:
+    """What the guide reads of one finished run: its per-sample validation correctness and, for a
+    run that trained, how many optimiser steps it had (None when it did not train or did not say)."""
+    correct: np.ndarray
+    steps_per_epoch: int | None = None
+    optimizer_steps: int | None = None
 
-    Without `discordant` (numbers from summaries alone, no per-sample flags), the paired test cannot be
-    run and the older independent-samples noise margin decides; the evidence says which test was used."""
-    naive, ume = val_acc["naive"], val_acc["ume"]
-    gain = naive - ume
-    gaps = {m: probe_val["unimodal"][m] - probe_val["naive"][m] for m in probe_val["unimodal"]}
-    probe_margin = {m: noise_margin(probe_val["unimodal"][m], probe_val["naive"][m], n_val, min_margin) for m in gaps}
-    lazy = [m for m, gap in gaps.items() if gap > probe_margin[m]]
-    laziness = (
-        f"Joint training left encoder(s) {', '.join(lazy)} lazy: their linear probes trail the uni-modal "
-        f"encoders by {', '.join(f'{gaps[m] * 100:.1f}' for m in lazy)} points (validation)."
-        if lazy else "The naive encoders probe about as well as the uni-modal ones (validation): little laziness to recover."
-    )
-    if discordant is not None:
-        test = {**paired_test(*discordant, alpha=alpha), "test": TEST_NAME}
-        test.update(naive_only=test.pop("first_only"), ume_only=test.pop("second_only"))
-        naive_wins, ume_wins = test.pop("first_better"), test.pop("second_better")
-        how = (f"naive fusion alone right on {test['naive_only']} samples, UME alone on {test['ume_only']}; "
-               f"{TEST_NAME.replace(', validation split', '')}: {p_text(test['p_value'])}")
-    else:
-        margin = noise_margin(naive, ume, n_val, min_margin)
-        test = {"test": "noise margin (independent samples; no per-sample data given)", "noise_margin": margin}
-        naive_wins, ume_wins = gain > margin, -gain > margin
-        how = f"difference {gain * 100:+.1f} points, noise margin {margin * 100:.1f}"
-    if naive_wins:
-        choice = "umt"
-        despite = ", although its encoders learn less of each modality" if lazy else ""
-        reason = (
-            f"Naive late fusion beats the uni-modal ensemble on validation ({naive:.3f} vs {ume:.3f}; {how}){despite}: "
-            f"the modalities hold paired features that only joint training finds. UMT keeps them and distils the "
-            f"uni-modal features back in. {laziness}"
-        )
-    else:
-        choice = "ume"
-        finding = (f"The uni-modal ensemble beats naive late fusion on validation ({ume:.3f} vs {naive:.3f}; {how})" if ume_wins else
-                   f"Naive late fusion does not beat the uni-modal ensemble beyond chance on validation ({naive:.3f} vs {ume:.3f}; {how})")
-        reason = (
-            f"{finding}: paired features add little here, so training each modality alone and ensembling (UME) is "
-            f"enough and avoids joint training. {laziness}"
-        )
-    # A tie between a lazy naive model and UME is the one case the rule cannot settle: the laziness
-    # may be hiding paired features that UMT would keep. Say so rather than sound sure.
-    tie_while_lazy = not naive_wins and not ume_wins and bool(lazy)
-    clear_cut = not tie_while_lazy
-    evidence = {"val_acc": val_acc, "paired_gain": gain, "n_val": n_val, "paired_test": test, "probe_val": probe_val,
-                "probe_gap": gaps, "probe_margin": probe_margin, "split": "val"}
-    if umt_discordant is not None:
-        umt = {**paired_test(*umt_discordant, alpha=alpha), "test": TEST_NAME}
-        umt.update(umt_only=umt.pop("first_only"), ume_only=umt.pop("second_only"))
-        umt_wins = umt.pop("first_better")
-        umt.pop("second_better")
-        evidence["umt_vs_ume"] = umt
-        measured = (f" Measured UMT against UME on validation: {val_acc['umt']:.3f} vs {ume:.3f} (UMT alone right on "
-                    f"{umt['umt_only']} samples, UME alone on {umt['ume_only']}; {p_text(umt['p_value'])})")
-        if tie_while_lazy:
-            clear_cut = True
-            if umt_wins:
-                choice = "umt"
-                reason += f"{measured}: the UMT run settles the tie, it beats UME, so laziness was hiding paired features; choose UMT."
-            else:
-                reason += f"{measured}: the UMT run settles the tie, it does not beat UME, so UME it is."
-        elif choice == "umt" and not umt_wins:
-            clear_cut = False
-            reason += f"{measured}: the UMT run trained here does not beat UME beyond chance, so this verdict is not clear-cut."
-        elif choice == "ume" and umt_wins:
-            clear_cut = False
-            reason += f"{measured}: the UMT run trained here does beat UME, so this verdict is not clear-cut; UMT is worth its cost."
-        else:
-            reason += f"{measured}, in line with the verdict."
-    elif tie_while_lazy:
-        reason += (" This verdict is not clear-cut: naive fusion ties with UME while being lazy, so its laziness "
-                   "may hide paired features; training UMT as well (one more run) would settle it.")
-    evidence["clear_cut"] = clear_cut
-    return {"choice": choice, "reason": reason, "evidence": evidence}
+    @property
+    def acc(self) -> float:
+        return float(self.correct.mean()) if self.correct.size else 0.0
 
 
-def discordant_counts(first, second) -> tuple[int, int]:
-    """(samples only `first` gets right, samples only `second` gets right) from two per-sample correct flags."""
+def label_of(key: str) -> str:
+    return f"the {key.split(':', 1)[1]}-only model" if ":" in key else LABELS.get(key, key)
+
+
+def chance_rate(labels: np.ndarray) -> float:
+    """The accuracy of always predicting the most frequent validation class."""
+    return float(np.bincount(labels).max() / labels.size) if labels.size else 0.0
+
+
+def near_chance(facts: RunFacts, chance: float) -> bool:
+    """Not above chance by NEAR_CHANCE_LIFT, or not above it beyond luck (one-sided binomial test)."""
+    n, hits = facts.correct.size, int(facts.correct.sum())
+    return facts.acc < chance + NEAR_CHANCE_LIFT or binomial_tail(hits, n, chance) >= ALPHA
+
+
+def warning(kind: str, message: str, next_step: str) -> dict[str, str]:
+    return {"kind": kind, "message": message, "next_step": next_step}
+
+
+def input_warnings(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], chance: float,
+                   umt_vs_ume: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Every reason these runs cannot support a verdict (section 1 of the module docstring)."""
+    found = []
+    candidates = [key for key in ("naive", "ume", "umt") if key in runs]
+    if all(near_chance(runs[key], chance) for key in candidates):
+        found.append(warning(
+            "near-chance", f"every candidate model is near chance on validation ({', '.join(f'{label_of(k)} {runs[k].acc:.3f}' for k in candidates)}; "
+            f"always guessing the most frequent class scores {chance:.3f}): nothing was learnt that could be compared",
+            "train longer (train.epochs), with more steps per epoch (a smaller data.batch_size), or check the labels with `latefusion check-data`"))
+    n = next(iter(runs.values())).correct.size
+    for key, facts in runs.items():
+        encoders = probe_val.get("naive" if key == "naive" else "unimodal", {})
+        modalities = [key.split(":", 1)[1]] if ":" in key else list(encoders) if key == "naive" else []
+        probes = {m: encoders[m] for m in modalities if m in encoders}
+        if not probes:
+            continue
+        best = max(probes, key=probes.get)
+        shortfall = probes[best] - facts.acc
+        if shortfall > max(PROBE_SHORTFALL, noise_margin(probes[best], facts.acc, n)):
+            found.append(warning(
+                "below-probe", f"{label_of(key)} scores {facts.acc:.3f} on validation, {shortfall * 100:.1f} points below a linear probe "
+                f"of its own {best} encoder ({probes[best]:.3f}): the model did not learn what its features hold, so comparing it "
+                "measures its training, not the data",
+                "give it more optimiser steps (a smaller data.batch_size or more train.epochs) or a lower optim.lr, then rerun"))
+    trained = {key: facts for key, facts in runs.items() if facts.steps_per_epoch is not None}
+    if trained:
+        fewest_per_epoch = min(trained.values(), key=lambda f: f.steps_per_epoch)
+        fewest_total = min(trained.values(), key=lambda f: f.optimizer_steps or 0)
+        if fewest_per_epoch.steps_per_epoch < MIN_STEPS_PER_EPOCH or (fewest_total.optimizer_steps or 0) < MIN_OPTIMIZER_STEPS:
+            found.append(warning(
+                "too-few-steps", f"the models had as few as {fewest_per_epoch.steps_per_epoch} optimiser steps per epoch and "
+                f"{fewest_total.optimizer_steps} in all (at least {MIN_STEPS_PER_EPOCH} per epoch and {MIN_OPTIMIZER_STEPS} in all "
+                "are needed to trust a comparison)",
+                "lower data.batch_size so that an epoch has at least 10 steps, or raise train.epochs"))
+    if umt_vs_ume is not None:
+        detectable = umt_vs_ume["smallest_detectable_gap"]
+        gap = abs(umt_vs_ume["gap"])
+        if detectable > MAX_UNDETECTABLE_GAP and gap < detectable:
+            found.append(warning(
+                "small-validation", f"the validation split has {n} samples: the smallest gap between UMT and UME it could tell from "
+                f"chance is {detectable * 100:.1f} points, and they differ by {gap * 100:.1f}",
+                "give the validation split more samples (e.g. a larger data.options.val_fraction), or pool several seeds "
+                "(`latefusion demo --seeds 3`)"))
+    return found
+
+
+def paired_counts(first: np.ndarray, second: np.ndarray) -> tuple[int, int]:
+    """(samples only `first` gets right, samples only `second` gets right) from per-sample correct flags."""
     if first.shape != second.shape:
-        raise ValueError(f"per-sample flags of different lengths: {tuple(first.shape)} and {tuple(second.shape)}")
+        raise ValueError(f"per-sample flags of different lengths: {first.shape} and {second.shape}")
     return int((first & ~second).sum()), int((~first & second).sum())
 
 
-def val_correct(run_dir: str) -> Any:
-    """Per-sample correct flags (bool tensor, sample order) of a finished run's best model on the
-    validation split, as training evaluated it (so their mean is the run's val_acc)."""
-    return torch.from_numpy(RunDir(run_dir).correct("val"))
+def compare(first: RunFacts, second: RunFacts, alpha: float) -> dict[str, Any]:
+    """The exact McNemar test of two runs on the validation samples, with the gap and what the split could detect."""
+    first_only, second_only = paired_counts(first.correct, second.correct)
+    test = {**paired_test(first_only, second_only, alpha), "test": TEST_NAME}
+    n = first.correct.size
+    return {**test, "gap": first.acc - second.acc,
+            "smallest_detectable_gap": smallest_detectable_gap(n, first_only + second_only, alpha)}
 
 
-def same_data(runs: dict[str, str], bundle=None) -> str | None:
-    """The one data fingerprint (result.json's `fingerprints.data`) the finished `runs` (label -> folder)
-    were trained on; RunFolderError naming the runs that differ, when they were trained on different data,
-    or when `bundle` (the data the guide would evaluate them on) is not that data. None if no run records one."""
-    found = {label: RunDir(path).result().get("fingerprints", {}).get("data") for label, path in runs.items()}
-    groups: dict[str | None, list[str]] = {}
-    for label, fingerprint in found.items():
-        groups.setdefault(fingerprint, []).append(f"{label} ({runs[label]})")
-    if len(groups) > 1:
-        listed = "; ".join(f"data {fingerprint or 'not recorded'}: {', '.join(labels)}" for fingerprint, labels in groups.items())
-        raise RunFolderError(f"the runs given to the guide were trained on different data, so comparing them would mix data sets: "
-                             f"{listed}. Train them all on one data set (same data.name, data.path and data.options)")
-    (fingerprint,) = groups
-    if bundle is not None and fingerprint is not None and bundle.fingerprint != fingerprint:
-        raise RunFolderError(f"the data to evaluate on (fingerprint {bundle.fingerprint}) is not the data these runs were trained on "
-                             f"(fingerprint {fingerprint}); it changed since, or another data set was given")
-    return fingerprint
+def decide(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], labels: np.ndarray, *,
+           margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, Any]:
+    """The verdict from the finished runs' facts. `runs` has keys "unimodal:<m>", "naive", "ume" and,
+    when a UMT run exists, "umt"; `probe_val` maps "unimodal"/"naive" to {modality: validation
+    accuracy of a linear probe of that encoder}; `labels` are the validation labels (for chance)."""
+    n = labels.size
+    if any(f.correct.size != n for f in runs.values()):
+        raise ValueError(f"per-sample flags of different lengths: {({k: f.correct.size for k, f in runs.items()})} for {n} labels")
+    naive, ume, umt = runs["naive"], runs["ume"], runs.get("umt")
+    naive_vs_ume = compare(naive, ume, alpha)
+    umt_vs_ume = compare(umt, ume, alpha) if umt is not None else None
+    gaps = {m: probe_val["unimodal"][m] - probe_val["naive"][m] for m in probe_val["unimodal"]}
+    probe_margin = {m: noise_margin(probe_val["unimodal"][m], probe_val["naive"][m], n) for m in gaps}
+    lazy = [m for m, gap in gaps.items() if gap > probe_margin[m]]
+    laziness = (f"Joint training left encoder(s) {', '.join(lazy)} lazy: their linear probes trail the uni-modal encoders by "
+                f"{', '.join(f'{gaps[m] * 100:.1f}' for m in lazy)} points." if lazy else
+                "The naive encoders probe about as well as the uni-modal ones: little laziness to recover.")
+    naive_says = (f"naive fusion {naive.acc:.3f} vs UME {ume.acc:.3f}, alone right on {naive_vs_ume['first_only']} vs "
+                  f"{naive_vs_ume['second_only']} samples, {p_text(naive_vs_ume['p_value'])}")
+    if naive_vs_ume["first_better"]:
+        paired = f"Joint training finds what training each modality alone cannot ({naive_says}): the modalities hold paired features."
+    elif naive_vs_ume["second_better"]:
+        paired = f"Even lazy joint training loses to UME ({naive_says}): paired features add little here."
+    else:
+        paired = f"Naive fusion and UME are level within chance ({naive_says})."
+
+    if umt_vs_ume is not None:
+        gap = umt_vs_ume["gap"]
+        measured = (f"UMT {umt.acc:.3f} vs UME {ume.acc:.3f} on validation, alone right on {umt_vs_ume['first_only']} vs "
+                    f"{umt_vs_ume['second_only']} samples, {p_text(umt_vs_ume['p_value'])}")
+        if gap > margin:
+            choice = "umt"
+            strength = "" if umt_vs_ume["first_better"] else " (a gap within chance on this split: the better estimate, not a sure one)"
+            headline = f"UMT: it beats UME by {gap * 100:.1f} points ({measured}){strength}."
+        else:
+            choice = "ume"
+            headline = (f"UME: UMT does not beat it by more than the {margin * 100:.1f}-point margin that UME's lower cost earns "
+                        f"({measured}).")
+        rule = "model selection on validation between the trained UMT and UME runs"
+    elif naive_vs_ume["first_better"]:
+        choice, rule = "umt", "naive fusion vs UME (no UMT run)"
+        headline = f"UMT: naive fusion beats UME on validation beyond chance ({naive_says}), so joint training is needed."
+    else:
+        choice, rule = "ume", "naive fusion vs UME (no UMT run)"
+        headline = f"UME: naive fusion does not beat it beyond chance ({naive_says}), so training each modality alone is enough."
+
+    warnings = input_warnings(runs, probe_val, chance_rate(labels), umt_vs_ume)
+    if umt is None and lazy and not naive_vs_ume["first_better"] and not naive_vs_ume["second_better"]:
+        warnings.append(warning(
+            "laziness-may-hide-paired-features", "naive fusion ties with UME while its encoders are lazy, so laziness may hide "
+            "paired features that UMT would keep", "train UMT as well (`latefusion demo` does) and ask the guide again"))
+    verdict = "inconclusive" if warnings else choice
+    if warnings:
+        headline = (f"Inconclusive (leaning {choice.upper()}): {warnings[0]['message']}. Next: {warnings[0]['next_step']}."
+                    + (f" ({len(warnings) - 1} more warning{'s' if len(warnings) > 2 else ''} below.)" if len(warnings) > 1 else ""))
+    reason = " ".join([headline, paired, laziness])
+    evidence = {"rule": rule, "margin": margin, "val_acc": {key: facts.acc for key, facts in runs.items()}, "n_val": n,
+                "chance": chance_rate(labels), "naive_vs_ume": naive_vs_ume, "probe_val": probe_val, "probe_gap": gaps,
+                "probe_margin": probe_margin, "split": "val", **({"umt_vs_ume": umt_vs_ume} if umt_vs_ume else {})}
+    return {"choice": choice, "verdict": verdict, "headline": headline, "reason": reason, "warnings": warnings, "evidence": evidence}
 
 
-def demo_runs(folder: str | Path) -> dict[str, Any]:
-    """The runs the guide reads in a `latefusion demo` folder: {"unimodal": {modality: path}, "naive",
-    "ume", "umt" (None when the folder holds no finished UMT run)}."""
-    root = Path(folder)
-    prefix = run_folder(unimodal_key(""))
-    unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*")) if p.is_dir()}
-    if not unimodal:
-        raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
-    umt = root / run_folder("umt")
-    return {"unimodal": unimodal, "naive": str(root / "naive"), "ume": str(root / "ume"),
-            "umt": str(umt) if RunDir(umt).is_finished() else None}
+def pooled_verdict(per_seed: dict[str, dict[str, Any]], correct: dict[str, dict[str, np.ndarray]], *, same_samples: bool,
+                   margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, Any] | None:
+    """The verdict over several seeds. `per_seed`: each seed's one-seed verdict by label; `correct`:
+    each seed's per-sample validation flags by run key ("ume", "umt" or "naive").
+
+    Seeds that share their validation samples (only training varies) are not independent draws of
+    those samples, so their counts are not added up: each sample's correctness is averaged over the
+    seeds, and a paired sign-flip test over samples asks whether the per-sample difference is centred
+    on zero. Seeds with samples of their own (each draws its data) are pooled as one larger split.
+    The choice follows the one-seed rule on the pooled numbers; a warning of any seed other than a
+    small validation split (which pooling answers) stands, naming its seeds. None for one seed."""
+    if len(per_seed) < 2:
+        return None
+    first = "umt" if all("umt" in flags for flags in correct.values()) else "naive"
+    pair = [np.stack([flags[key] for flags in correct.values()]).astype(np.float64) for key in (first, "ume")]
+    if same_samples:
+        difference = (pair[0] - pair[1]).mean(axis=0)
+        p, gap = sign_flip_test(difference), float(difference.mean())
+        test = {"test": f"{SIGN_FLIP}, per-sample correctness averaged over {len(per_seed)} seeds that share their validation samples"}
+    else:
+        first_only, ume_only = int((pair[0] > pair[1]).sum()), int((pair[0] < pair[1]).sum())
+        p, gap = mcnemar_exact(first_only, ume_only), float((pair[0] - pair[1]).mean())
+        test = {"test": f"{MCNEMAR} on the discordant counts of {len(per_seed)} seeds with their own validation samples",
+                "first_only": first_only, "ume_only": ume_only}
+    significant = p < alpha
+    name = "UMT" if first == "umt" else "naive fusion"
+    measured = f"{name} vs UME on validation over {len(per_seed)} seeds: {gap * 100:+.1f} points, {p_text(p)}"
+    if first == "umt":
+        choice = "umt" if gap > margin else "ume"
+        headline = (f"UMT: it beats UME by {gap * 100:.1f} points on average ({measured})." if choice == "umt" else
+                    f"UME: UMT does not beat it by more than the {margin * 100:.1f}-point margin UME's lower cost earns ({measured}).")
+    else:
+        choice = "umt" if gap > 0 and significant else "ume"
+        headline = (f"UMT: naive fusion beats UME beyond chance ({measured}), so joint training is needed." if choice == "umt" else
+                    f"UME: naive fusion does not beat it beyond chance ({measured}).")
+    seeds_by_kind: dict[str, list[str]] = {}
+    first_warning: dict[str, dict[str, str]] = {}
+    for label, verdict in per_seed.items():
+        for item in verdict.get("warnings", []):
+            if item["kind"] != "small-validation":
+                seeds_by_kind.setdefault(item["kind"], []).append(label)
+                first_warning.setdefault(item["kind"], item)
+    warnings = [{**first_warning[kind], "message": f"{first_warning[kind]['message']} (in {', '.join(labels)})"}
+                for kind, labels in seeds_by_kind.items()]
+    verdict = "inconclusive" if warnings else choice
+    if warnings:
+        headline = f"Inconclusive (leaning {choice.upper()}): {warnings[0]['message']}. Next: {warnings[0]['next_step']}."
+    return {"choice": choice, "verdict": verdict, "headline": headline, "warnings": warnings, "compared": f"{first} vs ume",
+            "gap": gap, "p_value": p, "significant": significant, "same_samples": same_samples, "seeds": list(per_seed), **test}
 
 
-def guide_folder(folder: str | Path, *, bundle=None) -> dict[str, Any]:
-    """The guide's verdict on the finished runs of one demo folder (see `guide_from_runs`)."""
-    runs = demo_runs(folder)
-    return guide_from_runs(runs["unimodal"], runs["naive"], runs["ume"], umt=runs["umt"], bundle=bundle)
+def verdict_text(verdict: dict[str, Any]) -> str:
+    """The verdict as the console and the report open with it: the choice (or "INCONCLUSIVE"), the headline, the warnings."""
+    lines = [f"Verdict: {verdict['verdict'].upper()}", verdict["headline"]]
+    lines += [f"warning ({w['kind']}): {w['message']}. Next: {w['next_step']}." for w in verdict.get("warnings", [])[1:]]
+    return "\n".join(lines)
 
-
-def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str | None = None, bundle=None,
-                    min_margin: float = 0.01, alpha: float = ALPHA) -> dict[str, Any]:
-    """Decide from finished run folders: the naive and UME models (and UMT's, when `umt` names a
-    finished run) are run on the validation split for the paired test; the uni-modal and naive runs
-    are probed if not yet probed. `bundle`: the data, else built from the naive run's config.
-    All of them must have been trained on one data set, and `bundle` must be it (`same_data`)."""
-    use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
-    runs = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
-    same_data(runs)
-    bundle = bundle or build_dataset(RunDir(naive).config().data)
-    same_data(runs, bundle)
-    val_acc = {unimodal_key(m): RunDir(path).result()["val_acc"] for m, path in unimodal.items()}
-    val_acc["naive"] = RunDir(naive).result()["val_acc"]
-    ume_result = RunDir(ume).result()
-    val_acc["ume"] = ume_result["val_acc"]
-    correct = {"naive": val_correct(naive), "ume": val_correct(ume)}
-    umt_discordant = None
-    if use_umt:
-        val_acc["umt"] = RunDir(umt).result()["val_acc"]
-        umt_discordant = discordant_counts(val_correct(umt), correct["ume"])
-    probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()}}
-    probe_val["naive"] = {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}
-    return decide(val_acc, probe_val, ume_result["n_val"], min_margin,
-                  discordant=discordant_counts(correct["naive"], correct["ume"]), umt_discordant=umt_discordant, alpha=alpha)

@@ -19,12 +19,15 @@ from typing import Any
 from . import distributed
 from .config import RunConfig
 from .data import DataBundle, build_dataset
-from .errors import ConfigError
-from .guide import guide_from_runs
+from .errors import ConfigError, RunFolderError
+from .guide import MARGIN, RunFacts, decide
 from .methods import METHODS
 from .probe import probe_run
 from .registry import did_you_mean
 from .resolve import check_free_form_options
+from .runs import RunDir
+from .seeds import aggregate_summaries, each_seed, pooled_guide, seed_folders
+from .stats import ALPHA
 from .storage import write_json
 from .summary import UNIMODAL, Scores, Summary, run_folder, unimodal_key
 from .train import train
@@ -104,3 +107,85 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
     if distributed.is_main():
         write_json(out / "summary.json", summary)
     return summary
+
+
+def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
+                   methods: Sequence[str] = (), log=print) -> dict[str, Any]:
+    """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
+    per_seed, folders = {}, {}
+    for label, config, folder in each_seed(base, out, n):
+        log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
+        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, log=log)
+        folders[label] = folder
+    summary = aggregate_summaries(per_seed, folders)
+    if distributed.is_main():
+        write_json(Path(out) / "summary.json", summary)
+    return summary
+
+
+# ------------------------------------------------------------------------ the guide, from run folders
+
+def same_data(runs: dict[str, str], bundle=None, *, results: dict[str, dict[str, Any]] | None = None) -> str | None:
+    """The one data fingerprint (result.json's `fingerprints.data`) the finished `runs` (label -> folder)
+    were trained on; RunFolderError naming the runs that differ, when they were trained on different data,
+    or when `bundle` (the data the guide would evaluate them on) is not that data. None if no run records one.
+    `results`: the runs' result.json by label, when already read."""
+    results = results or {label: RunDir(path).result() for label, path in runs.items()}
+    found = {label: results[label].get("fingerprints", {}).get("data") for label in runs}
+    groups: dict[str | None, list[str]] = {}
+    for label, fingerprint in found.items():
+        groups.setdefault(fingerprint, []).append(f"{label} ({runs[label]})")
+    if len(groups) > 1:
+        listed = "; ".join(f"data {fingerprint or 'not recorded'}: {', '.join(labels)}" for fingerprint, labels in groups.items())
+        raise RunFolderError(f"the runs given to the guide were trained on different data, so comparing them would mix data sets: "
+                             f"{listed}. Train them all on one data set (same data.name, data.path and data.options)")
+    (fingerprint,) = groups
+    if bundle is not None and fingerprint is not None and bundle.fingerprint != fingerprint:
+        raise RunFolderError(f"the data to evaluate on (fingerprint {bundle.fingerprint}) is not the data these runs were trained on "
+                             f"(fingerprint {fingerprint}); it changed since, or another data set was given")
+    return fingerprint
+
+
+def demo_runs(folder: str | Path) -> dict[str, Any]:
+    """The runs the guide reads in a `latefusion demo` folder: {"unimodal": {modality: path}, "naive",
+    "ume", "umt" (None when the folder holds no finished UMT run)}."""
+    root = Path(folder)
+    prefix = run_folder(unimodal_key(""))
+    unimodal = {p.name.removeprefix(prefix): str(p) for p in sorted(root.glob(f"{prefix}*")) if p.is_dir()}
+    if not unimodal:
+        raise RunFolderError(f"{root} holds no {prefix}<modality> runs; is it a `latefusion demo` output folder?")
+    umt = root / run_folder("umt")
+    return {"unimodal": unimodal, "naive": str(root / "naive"), "ume": str(root / "ume"),
+            "umt": str(umt) if RunDir(umt).is_finished() else None}
+
+
+def guide_folder(folder: str | Path, *, bundle=None) -> dict[str, Any]:
+    """The guide's verdict on the finished runs of one demo folder (see `guide_from_runs`). For a
+    folder of seed-K demo folders (`latefusion demo --seeds N`): {"per_seed": {label: verdict},
+    "pooled": the verdict over the seeds (seeds.pooled_guide)}."""
+    if folders := seed_folders(folder):
+        per_seed = {path.name: guide_folder(path, bundle=bundle) for path in folders}
+        return {"per_seed": per_seed, "pooled": pooled_guide(per_seed, {path.name: path for path in folders})}
+    runs = demo_runs(folder)
+    return guide_from_runs(runs["unimodal"], runs["naive"], runs["ume"], umt=runs["umt"], bundle=bundle)
+
+
+def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str | None = None, bundle=None,
+                    margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, Any]:
+    """Decide from finished run folders: their saved validation predictions, and linear probes of the
+    uni-modal and naive encoders (computed if not yet stored). `bundle`: the data, else built from the
+    naive run's config. All of them must have been trained on one data set, and `bundle` must be it."""
+    use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
+    paths = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
+    results = {key: RunDir(path).result() for key, path in paths.items()}
+    same_data(paths, results=results)
+    bundle = bundle or build_dataset(RunDir(naive).config().data)
+    same_data(paths, bundle, results=results)
+    runs = {key: RunFacts(RunDir(path).correct("val"), results[key].get("steps_per_epoch"), results[key].get("optimizer_steps"))
+            for key, path in paths.items()}
+    probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()},
+                 "naive": {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}}
+    _, labels = RunDir(naive).predictions("val")
+    return decide(runs, probe_val, labels, margin=margin, alpha=alpha)
+
+

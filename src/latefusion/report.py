@@ -47,7 +47,7 @@ from .stats import p_text
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
 from .storage import atomic_write_bytes, atomic_write_text, read_json
-from .summary import UNIMODAL, run_folder_in
+from .summary import run_folder_in
 from .version import __version__
 
 FIGURES_FOLDER = "report-figures"
@@ -259,28 +259,28 @@ def p_value(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-4 else "< 0.0001"
 
 
+def paired_cell(test: dict[str, Any] | None) -> str:
+    """"right alone: first / second, p" of a paired comparison in a verdict's evidence."""
+    if not test:
+        return "–"
+    return f"{test['first_only']} / {test['second_only']}, {p_text(test['p_value'])}"
+
+
 def evidence_table(report: Report) -> Table:
-    """The guide's numbers, all on the validation split: the accuracies, the paired test's discordant
-    counts and p-value (naive vs UME; UMT vs UME when a UMT run was compared) and the probe gaps."""
+    """The guide's numbers per seed, all on the validation split: the accuracies, the paired tests
+    (UMT vs UME when a UMT run was compared, naive vs UME), the probe gaps and the verdict."""
     with_umt = any("umt_vs_ume" in s.summary["guide"]["evidence"] for s in report.seeds)
-    header = ["Seed", "Naive", "UME", "Naive only right", "UME only right", "p (naive vs UME)"]
-    if with_umt:
-        header += ["UMT", "UMT only right", "UME only right (vs UMT)", "p (UMT vs UME)"]
-    header += [f"Probe gap {m}" for m in report.modalities] + ["Choice"]
+    header = ["Seed", "Naive", "UME"] + (["UMT", "UMT vs UME: right alone, p"] if with_umt else [])
+    header += ["Naive vs UME: right alone, p"] + [f"Probe gap {m}" for m in report.modalities] + ["Verdict"]
     rows = []
     for seed in report.seeds:
-        e = seed.summary["guide"]["evidence"]
-        test = e.get("paired_test")
-        if test and "p_value" in test:
-            paired = [str(test["naive_only"]), str(test["ume_only"]), p_value(test["p_value"])]
-        else:  # a summary from before the paired test: its noise margin is all there is
-            paired = ["–", "–", f"margin {e.get('noise_margin', float('nan')) * 100:.1f} pts"]
-        row = [seed.label, f"{e['val_acc']['naive'] * 100:.1f}", f"{e['val_acc']['ume'] * 100:.1f}", *paired]
+        guide = seed.summary["guide"]
+        e = guide["evidence"]
+        row = [seed.label, f"{e['val_acc']['naive'] * 100:.1f}", f"{e['val_acc']['ume'] * 100:.1f}"]
         if with_umt:
-            umt = e.get("umt_vs_ume")
-            row += ([f"{e['val_acc']['umt'] * 100:.1f}", str(umt["umt_only"]), str(umt["ume_only"]), p_value(umt["p_value"])]
-                    if umt else ["–"] * 4)
-        rows.append(row + [points(e["probe_gap"][m]) for m in report.modalities] + [seed.summary["guide"]["choice"].upper()])
+            row += [f"{e['val_acc']['umt'] * 100:.1f}" if "umt" in e["val_acc"] else "–", paired_cell(e.get("umt_vs_ume"))]
+        rows.append(row + [paired_cell(e.get("naive_vs_ume"))] + [points(e["probe_gap"][m]) for m in report.modalities]
+                    + [guide["verdict"].upper()])
     return Table(header, rows, [s.label for s in report.seeds], align="l" + "r" * (len(header) - 2) + "l")
 
 
@@ -340,37 +340,50 @@ def laziness_words(report: Report) -> str:
             f"(test): {gaps}.")
 
 
-def guide_headline(report: Report) -> str:
-    counts = guide_counts(report)
-    if len(counts) == 1:
-        choice = next(iter(counts)).upper()
-        seeds = "both seeds" if len(report.seeds) == 2 else f"all {len(report.seeds)} seeds"
-        headline = f"The guide recommends {choice}" + (f" in {seeds}." if report.several else ".")
-    else:
-        split = ", ".join(f"{c.upper()} in {n} seed{'s' if n > 1 else ''}" for c, n in counts.most_common())
-        headline = f"The guide is split across seeds: {split}. The evidence is near the edge of chance; more seeds or more data would settle it."
-    if pooled := report.aggregate.get("guide_pooled"):
-        repeated = " (the seeds share their validation samples, so this p-value is optimistic)" if pooled["same_samples"] else ""
-        headline += (f" Pooled over the seeds: naive fusion alone right on {pooled['naive_only']} samples, UME alone on "
-                     f"{pooled['ume_only']}, {p_text(pooled['p_value'])}{repeated}: {pooled['choice'].upper()}.")
-    return headline
+def verdict_of(report: Report) -> dict[str, Any]:
+    """The verdict the report opens with: the one seed's, or the one over the seeds."""
+    if report.several and (pooled := report.aggregate.get("guide_pooled")):
+        return pooled
+    return report.seeds[0].summary["guide"]
+
+
+def verdict_words(report: Report) -> list[str]:
+    """The verdict in a few sentences: the answer with its evidence, how the seeds voted, and how it
+    stands against the test accuracies in the table beneath it."""
+    verdict = verdict_of(report)
+    words = [verdict["headline"]]
+    if report.several:
+        counts = guide_counts(report)
+        words.append("Seed by seed: " + ", ".join(f"{c.upper()} in {n}" for c, n in counts.most_common()) + ".")
+    mean = report.aggregate["mean"]["methods"]
+    chosen = verdict["choice"]
+    best = max(mean, key=lambda k: mean[k]["test_acc"])
+    if chosen in mean and best != chosen:
+        label = lambda k: method_style(k, report.modalities).label  # noqa: E731
+        words.append(f"On test, {label(best)} scores {mean[best]['test_acc'] * 100:.1f}% against {mean[chosen]['test_acc'] * 100:.1f}% "
+                     f"for {label(chosen)}: the guide decides on the validation split only (the test split is kept for the final "
+                     "estimate), so it can differ from the test table where the two splits disagree within chance"
+                     + (" or where the best method is neither UME nor UMT, which the guide chooses between." if best not in ("ume", "umt")
+                        else "."))
+    return words
 
 
 GUIDE_RULE = (
-    "How it decides (validation split only; the test split is never read): naive late fusion can use features "
-    "that exist only in the combination of modalities (paired features); the uni-modal ensemble (UME) cannot. "
-    "Both are run on the same validation samples and compared sample by sample: the samples only naive fusion "
-    "gets right against those only UME gets right, with the exact McNemar test (two-sided; under no difference "
-    "each such sample is a fair coin). If naive fusion is ahead with p < 0.05, the task has paired features and "
-    "UMT is chosen, since it keeps them and restores what laziness costs; otherwise UME is as good and needs no "
-    "joint training. Where a UMT run exists it is compared with UME the same way, and a verdict it contradicts "
-    "is marked not clear-cut. The probe gaps (uni-modal minus naive encoder, validation) show how much laziness "
-    "there is to recover; they inform the verdict but do not decide it."
+    "How it decides (validation split only; the test split is never read). First, whether the runs can support a "
+    "verdict at all: it is \"inconclusive\", with the reason and the next step, when every candidate model is near "
+    "chance, when a model scores far below a linear probe of its own encoder (it did not learn what its features "
+    "hold), when the models had too few optimiser steps, or when the validation split is too small for the gap in "
+    "question. Then, with a trained UMT run, the verdict is model selection: UMT when it beats UME on validation by "
+    "more than half a point (UME is preferred within that margin: it needs no joint training), else UME. Without a "
+    "UMT run, naive late fusion stands in for joint training: it can use features only the combination of "
+    "modalities holds (paired features) and UME cannot, so naive fusion beating UME beyond chance (exact McNemar "
+    "test on the samples only one of them gets right, p < 0.05) means UMT. The probe gaps (uni-modal minus naive "
+    "encoder) show how much laziness there is to recover; they explain the verdict but do not decide it."
 )
 
-EVIDENCE_CAPTION = ("All numbers on the validation split. Accuracy (%) of naive fusion, UME (and UMT); \"only right\": samples one "
-                    "model gets right and the other wrong; p: exact McNemar test on those counts; probe gap: uni-modal minus "
-                    "naive-fusion encoder's linear probe, in points (Figure {probe_gap} draws these gaps).")
+EVIDENCE_CAPTION = ("All numbers on the validation split. Accuracy (%) of naive fusion, UME (and UMT); \"right alone\": samples "
+                    "the first model gets right and the second wrong, then the reverse; p: exact McNemar test on those counts; "
+                    "probe gap: uni-modal minus naive-fusion encoder's linear probe, in points (Figure {probe_gap} draws these gaps).")
 
 REPRODUCE = (
     "Each run is reproduced by `latefusion train --config RUN_FOLDER/config.yaml --out NEW_FOLDER` "
@@ -492,7 +505,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; background: #fff; color: var(--ink);
   font: 15px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 920px; margin: 0 auto; padding: 44px 28px 72px; }
+main { max-width: 1080px; margin: 0 auto; padding: 44px 28px 72px; }
 header { border-bottom: 2px solid var(--ink); padding-bottom: 14px; margin-bottom: 8px; }
 .kicker { text-transform: uppercase; letter-spacing: .08em; font-size: .75rem; color: var(--muted); margin: 0; }
 h1 { font-size: 1.75rem; line-height: 1.25; margin: .2rem 0 .5rem; letter-spacing: -.01em; }
@@ -520,7 +533,10 @@ figure { margin: 1.4rem 0; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { color: var(--muted); font-size: .88rem; margin-top: .5rem; }
 .verdict { border-left: 4px solid var(--accent); background: var(--soft); padding: .85rem 1.15rem; border-radius: 0 6px 6px 0; }
-.verdict .choice { font-size: 1.12rem; font-weight: 650; margin: 0 0 .3rem; }
+.verdict .choice { font-size: 1.3rem; font-weight: 650; margin: 0 0 .3rem; }
+#verdict { margin: 1.4rem 0 0; }
+#verdict .kicker { margin-bottom: .1rem; }
+.warnings { margin: .2rem 0 .4rem; padding-left: 1.2rem; }
 blockquote { margin: .6rem 0; padding: 0 0 0 .9rem; border-left: 3px solid var(--rule); color: #333; }
 .small { font-size: .88rem; color: var(--muted); }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: .84rem; }
@@ -553,6 +569,25 @@ def section(number: int, anchor: str, title: str, body: str) -> str:
 PROBE_CAPTION = "Linear-probe test accuracy of each frozen encoder (test split)."
 
 
+def verdict_label(report: Report) -> str:
+    verdict = verdict_of(report)
+    return (f"Inconclusive (leaning {verdict['choice'].upper()})" if verdict["verdict"] == "inconclusive"
+            else f"Use {verdict['verdict'].upper()}")
+
+
+def warning_lines(report: Report) -> list[str]:
+    return [f"{w['message']}. Next: {w['next_step']}." for w in verdict_of(report).get("warnings", [])]
+
+
+def verdict_html(report: Report) -> str:
+    warnings = "".join(f"<li>{esc(line)}</li>" for line in warning_lines(report))
+    return (f'<section id="verdict" class="verdict"><p class="kicker">The guide\'s verdict</p>'
+            f'<p class="choice">{esc(verdict_label(report))}</p>'
+            + "".join(f"<p>{esc(words)}</p>" for words in verdict_words(report))
+            + (f'<p class="small">Warnings:</p><ul class="warnings">{warnings}</ul>' if warnings else "")
+            + '<p class="small"><a href="#guide">How the guide decided, and its evidence</a></p></section>')
+
+
 def render_html(report: Report, figures: dict[str, bytes], generated: str) -> str:
     dataset = report.aggregate["dataset"]
     wrap = '<div class="table-wrap">{}</div>'.format
@@ -562,6 +597,8 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
         else f"<blockquote>{esc(s.summary['guide']['reason'])}</blockquote>" for s in report.seeds)
     if report.several:
         reasons = f"<details><summary>The guide's reasoning in each seed</summary>{reasons}</details>"
+    else:
+        reasons = f"<p>In full:</p>{reasons}"
     configs = "".join(
         f"<details><summary>{html.escape(f'{seed.label}/{run.path.name}')}/config.yaml</summary>"
         f"<pre>{html.escape(run.config_text)}</pre></details>" for seed in report.seeds for run in seed.runs.values())
@@ -573,14 +610,13 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
                 f"<p>{esc(laziness_words(report))}</p>" + wrap(probe_table(report).html(PROBE_CAPTION))
                 + fig("laziness") + fig("probe_gap") + (wrap(shares.html(MODALITY_CAPTION)) if shares else "")),
         section(3, "curves", "Training curves", fig("curves") + fig("modalities") + fig("distill")),
-        section(4, "guide", "The guide's verdict",
-                f'<div class="verdict"><p class="choice">{esc(guide_headline(report))}</p>{reasons}</div>'
-                f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(evidence_caption(figure_numbers(figures))))),
+        section(4, "guide", "How the guide decided",
+                reasons + f"<p>{esc(GUIDE_RULE)}</p>" + wrap(evidence_table(report).html(evidence_caption(figure_numbers(figures))))),
         section(5, "reproduce", "Reproducing these runs",
                 f"<p>{esc(REPRODUCE)}</p>" + wrap(runs_table(report).html()) + "<h3>Environment</h3>"
                 + wrap(environment_table(report).html()) + "<h3>Configurations</h3>" + configs),
     ]
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("comparison", "Comparison"), ("laziness", "Laziness"),
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("verdict", "Verdict"), ("comparison", "Comparison"), ("laziness", "Laziness"),
                                                         ("curves", "Curves"), ("guide", "Guide"), ("reproduce", "Reproduce")))
     facts = "".join(f"<p>{esc(f)}</p>" for f in header_facts(report))
     return f"""<!DOCTYPE html>
@@ -594,6 +630,7 @@ def render_html(report: Report, figures: dict[str, bytes], generated: str) -> st
 <body>
 <main>
 <header><p class="kicker">latefusion report · uni-modal training, naive late fusion, UME and UMT</p><h1>{html.escape(dataset)}</h1>{facts}<nav>{nav}</nav></header>
+{verdict_html(report)}
 {''.join(sections)}
 <footer>Generated {html.escape(generated)} by latefusion {html.escape(__version__)}
 from {html.escape(', '.join(str(s.path) for s in report.seeds))}.</footer>
@@ -621,13 +658,15 @@ def render_markdown(report: Report, figure_files: dict[str, str], generated: str
     parts = [
         f"# latefusion report: {md(report.aggregate['dataset'])}",
         "\n".join(md(f) for f in header_facts(report)),
+        f"**The guide's verdict: {md(verdict_label(report))}.** " + " ".join(md(w) for w in verdict_words(report)),
+        "\n".join(f"- Warning: {md(line)}" for line in warning_lines(report)),
         "## 1 Which method wins", md(comparison_words(report)), comparison_table(report).markdown(), figure("accuracy"),
         figure("confusion"),
         "## 2 Did each modality learn its features?", md(laziness_words(report)),
         PROBE_CAPTION, probe_table(report).markdown(), figure("laziness"), figure("probe_gap"),
         *([md(MODALITY_CAPTION), shares.markdown()] if (shares := modality_table(report)) else []),
         "## 3 Training curves", figure("curves"), figure("modalities"), figure("distill"),
-        "## 4 The guide's verdict", f"**{md(guide_headline(report))}**", reasons, GUIDE_RULE, evidence_table(report).markdown(),
+        "## 4 How the guide decided", reasons, GUIDE_RULE, evidence_table(report).markdown(),
         evidence_caption(numbers),
         "## 5 Reproducing these runs", REPRODUCE, runs_table(report).markdown(),
         "### Environment", environment_table(report).markdown(), "### Configurations", configs,
@@ -701,8 +740,8 @@ def write_report(paths: list[str | Path], out: str | Path | None = None) -> Writ
 
 
 def terminal_summary(report: Report) -> str:
-    """What `latefusion demo` and `latefusion report` print: the two tables and the verdict."""
-    return (f"{comparison_table(report).markdown(escape=False)}\n\nLinear probe of each frozen encoder (test accuracy, %):\n\n"
-            f"{probe_table(report).markdown(escape=False)}\n\n{guide_headline(report)}\n"
-            + "\n".join(f"  {s.label}: {s.summary['guide']['reason']}" if report.several else s.summary["guide"]["reason"]
-                        for s in report.seeds))
+    """What `latefusion demo` and `latefusion report` print: the verdict first, then the two tables."""
+    verdict = "\n".join([f"The guide's verdict: {verdict_label(report)}", *verdict_words(report),
+                         *(f"Warning: {line}" for line in warning_lines(report))])
+    return (f"{verdict}\n\n{comparison_table(report).markdown(escape=False)}\n\nLinear probe of each frozen encoder (test accuracy, %):\n\n"
+            f"{probe_table(report).markdown(escape=False)}")

@@ -154,4 +154,13 @@ def record_references(run: RunDir, option: str, runs: dict[str, RunDir]) -> None
 def checkpoint_sha256(run: RunDir) -> str:
     if not run.best.is_file():
         raise RunFolderError(f"{run.path} has no {run.best.relative_to(run.path)}: it has not finished training")
-    return file_sha256(run.best)
+    stat = run.best.stat()
+    # A checkpoint is only ever replaced whole (a new inode, by an atomic rename), so its identity
+    # and size and mtime name its contents: each one is hashed once per process, not once per use.
+    key = (str(run.best.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKPOINT_HASHES:
+        _CHECKPOINT_HASHES[key] = file_sha256(run.best)
+    return _CHECKPOINT_HASHES[key]
+
+
+_CHECKPOINT_HASHES: dict[tuple, str] = {}

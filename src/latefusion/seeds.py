@@ -22,7 +22,8 @@ shape typed in summary.py; `mean` and `std` mirror its `methods` and `probe` sec
   {"dataset": ..., "modalities": [...], "seeds": ["seed-0", "seed-1", ...],
    "mean": {"methods": {name: {"val_acc", "test_acc"}}, "probe": {encoder: {modality: acc}}},
    "std": {same keys as mean},
-   "guide_choices": {"seed-0": "ume", ...},
+   "guide_choices": {"seed-0": "ume", ...},      (each seed's verdict: ume, umt or inconclusive)
+   "guide_pooled": the verdict over the seeds (guide.pooled_verdict; absent for one seed),
    "per_seed": {"seed-0": <one-seed summary>, ...}}
 """
 
@@ -31,12 +32,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import distributed
 from .config import RunConfig, flat_config, read_yaml
-from .pipeline import run_pipeline
 from .errors import ConfigError, RunFolderError
-from .stats import ALPHA, mcnemar_exact, mean_std
-from .storage import write_json
+from .guide import pooled_verdict
+from .runs import RunDir
+from .stats import mean_std
+from .summary import run_folder_in
 
 SEED_PREFIX = "seed-"
 # The config keys a seed sets (see the module docstring): the only ones repeats may differ in.
@@ -145,38 +146,21 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]], folders: dict[str, 
         "seeds": labels,
         "mean": mean,
         "std": std,
-        "guide_choices": {label: s["guide"]["choice"] for label, s in per_seed.items()},
-        **({"guide_pooled": pooled} if (pooled := pooled_guide_evidence(per_seed)) else {}),
+        "guide_choices": {label: s["guide"].get("verdict", s["guide"]["choice"]) for label, s in per_seed.items()},
+        **({"guide_pooled": pooled} if folders and (pooled := pooled_guide({label: s["guide"] for label, s in per_seed.items()}, folders)) else {}),
         "per_seed": per_seed,
     }
 
 
-def pooled_guide_evidence(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The guide's paired test with every seed's discordant counts added up: a small, steady gain
-    that no single seed's validation split can show may show over several. Where the seeds share one
-    data set (only training varies) the same validation samples are counted once per seed, so the
-    pooled p-value is optimistic; `same_samples` says which case it is. None without per-seed counts."""
-    tests = [s["guide"]["evidence"].get("paired_test") for s in per_seed.values()]
-    if not all(test and "naive_only" in test for test in tests):
-        return None
-    naive_only, ume_only = sum(t["naive_only"] for t in tests), sum(t["ume_only"] for t in tests)
-    p = mcnemar_exact(naive_only, ume_only)
-    data_fingerprints = {s.get("data_fingerprint") for s in per_seed.values()}
-    return {"test": "exact McNemar test on the discordant counts summed over seeds, validation split",
-            "naive_only": naive_only, "ume_only": ume_only, "p_value": p,
-            "choice": "umt" if naive_only > ume_only and p < ALPHA else "ume",
-            "same_samples": len(data_fingerprints) == 1}
-
-
-def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
-                   methods: list[str] = (), log=print) -> dict[str, Any]:
-    """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
-    per_seed, folders = {}, {}
-    for label, config, folder in each_seed(base, out, n):
-        log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
-        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, log=log)
-        folders[label] = folder
-    summary = aggregate_summaries(per_seed, folders)
-    if distributed.is_main():
-        write_json(Path(out) / "summary.json", summary)
-    return summary
+def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path]) -> dict[str, Any] | None:
+    """The guide's verdict over the seeds (guide.pooled_verdict) from each seed's one-seed verdict and
+    its runs' saved validation predictions; None for one seed or for runs without predictions."""
+    correct, data = {}, set()
+    for label, folder in folders.items():
+        runs = {key: RunDir(run_folder_in(folder, key)) for key in ("naive", "ume", "umt")}
+        runs = {key: run for key, run in runs.items() if run.is_finished()}
+        if not all(run.predictions_file.is_file() for run in runs.values()):
+            return None
+        correct[label] = {key: run.correct("val") for key, run in runs.items()}
+        data.add(runs["ume"].result().get("fingerprints", {}).get("data"))
+    return pooled_verdict(verdicts, correct, same_samples=len(data) == 1)

@@ -48,6 +48,20 @@ def paired_test(first_only: int, second_only: int, alpha: float = ALPHA) -> dict
             "first_better": first_only > second_only and p < alpha, "second_better": second_only > first_only and p < alpha}
 
 
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes in n tries at rate p."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0 or p >= 1:
+        return float(p >= 1)
+    ks = np.arange(k, n + 1)
+    log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(i + 1) + math.lgamma(n - i + 1) for i in ks])
+               + ks * math.log(p) + (n - ks) * math.log1p(-p))
+    return float(min(1.0, np.exp(log_pmf).sum()))
+
+
 def smallest_detectable_gap(n: int, discordant: int, alpha: float = ALPHA) -> float:
     """The smallest accuracy difference (a fraction of n samples) the exact McNemar test can call
     significant when `discordant` of the n samples are discordant: the least b - c with p < alpha.

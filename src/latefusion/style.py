@@ -12,3 +12,7 @@ class Style:
     marker: str = "o"
     linestyle: str | tuple = "-"
     hatch: str = ""
+
+
+# Method name -> its style, filled as each method class is defined (methods/base.py).
+METHOD_STYLES: dict[str, Style] = {}

@@ -7,9 +7,9 @@ One seed (pipeline.py writes it):
                "test_modality_imbalance" (best minus worst modality)}},
    "probe": {"unimodal" | <probed method>: {modality: linear-probe test accuracy}},
    "probe_gap": {"val" | "test": {<probed method>: {modality: uni-modal minus that method's encoder probe}}},
-   "guide": {"choice", "reason", "evidence"}}
-Several seeds (seeds.py): {"dataset", "modalities", "seeds", "mean", "std", "guide_choices", "guide_pooled"
-(the guide's paired test on the discordant counts summed over seeds), "per_seed"},
+   "guide": {"choice", "verdict", "headline", "reason", "warnings", "evidence"}}  (guide.decide)
+Several seeds (seeds.py): {"dataset", "modalities", "seeds", "mean", "std", "guide_choices" (each seed's
+verdict), "guide_pooled" (the verdict over the seeds: guide.pooled_verdict), "per_seed"},
 where `mean` and `std` mirror the one-seed "methods" and "probe" sections and `per_seed` holds the
 one-seed summaries by label.
 """
@@ -58,9 +58,14 @@ class Scores(BaseModel):
 
 
 class Verdict(BaseModel):
+    """guide.decide's answer: `verdict` is "ume", "umt" or "inconclusive"; `choice` the method it
+    recommends or, when inconclusive, leans to; `headline` the one-sentence answer with its evidence."""
     model_config = ConfigDict(extra="forbid")
     choice: str
+    verdict: str
+    headline: str
     reason: str
+    warnings: list[dict[str, str]]
     evidence: dict[str, Any]
 
 

@@ -118,6 +118,10 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
 
     history: list[dict[str, Any]] = []
     best = {"val_acc": -1.0, "epoch": -1}
+    # One process evaluates the whole validation split each epoch with per-sample predictions, and the
+    # best epoch's evaluation is the final one: the reloaded best weights are not evaluated again.
+    whole_val = distributed.world_size() == 1
+    best_val = None
     if method.trains:
         params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
         optimizer = build_optimizer(params, config)
@@ -181,7 +185,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
             scheduler.step()
             means = check_finite(totals, epoch, step)
 
-            val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes)
+            val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=whole_val)
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, "val_acc": val["acc"], "val_macro_f1": val["macro_f1"],
                    "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"],
                    **({"val_acc_by_modality": val["acc_by_modality"]} if "acc_by_modality" in val else {})}
@@ -189,6 +193,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
             bar.epoch_end(epoch, means.get("loss", math.nan), val["acc"])
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch}
+                best_val = val if whole_val else None
                 if writes:
                     save_checkpoint(run.best, {"model": model.state_dict(), "epoch": epoch, "config": config.model_dump(mode="json"),
                                                "fingerprints": fingerprints})
@@ -203,7 +208,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         save_checkpoint(run.best, {"model": model.state_dict(), "epoch": -1, "config": config.model_dump(mode="json"),
                                    "fingerprints": fingerprints})
 
-    val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)
+    val = best_val or evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)
     test = evaluate(method, model, bundle.splits["test"], config, device, bundle.num_classes, per_sample=True)
     if writes:  # before result.json: a finished run always has its predictions
         write_arrays(run.predictions_file, {f"{split}_{key}": scores[key].numpy().astype(np.int32)
@@ -221,10 +226,14 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         # (best minus worst modality): the imbalance the field reports beside accuracy.
         **({"test_acc_by_modality": test["acc_by_modality"], "test_modality_imbalance": imbalance(test["acc_by_modality"])}
            if "acc_by_modality" in test else {}),
+        "n_train": len(train_set),
         "n_val": val["n"],
         "n_test": test["n"],
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
+        # How much optimisation the model had: the guide warns when it is too little to trust.
+        **({"steps_per_epoch": steps_per_epoch, "optimizer_steps": steps_per_epoch * len(history) * method.steps_per_batch}
+           if method.trains else {}),
         "wall_time_s": round(time.time() - started, 2),
         "fingerprints": fingerprints,
         "environment": environment(device),

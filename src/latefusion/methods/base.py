@@ -28,7 +28,7 @@ from ..data import DataBundle, DataSpec, Inputs, Split
 from ..errors import ConfigError
 from ..models import build_late_fusion
 from ..runs import RunDir
-from ..style import Style
+from ..style import METHOD_STYLES, Style
 
 
 class NoOptions(Section):
@@ -85,6 +85,13 @@ class Method(nn.Module):
     # Optimiser steps the loop takes on each batch; MLA takes one per modality, in turn.
     steps_per_batch: int = 1
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The figures and the report draw a method by name from style.METHOD_STYLES, so that they
+        # need not import the methods (nor the training stack behind them).
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and hasattr(cls, "style"):
+            METHOD_STYLES[cls.name] = cls.style
+
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:
         super().__init__()
         self.config = config
@@ -120,10 +127,14 @@ class Method(nn.Module):
         """Scores whose argmax is the predicted class."""
         return model(inputs)
 
+    def scores(self, model: nn.Module, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """`predict`'s scores and each modality's own share of them (for late fusion, the fused head's
+        logits from that modality's features alone: its weight columns, or its own linear layer),
+        from one pass of the encoders: every model class implements `scores(inputs)`."""
+        return model.scores(inputs)
+
     def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
-        """Each modality's own share of the model's scores: for late fusion, the fused head's logits
-        from that modality's features alone (its weight columns, or its own linear layer)."""
-        return model.head.modality_logits(model.features(inputs))
+        return self.scores(model, inputs)[1]
 
 
 def validate_options(method: type[Method], options: dict[str, Any]) -> Section:

@@ -113,8 +113,12 @@ class SharedHeadModel(nn.Module):
         return weights[:, None].expand(logits.shape[:2])
 
     def forward(self, inputs: Inputs) -> Tensor:
+        return self.scores(inputs)[0]
+
+    def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The fused scores and each modality's logits, every encoder run once."""
         logits = self.modality_logits(inputs)
-        return (self.fusion_weights(logits)[..., None] * logits).sum(0)
+        return (self.fusion_weights(logits)[..., None] * logits).sum(0), dict(zip(self.modalities, logits))
 
 
 @METHODS.register("mla")
@@ -133,9 +137,6 @@ class MLA(Method):
         # Saved in checkpoints: per modality, the head's memory of the other modalities' recent features.
         self.register_buffer("projector", torch.eye(config.model.feature_dim).repeat(len(self.modalities()), 1, 1))
         self.steps_per_batch = len(self.modalities())
-
-    def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
-        return dict(zip(model.modalities, model.modality_logits(inputs)))
 
     def build_model(self) -> nn.Module:
         encoders = dict(super().build_model().encoders)  # the late-fusion model's encoders; its head is not used

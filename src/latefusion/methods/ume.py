@@ -39,11 +39,16 @@ class UniModalEnsemble(nn.Module):
         return {m: member.encoders[m] for m, member in self.members.items()}
 
     def forward(self, inputs: Inputs) -> Tensor:
-        logits = torch.stack([member(inputs) for member in self.members.values()])
+        return self.scores(inputs)[0]
+
+    def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The ensemble's scores and each member's own logits, every member run once."""
+        by_member = {m: member(inputs) for m, member in self.members.items()}
+        logits = torch.stack(list(by_member.values()))
         if self.combine == "logit":
-            return logits.mean(0)
+            return logits.mean(0), by_member
         # Log of the mean probability: its argmax is the ensemble's prediction.
-        return torch.logsumexp(logits.log_softmax(-1), dim=0) - torch.log(torch.tensor(float(len(logits))))
+        return torch.logsumexp(logits.log_softmax(-1), dim=0) - torch.log(torch.tensor(float(len(logits)))), by_member
 
 
 @METHODS.register("ume")
@@ -55,9 +60,6 @@ class UME(Method):
     unimodal_runs_option = "members"
     trains = False
     probed = False  # its encoders are the uni-modal runs', probed there
-
-    def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
-        return {m: member(inputs) for m, member in model.members.items()}
 
     def build_model(self) -> nn.Module:
         members = {m: build_late_fusion(self.spec, self.config.model, [m]) for m in self.spec.modality_names}

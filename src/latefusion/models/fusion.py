@@ -59,3 +59,8 @@ class LateFusion(nn.Module):
 
     def forward(self, inputs: Inputs) -> Tensor:
         return self.head(self.features(inputs))
+
+    def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The fused logits and each modality's share of them, from one pass of the encoders."""
+        features = self.features(inputs)
+        return self.head(features), self.head.modality_logits(features)

@@ -1,0 +1,379 @@
+"""A curated mutation check of the methods: does a fast test fail when a method's key step is wrong?
+
+    OMP_NUM_THREADS=1 python scripts/mutate_methods.py              # every mutation, then the table
+    OMP_NUM_THREADS=1 python scripts/mutate_methods.py --only NAME  # one (repeat --only for more)
+    python scripts/mutate_methods.py --list                         # the mutations and their tests
+
+Each mutation is a textual replacement in one source file: (file, original text, mutated text, a
+one-line description, the test node ids expected to catch it). First, an unmutated scratch copy of
+the repository (src/, tests/, pyproject.toml) must pass every test named (otherwise "caught" would
+mean nothing), and it must import latefusion from the scratch copy, not from the installed
+(editable) package. Then, one at a time, each mutation is applied to a fresh scratch copy and its
+tests are run there with `-m "not slow"` and PYTHONPATH at the scratch src/. A mutation is caught
+when one of its tests fails. The original text must occur exactly once in its file, so the list
+cannot silently rot when the code changes: it fails loudly instead (exit status 2).
+
+Exit status: 0 if every mutation was caught, 1 if one was missed (or its run went wrong), 2 if the
+list or the unmutated copy is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EQUATIONS = "tests/test_methods_equations.py"
+PROBE_STATS = "tests/test_probe_and_paired_test_equations.py"
+GUIDE = "tests/test_guide.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to the repository root
+    original: str
+    mutated: str
+    description: str
+    tests: tuple[str, ...]  # pytest node ids, relative to the repository root
+
+
+MUTATIONS = [
+    # ---- UME
+    Mutation("ume-max-of-probabilities", "src/latefusion/methods/ume.py",
+             "return torch.logsumexp(logits.log_softmax(-1), dim=0) - torch.log(torch.tensor(float(len(logits))))",
+             "return logits.log_softmax(-1).max(0).values",
+             "UME combines its members by the max of their probabilities instead of the mean",
+             (f"{EQUATIONS}::test_ume_predicts_the_mean_of_its_members_probabilities",)),
+    # ---- UMT
+    Mutation("umt-distillation-sign", "src/latefusion/methods/umt.py",
+             "loss = fused + self.options.weight * distill",
+             "loss = fused - self.options.weight * distill",
+             "UMT's distillation term enters the loss with its sign flipped",
+             (f"{EQUATIONS}::test_umt_loss_is_fused_cross_entropy_plus_weighted_distillation",)),
+    Mutation("umt-projection-skipped", "src/latefusion/methods/umt.py",
+             "term = F.mse_loss(self.projectors[m](features[m]).float(), target.float())",
+             "term = F.mse_loss(features[m].float(), target.float())",
+             "UMT distils the student's features without the learned projection g_m",
+             (f"{EQUATIONS}::test_umt_loss_is_fused_cross_entropy_plus_weighted_distillation",)),
+    # ---- G-Blending
+    Mutation("gblend-overfitting-end-values", "src/latefusion/methods/gblend.py",
+             "return start[1] - end[1], (end[1] - end[0]) - (start[1] - start[0])",
+             "return start[1] - end[1], end[1] - end[0]",
+             "G-Blending's O is the end gap V - T, not its change over the super-epoch",
+             (f"{EQUATIONS}::test_gblend_weights_are_generalisation_over_overfitting_squared",)),
+    Mutation("gblend-unweighted-loss", "src/latefusion/methods/gblend.py",
+             "loss = (self.weights * terms).sum()",
+             "loss = terms.mean()",
+             "G-Blending's loss averages the heads' cross-entropies, ignoring the blend weights",
+             (f"{EQUATIONS}::test_gblend_loss_blends_every_heads_cross_entropy_with_its_weight",)),
+    # ---- OGM-GE
+    Mutation("ogm-window-end-exclusive", "src/latefusion/methods/ogm_ge.py",
+             "modulating = self.options.start_epoch <= step.epoch <= self.options.end_epoch",
+             "modulating = self.options.start_epoch <= step.epoch < self.options.end_epoch",
+             "OGM-GE's modulation window end made exclusive (its last epoch unmodulated)",
+             (f"{EQUATIONS}::test_ogm_ge_coefficient_applies_on_every_epoch_of_its_window_and_on_no_other",)),
+    Mutation("ogm-noise-after-scaling", "src/latefusion/methods/ogm_ge.py",
+             "spread = p.grad.std() if p.grad.numel() > 1 else p.grad.new_zeros(())\n                p.grad.mul_(k)",
+             "p.grad.mul_(k)\n                spread = p.grad.std() if p.grad.numel() > 1 else p.grad.new_zeros(())",
+             "OGM-GE's noise takes the spread of the scaled gradient, not the unmodulated one",
+             (f"{EQUATIONS}::test_ogm_ge_noise_has_the_spread_of_the_unmodulated_gradient",)),
+    # ---- MMPareto
+    Mutation("mmpareto-no-factor-2", "src/latefusion/methods/mmpareto.py",
+             "2 * (c * g_mm + (1 - c) * g_u)",
+             "(c * g_mm + (1 - c) * g_u)",
+             "MMPareto's factor 2 on the min-norm combination (conflict case) dropped",
+             (f"{EQUATIONS}::test_mmpareto_integration_per_tensor_follows_the_official_rule",)),
+    Mutation("mmpareto-rescale-whole-encoder", "src/latefusion/methods/mmpareto.py",
+             "parts = [len(direction)] if sizes is None else sizes",
+             "parts = [len(direction)]",
+             "MMPareto restores the magnitude over the whole encoder, not per parameter tensor",
+             (f"{EQUATIONS}::test_mmpareto_integration_per_tensor_follows_the_official_rule",)),
+    # ---- MLA
+    Mutation("mla-entropy-sign", "src/latefusion/methods/mla.py",
+             "return (-entropy).softmax(0)",
+             "return entropy.softmax(0)",
+             "MLA's test-time fusion weights by +entropy: the less certain modality weighs more",
+             (f"{EQUATIONS}::test_mla_test_time_fusion_weights_each_sample_by_its_modalities_entropies",)),
+    Mutation("mla-owm-denominator", "src/latefusion/methods/mla.py",
+             "projector -= torch.outer(k, k) / (alpha + r @ k)",
+             "projector -= torch.outer(k, k) / (alpha + 1)",
+             "MLA's OWM update divides by alpha + 1 instead of alpha + r^T P r (same on the first update)",
+             (f"{EQUATIONS}::test_mla_projector_without_forgetting_is_the_owm_closed_form",
+              f"{EQUATIONS}::test_mla_projector_with_forgetting_follows_the_documented_recursion")),
+    # ---- PMR
+    Mutation("pmr-entropy-sign", "src/latefusion/methods/pmr.py",
+             "- self.options.mu * (gamma * per).sum()",
+             "+ self.options.mu * (gamma * per).sum()",
+             "PMR's prototypical entropy term (PER) added instead of subtracted",
+             (f"{EQUATIONS}::test_pmr_prototypes_and_loss_follow_the_equations",)),
+    Mutation("pmr-momentum-swapped", "src/latefusion/methods/pmr.py",
+             "means = (1 - self.options.momentum) * means + self.options.momentum * self.prototypes",
+             "means = self.options.momentum * means + (1 - self.options.momentum) * self.prototypes",
+             "PMR's prototype update keeps 0.8 of the old prototypes instead of 0.2",
+             (f"{EQUATIONS}::test_pmr_prototypes_and_loss_follow_the_equations",)),
+    Mutation("pmr-squared-distance", "src/latefusion/methods/pmr.py",
+             "return squared.sqrt()",
+             "return squared",
+             "PMR's prototype softmax on squared distances instead of Euclidean ones",
+             (f"{EQUATIONS}::test_pmr_prototypes_and_loss_follow_the_equations",)),
+    # ---- AGM
+    Mutation("agm-gradient-scale-swapped", "src/latefusion/methods/agm.py",
+             "fused = sum(k * o + (1 - k) * o.detach() for",
+             "fused = sum(k * o.detach() + (1 - k) * o for",
+             "AGM scales each response's gradient by 1 - k instead of k",
+             (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    Mutation("agm-running-mean-ema", "src/latefusion/methods/agm.py",
+             "- self.running_scores) / self.steps",
+             "- self.running_scores) * 0.1",
+             "AGM's running score is an exponential average, not the mean of every step so far",
+             (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    Mutation("agm-response-without-empty-share", "src/latefusion/methods/agm.py",
+             "responses[m] = phi + values[frozenset()] / M",
+             "responses[m] = phi",
+             "AGM's responses leave out f({})/M, so they no longer sum to the fused logits",
+             (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    # ---- linear probe
+    Mutation("probe-select-on-test", "src/latefusion/probe.py",
+             'val_acc = accuracy("val")',
+             'val_acc = accuracy("test")',
+             "the probe chooses its step by test accuracy instead of validation accuracy",
+             (f"{PROBE_STATS}::test_probe_reports_test_accuracy_at_the_step_chosen_on_validation",)),
+    Mutation("probe-own-split-statistics", "src/latefusion/probe.py",
+             "scaled = {split: ((x - mean) / std, y) for split, (x, y) in features.items()}",
+             "scaled = {split: ((x - x.mean(0)) / std, y) for split, (x, y) in features.items()}",
+             "the probe centres each split on its own mean instead of the train mean",
+             (f"{PROBE_STATS}::test_probe_reports_test_accuracy_at_the_step_chosen_on_validation",)),
+    Mutation("probe-last-of-tied-steps", "src/latefusion/probe.py",
+             'if val_acc > best["val_acc"]:',
+             'if val_acc >= best["val_acc"]:',
+             "the probe reports the last of the steps tied on validation accuracy, not the first",
+             (f"{PROBE_STATS}::test_probe_reports_test_accuracy_at_the_step_chosen_on_validation",)),
+    # ---- the guide's paired test (stats.py; guide.py itself is not mutated)
+    Mutation("mcnemar-one-sided", "src/latefusion/stats.py",
+             "return min(1.0, 2 * tail / 2**n)",
+             "return min(1.0, tail / 2**n)",
+             "the exact McNemar p-value is one-sided (the tail not doubled)",
+             (f"{PROBE_STATS}::test_mcnemar_exact_is_the_doubled_binomial_tail_on_every_small_table",
+              f"{PROBE_STATS}::test_mcnemar_exact_at_the_edges_of_significance")),
+    Mutation("mcnemar-tail-without-observed", "src/latefusion/stats.py",
+             "for k in range(min(b, c) + 1)",
+             "for k in range(min(b, c))",
+             "the exact McNemar tail leaves out the observed count min(b, c)",
+             (f"{PROBE_STATS}::test_mcnemar_exact_is_the_doubled_binomial_tail_on_every_small_table",
+              f"{PROBE_STATS}::test_mcnemar_exact_at_the_edges_of_significance")),
+    # ---- the guide's decision
+    Mutation("guide-umt-overruled-without-paired-reading", "src/latefusion/guide.py",
+             "        if gap > margin:",
+             "        if gap > margin and naive_vs_ume[\"first_better\"]:",
+             "the guide overrules a UMT run that beats UME when naive fusion does not beat UME (the old rule's flaw)",
+             (f"{GUIDE}::test_a_umt_run_that_beats_ume_on_validation_is_chosen_even_when_naive_fusion_ties_ume",)),
+    Mutation("guide-warnings-ignored", "src/latefusion/guide.py",
+             "verdict = \"inconclusive\" if warnings else choice\n    if warnings:\n        headline = (",
+             "verdict = choice\n    if warnings:\n        headline = (",
+             "the guide gives a confident verdict whatever its input checks found",
+             (f"{GUIDE}::test_too_few_optimiser_steps_is_inconclusive", f"{GUIDE}::test_every_candidate_near_chance_is_inconclusive")),
+    Mutation("guide-seeds-counted-as-samples", "src/latefusion/guide.py",
+             "    if same_samples:\n        difference",
+             "    if False:\n        difference",
+             "seeds that share their validation samples are pooled as if each seed brought samples of its own",
+             (f"{GUIDE}::test_seeds_that_share_their_samples_are_tested_over_samples_not_over_summed_counts",)),
+]
+
+# A pytest plugin loaded into each run: it records every test's outcome and where latefusion was
+# imported from, so the runner knows which test caught a mutation and that the scratch copy ran.
+PLUGIN = '''
+import json, os
+
+_outcomes = {}
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _outcomes["collection error: " + report.nodeid] = "failed"
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _outcomes[report.nodeid] = "failed"
+    elif report.skipped:
+        _outcomes.setdefault(report.nodeid, "skipped")
+    elif report.when == "call":
+        _outcomes.setdefault(report.nodeid, "passed")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import latefusion
+    with open(os.environ["MUTATION_REPORT"], "w") as f:
+        json.dump({"latefusion": latefusion.__file__, "outcomes": _outcomes, "exitstatus": int(exitstatus)}, f)
+'''
+
+
+class ListError(Exception):
+    """The list or the unmutated copy is broken: exit status 2."""
+
+
+def check_list(mutations: list[Mutation]) -> None:
+    """Every original text occurs exactly once in its file, and every mutation changes it."""
+    names = [m.name for m in mutations]
+    if len(set(names)) != len(names):
+        raise ListError(f"duplicate mutation names: {sorted({n for n in names if names.count(n) > 1})}")
+    for m in mutations:
+        path = REPO / m.file
+        if not path.is_file():
+            raise ListError(f"mutation {m.name}: {m.file} does not exist")
+        count = path.read_text().count(m.original)
+        if count != 1:
+            raise ListError(f"mutation {m.name}: the original text occurs {count} times in {m.file} (must be exactly once):\n    {m.original!r}")
+        if m.mutated == m.original:
+            raise ListError(f"mutation {m.name}: the mutated text is the original")
+        if not m.tests:
+            raise ListError(f"mutation {m.name}: no tests named")
+
+
+def scratch_copy(root: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache")
+    for folder in ("src", "tests"):
+        shutil.copytree(REPO / folder, root / folder, ignore=ignore)
+    for name in ("pyproject.toml", "conftest.py"):
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, root / name)
+    plugin = root / "_mutation_plugin"
+    plugin.mkdir()
+    (plugin / "mutation_report.py").write_text(PLUGIN)
+
+
+def apply(root: Path, m: Mutation) -> None:
+    path = root / m.file
+    text = path.read_text()
+    if text.count(m.original) != 1:  # checked on the repository already; the copy must agree
+        raise ListError(f"mutation {m.name}: the original text is not in the scratch copy exactly once")
+    path.write_text(text.replace(m.original, m.mutated))
+
+
+def run_tests(root: Path, tests: list[str], timeout: float) -> dict:
+    report = root / "report.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root / "_mutation_plugin")])
+    env["MUTATION_REPORT"] = str(report)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "mutation_report",
+               "--rootdir", str(root), "-c", str(root / "pyproject.toml"), *tests]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"returncode": None, "outcomes": {}, "latefusion": None, "seconds": timeout, "output": f"timed out after {timeout:.0f} s"}
+    result = json.loads(report.read_text()) if report.is_file() else {"outcomes": {}, "latefusion": None}
+    return {**result, "returncode": done.returncode, "seconds": time.monotonic() - started, "output": done.stdout + done.stderr}
+
+
+def matches(nodeid: str, listed: str) -> bool:
+    return nodeid == listed or nodeid.startswith(listed + "[")
+
+
+def check_import_location(root: Path, result: dict) -> None:
+    where = result.get("latefusion")
+    if where is None or not Path(where).resolve().is_relative_to((root / "src").resolve()):
+        raise ListError(f"the tests imported latefusion from {where}, not from the scratch copy {root / 'src'}:"
+                        " a mutation there would not be tested\n" + result["output"][-3000:])
+
+
+def baseline(mutations: list[Mutation], timeout: float) -> None:
+    """The unmutated copy passes every named test, each of which ran (none deselected as slow)."""
+    tests = sorted({t for m in mutations for t in m.tests})
+    with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
+        root = Path(tmp)
+        scratch_copy(root)
+        result = run_tests(root, tests, timeout)
+        check_import_location(root, result)
+        failed = [n for n, o in result["outcomes"].items() if o != "passed"]
+        missing = [t for t in tests if not any(matches(n, t) and o == "passed" for n, o in result["outcomes"].items())]
+        if result["returncode"] != 0 or failed or missing:
+            raise ListError("the unmutated copy does not pass the named fast tests, so 'caught' would mean nothing:\n"
+                            + "".join(f"  not passed: {t}\n" for t in failed + missing) + result["output"][-3000:])
+        print(f"unmutated copy: {sum(o == 'passed' for o in result['outcomes'].values())} tests passed in {result['seconds']:.1f} s; "
+              f"latefusion imported from the scratch copy ({Path(result['latefusion']).relative_to(root)} under {root})", flush=True)
+
+
+def run_mutation(m: Mutation, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
+        root = Path(tmp)
+        scratch_copy(root)
+        apply(root, m)
+        result = run_tests(root, list(m.tests), timeout)
+        if result["returncode"] is not None:
+            check_import_location(root, result)
+    failed = sorted(n for n, o in result["outcomes"].items() if o == "failed")
+    by = [n for n in failed if any(matches(n, t) for t in m.tests)]
+    if result["returncode"] == 0:
+        status = "MISSED"
+    elif result["returncode"] == 1 and by:
+        status = "caught"
+    else:  # a collection error, a timeout, a crash: not a test catching the mutation
+        status = "ERROR"
+        by = failed or [result["output"].strip().splitlines()[-1] if result["output"].strip() else f"exit status {result['returncode']}"]
+    return {"status": status, "by": by, "seconds": result["seconds"], "output": result["output"]}
+
+
+def short(nodeid: str) -> str:
+    return nodeid.removeprefix("tests/")
+
+
+def print_table(rows: list[tuple[Mutation, dict]]) -> None:
+    print()
+    print("| # | mutation | file | what it changes | result | caught by (failing fast tests) |")
+    print("|---:|---|---|---|---|---|")
+    for i, (m, r) in enumerate(rows, 1):
+        print(f"| {i} | {m.name} | {m.file.removeprefix('src/latefusion/')} | {m.description} | {r['status']} | "
+              f"{'<br>'.join(short(n) for n in r['by']) or '-'} |")
+    caught = sum(r["status"] == "caught" for _, r in rows)
+    print(f"\n{caught} of {len(rows)} mutations caught by a fast test"
+          + ("" if caught == len(rows) else f"; not caught: {', '.join(m.name for m, r in rows if r['status'] != 'caught')}"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this mutation (repeatable)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and the tests expected to catch them")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per pytest run (default 600)")
+    parser.add_argument("--show-failures", action="store_true", help="print the end of pytest's output for each mutation")
+    args = parser.parse_args()
+    try:
+        check_list(MUTATIONS)
+        if args.list:
+            for m in MUTATIONS:
+                print(f"{m.name}  ({m.file})\n    {m.description}\n" + "".join(f"    test: {t}\n" for t in m.tests))
+            return 0
+        selected = MUTATIONS
+        if args.only:
+            unknown = sorted(set(args.only) - {m.name for m in MUTATIONS})
+            if unknown:
+                raise ListError(f"unknown mutation(s) {unknown}; --list shows the names")
+            selected = [m for m in MUTATIONS if m.name in args.only]
+        baseline(selected, args.timeout)
+    except ListError as error:
+        print(f"mutate_methods: {error}", file=sys.stderr)
+        return 2
+    rows = []
+    for i, m in enumerate(selected, 1):
+        result = run_mutation(m, args.timeout)
+        rows.append((m, result))
+        print(f"[{i}/{len(selected)}] {m.name}: {result['status']} ({result['seconds']:.1f} s)", flush=True)
+        if result["status"] == "ERROR" or args.show_failures:
+            print(result["output"][-2000:], flush=True)
+    print_table(rows)
+    return 0 if all(r["status"] == "caught" for _, r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
