@@ -53,8 +53,7 @@ import torch
 
 from latefusion.config import RunConfig
 from latefusion.data.avdigits import ASSET, AVDigitsOptions, degrade_image, sample_generator
-from latefusion.guide import demo_runs, guide_folder
-from latefusion.pipeline import run_pipeline
+from latefusion.pipeline import demo_runs, guide_folder, run_pipeline
 from latefusion.resolve import resolve_config
 from latefusion.runs import RunDir
 from latefusion.seeds import seed_config
@@ -372,14 +371,17 @@ def tables(records: list[dict[str, Any]]) -> str:
 
 
 def guide_commit() -> str | None:
-    """The last commit that changed src/latefusion/guide.py in this checkout ("hash subject")."""
-    guide = Path(__file__).resolve().parents[1] / "src" / "latefusion" / "guide.py"
-    try:
-        found = subprocess.run(["git", "-C", str(guide.parent), "log", "-1", "--format=%h %s", "--", guide.name],
+    """The checkout scored with: "HEAD <hash>; guide.py <hash subject of its last change>"."""
+    root = Path(__file__).resolve().parents[1]
+
+    def last(*path: str) -> str:
+        found = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %s", "--", *path],
                                capture_output=True, text=True, check=False)
+        return found.stdout.strip()
+    try:
+        return f"HEAD {last()[:7]}; guide.py {last('src/latefusion/guide.py')}"
     except OSError:
         return None
-    return found.stdout.strip() or None
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
