@@ -267,19 +267,66 @@ def stack_samples(name: str, values: dict[int, np.ndarray], rows: int, wrong_sha
     return array
 
 
-def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The columns and the rows (cells stripped) of a manifest; a UTF-8 byte order mark is accepted."""
+QUOTE_HINT = "a cell that starts with '\"' is quoted up to the next '\"', line breaks and commas included"
+
+
+def line_break_error(manifest: Path, header: list[str] | None, start: int, end: int, cells: list[str]) -> DataFormatError:
+    """The error for a record that holds a line break, naming its first line and the cell."""
+    broken = next((k for k, cell in enumerate(cells) if "\n" in cell or "\r" in cell), len(cells) - 1)
+    name = f"column {header[broken]!r}" if header and broken < len(header) else f"column {broken + 1}"
+    return DataFormatError(f"{manifest}, line {start}: the cell of {name} holds a line break: lines {start} to {max(end, start + 1)} were "
+                           f"read as one row ({QUOTE_HINT}); a manifest cell cannot span lines: remove the stray '\"' (or close the "
+                           "quote on its line)")
+
+
+def manifest_records(manifest: Path) -> list[tuple[int, list[str]]]:
+    """Each record of a manifest with its line number, the header first: exactly one record per line of
+    the file, blank lines and rows of empty cells skipped. A record that spans lines (a quote opened
+    and not closed on its line joins the lines after it into one cell), a NUL character, or a cell over
+    the csv module's field limit is a DataFormatError naming the line."""
+    records, end = [], 0
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        while True:
+            start = end + 1
+            try:
+                cells = next(reader, None)
+            except csv.Error as error:
+                if "field larger than field limit" in str(error):
+                    raise DataFormatError(f"{manifest}, line {start}: a cell holds more than {csv.field_size_limit():,} characters, where "
+                                          "an id, a label, a split, a path or a number was expected; a '\"' never closed? "
+                                          f"({QUOTE_HINT})") from None
+                raise DataFormatError(f"{manifest}, line {reader.line_num}: not readable as CSV ({error})") from None
+            if cells is None:
+                return records
+            end = reader.line_num
+            if end > start or any("\n" in cell or "\r" in cell for cell in cells):
+                raise line_break_error(manifest, records[0][1] if records else None, start, end, cells)
+            if any("\0" in cell for cell in cells):
+                raise DataFormatError(f"{manifest}, line {start}: holds a NUL character (byte 0x00), which no manifest text holds; "
+                                      "save it as UTF-8 CSV")
+            if any(cell.strip() for cell in cells):
+                records.append((start, cells))
+
+
+def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """The columns, the rows (cells stripped) and each row's line number of a manifest; a UTF-8 byte
+    order mark is accepted. Every line of the file is the header, a blank line or exactly one row."""
     try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            rows = [{c: (row.get(c) or "").strip() for c in columns} for row in reader]
+        records = manifest_records(manifest)
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{manifest}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8") from None
+    columns = records[0][1] if records else []
+    for line, cells in records[1:]:
+        extra = cells[len(columns):]
+        if any(cell.strip() for cell in extra):
+            raise DataFormatError(f"{manifest}, line {line}: {len(cells)} cells, the header has {len(columns)} columns; the cell(s) {extra} "
+                                  "belong to no column (a ',' inside a cell? quote that cell: \"a,b\")")
+    rows = [{c: (cells[k] if k < len(cells) else "").strip() for k, c in enumerate(columns)} for _, cells in records[1:]]
     repeated = sorted(c for c, n in Counter(columns).items() if n > 1)
     if repeated:
         raise DataFormatError(f"{manifest}: column(s) {repeated} appear more than once; every column needs its own name")
-    return columns, rows
+    return columns, rows, [line for line, _ in records[1:]]
 
 
 def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[str] | None]:
@@ -305,7 +352,7 @@ def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[st
 def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
     """A manifest.csv and the files it names."""
     manifest = folder / "manifest.csv"
-    columns, rows = read_manifest_rows(manifest)
+    columns, rows, lines = read_manifest_rows(manifest)
     missing = [c for c in RESERVED_COLUMNS if c not in columns]
     if missing:
         raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns id,label,split and one per modality")
@@ -317,7 +364,7 @@ def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
         raise DataFormatError(f"{manifest}: no samples")
     ids = [row["id"] for row in rows]
     table = Table({}, {}, [r["label"] for r in rows], [r["split"] for r in rows], ids,
-                  [f"line {line} (id {sample_id!r})" for line, sample_id in enumerate(ids, start=2)])
+                  [f"line {line} (id {sample_id!r})" for line, sample_id in zip(lines, ids)])
     for name, features in modalities.items():
         if features is None:
             array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, table.splits, options)
