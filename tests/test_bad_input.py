@@ -92,3 +92,111 @@ def test_a_cell_over_the_csv_field_limit_or_a_nul_is_named(tmp_path):
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=r"manifest\.csv, line 5: holds a NUL character"):
         build(folder)
+
+
+# 2. images of every mode Pillow can hand the reader
+
+SIXTEEN_BIT = np.array([[0, 257, 4096], [30000, 65280, 65535]], dtype=np.uint16)
+
+
+def test_a_sixteen_bit_greyscale_png_is_read_at_its_bit_depth(tmp_path):
+    from PIL import Image
+
+    from latefusion.data.folder import read_image_file
+    from latefusion.data.media import read_image
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = []
+    for i in range(8):
+        Image.fromarray(SIXTEEN_BIT // (i + 1)).save(folder / f"{i}.png")  # mode I;16
+        rows.append(f"s{i},{'ab'[i % 2]},{'test' if i >= 6 else 'train'},{i}.png")
+    (folder / "manifest.csv").write_text("\n".join(["id,label,split,image", *rows]) + "\n")
+    assert Image.open(folder / "0.png").mode == "I;16"
+    np.testing.assert_allclose(read_image_file(folder / "0.png"), SIXTEEN_BIT[None] / 65535, atol=1e-7)
+    bundle = build(folder)
+    pixels = {s: bundle.splits[s].inputs["image"] for s in bundle.splits}
+    np.testing.assert_allclose(pixels["test"][1].numpy(), (SIXTEEN_BIT // 8)[None] / 65535, atol=1e-7)
+    flat = Image.fromarray(np.full((4, 4), 30000, np.uint16))
+    flat.save(folder / "flat.png")
+    np.testing.assert_allclose(read_image_file(folder / "flat.png", (2, 3)), np.full((1, 2, 3), 30000 / 65535), atol=1e-6)  # resized at depth
+    # 8 bits where 8 are stored (`latefusion prepare`): the 16-bit values rounded to the nearest of 256 levels
+    np.testing.assert_array_equal(read_image(folder / "0.png", mode="L"), np.round(SIXTEEN_BIT / 257).astype(np.uint8))
+    assert read_image(folder / "0.png").shape == (2, 3, 3)
+
+
+def mode_image(mode):
+    """An image of `mode` with varied content, built without a file (some modes have no file format)."""
+    from PIL import Image
+
+    rgb = Image.fromarray(np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 14)
+    if mode.startswith("I;16"):
+        order = ">u2" if mode == "I;16B" else "<u2"
+        return Image.frombytes(mode, (3, 2), SIXTEEN_BIT.astype(order).tobytes())
+    if mode in ("I", "F"):
+        return Image.fromarray(SIXTEEN_BIT.astype(np.int32 if mode == "I" else np.float32))
+    if mode == "1":
+        return rgb.convert("L").point(lambda v: 255 * (v > 100)).convert("1")
+    if mode in ("La", "RGBa", "PA"):
+        return rgb.convert({"La": "LA", "RGBa": "RGBA", "PA": "RGBA"}[mode]).convert(mode)
+    return rgb.convert(mode)
+
+
+GREY = ("1", "L", "LA", "La")
+REFUSED = {"I": "32-bit integer", "F": "32-bit float"}
+
+
+@pytest.mark.parametrize("mode", __import__("PIL.Image").Image.MODES)
+def test_every_pillow_mode_is_read_at_its_depth_or_refused_by_name(tmp_path, mode):
+    from PIL import Image
+
+    from latefusion.data.media import MediaError, scaled_pixels
+
+    image = mode_image(mode)
+    assert image.mode == mode
+    if mode in REFUSED:
+        with pytest.raises(MediaError, match=rf"x\.png: a {REFUSED[mode]} image \(Pillow mode {mode}\)"):
+            scaled_pixels(image, tmp_path / "x.png")
+        return
+    pixels = scaled_pixels(image, tmp_path / "x.png")
+    assert pixels.dtype == np.float32 and 0 <= pixels.min() and pixels.max() <= 1
+    if mode.startswith("I;16"):
+        expected = SIXTEEN_BIT / 65535
+    elif mode in GREY:
+        expected = np.asarray(image.convert("LA").convert("L") if mode == "La" else image.convert("L")) / 255
+    else:
+        expected = np.asarray(image.convert("RGBA").convert("RGB") if mode == "RGBa" else image.convert("RGB")) / 255
+    np.testing.assert_allclose(pixels, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode, saved_as", [("1", "PNG"), ("L", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"),
+                                            ("I;16", "PNG"), ("I;16B", "TIFF"), ("I;16", "TIFF"), ("CMYK", "JPEG"), ("CMYK", "TIFF"),
+                                            ("YCbCr", "TIFF"), ("LAB", "TIFF"), ("PA", "TIFF"), ("I", "TIFF"), ("F", "TIFF")])
+def test_image_files_of_every_mode_in_a_manifest_are_read_or_named(tmp_path, mode, saved_as):
+    """A file named .png is opened by its content: a TIFF of any mode can reach the reader."""
+    from PIL import Image
+
+    from latefusion.data.files import FileProblem
+    from latefusion.data.folder import read_image_file
+
+    path = tmp_path / "x.png"
+    mode_image(mode).save(path, format=saved_as)
+    opened = Image.open(path)
+    if opened.mode in REFUSED:
+        with pytest.raises(FileProblem, match=rf"^is a {REFUSED[mode]} image \(Pillow mode {mode}\): .*no fixed range"):
+            read_image_file(path)
+        return
+    pixels = read_image_file(path)
+    assert pixels.shape[0] == (1 if opened.mode in GREY or opened.mode.startswith("I;16") else 3)
+    if opened.mode.startswith("I;16"):
+        np.testing.assert_allclose(pixels[0], SIXTEEN_BIT / 65535, atol=1e-7)
+    assert pixels.dtype == np.float32 and 0 <= pixels.min() and pixels.max() <= 1
+
+
+def test_a_png_that_pillow_opens_as_mode_i_is_sixteen_bit(tmp_path):
+    """Older Pillow releases opened 16-bit greyscale PNGs as mode I (values 0 to 65535)."""
+    from latefusion.data.media import scaled_pixels
+
+    image = mode_image("I")
+    image.format = "PNG"
+    np.testing.assert_allclose(scaled_pixels(image, tmp_path / "x.png"), SIXTEEN_BIT / 65535, atol=1e-7)

@@ -44,7 +44,7 @@ from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import Problem
 from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
-from .media import MediaError, MediaTooLarge, decode_audio, read_image, require_pyav
+from .media import MediaError, MediaTooLarge, decode_audio, read_image_scaled, require_pyav
 
 __all__ = ["DataFormatError", "build"]
 
@@ -112,15 +112,15 @@ def check_modality_name(name: str, source: object) -> None:
 
 
 def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
-    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three; at `size`
-    (see media.fit_image) when given."""
+    """An image as float32 (C, H, W) in [0, 1] at its bit depth (16-bit greyscale divided by 65535): one
+    channel for greyscale images, else three; at `size` (see media.fit_image) when given. A 32-bit
+    integer or float image is an unreadable-file naming its mode (media.scaled_pixels)."""
     try:
-        pixels = read_image(path, size, mode=None, fit=fit)
+        array = read_image_scaled(path, size, fit)
     except MediaTooLarge as error:
         raise FileProblem("too-large", str(error).removeprefix(f"{path}: ")) from None  # the caller names the file
     except MediaError as error:
         raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None
-    array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
