@@ -200,3 +200,71 @@ def test_a_png_that_pillow_opens_as_mode_i_is_sixteen_bit(tmp_path):
     image = mode_image("I")
     image.format = "PNG"
     np.testing.assert_allclose(scaled_pixels(image, tmp_path / "x.png"), SIXTEEN_BIT / 65535, atol=1e-7)
+
+
+# 3. missing labels given from Python
+
+def frame_columns(n=60):
+    g = np.random.default_rng(0)
+    label = np.array([("cat", "dog", "eel")[i % 3] for i in range(n)], dtype=object)
+    return {"label": label, "split": np.array(["train"] * (n - 15) + ["test"] * 15, dtype=object),
+            "a": np.arange(n, dtype=float) + g.normal(size=n), "b": g.normal(size=n)}
+
+
+class Frame:
+    """The least from_dataframe needs (no pandas): `.columns` and `frame[column].to_numpy()`."""
+
+    def __init__(self, data):
+        self.data, self.columns = data, list(data)
+
+    def __getitem__(self, column):
+        return type("Column", (), {"to_numpy": lambda _: np.asarray(self.data[column])})()
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), np.float64("nan"), "", "  "], ids=["None", "nan", "np.nan", "empty", "blank"])
+def test_missing_labels_from_a_frame_are_named_or_dropped(missing):
+    from latefusion.data import from_dataframe
+
+    data = frame_columns()
+    data["label"][[4, 50]] = missing
+    with pytest.raises(DataFormatError, match=r"column 'label': 2 missing label\(s\) \(None, NaN, pd\.NA or empty\) at row\(s\) \[4, 50\]; "
+                                              r"fill them in, or pass skip_bad=True to drop those rows"):
+        from_dataframe(Frame(data), modalities={"v": ["a", "b"]})
+    bundle = from_dataframe(Frame(data), modalities={"v": ["a", "b"]}, skip_bad=True)
+    assert sample_count(bundle) == 58 and bundle.class_names == ["cat", "dog", "eel"]
+    assert len(bundle.splits["test"]) == 14  # row 50 was a test row
+
+
+@pytest.mark.parametrize("dtype", ["object", "string", "category", "Int64", "float64", "str"])
+def test_missing_labels_in_pandas_columns_of_every_dtype_are_named_or_dropped(dtype):
+    pd = pytest.importorskip("pandas", reason="pandas is optional and not installed")
+    from latefusion.data import from_dataframe
+
+    data = frame_columns()
+    if dtype in ("Int64", "float64"):
+        data["label"] = np.array([i % 3 for i in range(60)], dtype=object)
+    frame = pd.DataFrame({k: v for k, v in data.items()})
+    frame["label"] = frame["label"].astype(dtype)
+    frame.loc[[4, 50], "label"] = pd.NA if dtype in ("object", "string", "Int64") else None
+    assert frame["label"].isna().sum() == 2
+    with pytest.raises(DataFormatError, match=r"column 'label': 2 missing label\(s\) .* at row\(s\) \[4, 50\]"):
+        from_dataframe(frame, modalities={"v": ["a", "b"]})
+    bundle = from_dataframe(frame, modalities={"v": ["a", "b"]}, skip_bad=True)
+    assert sample_count(bundle) == 58 and len(bundle.class_names) == 3
+
+
+def test_missing_labels_given_to_from_arrays_are_named_or_dropped():
+    from latefusion.data import from_arrays
+
+    g = np.random.default_rng(0)
+    splits = {split: {"v": g.normal(size=(n, 3)) + np.arange(n)[:, None], "label": [("cat", "dog")[i % 2] for i in range(n)]}
+              for split, n in (("train", 40), ("test", 10))}
+    splits["test"]["label"][3] = None
+    with pytest.raises(DataFormatError, match=r"split 'test', 'label': 1 missing label\(s\) \(None, NaN, pd\.NA or empty\) at sample\(s\) \[3\]"):
+        from_arrays(**splits)
+    bundle = from_arrays(**splits, skip_bad=True)
+    assert len(bundle.splits["test"]) == 9 and sample_count(bundle) == 49
+    splits["test"]["label"][3] = "dog"
+    splits["train"]["label"] = np.where(np.arange(40) == 7, np.nan, np.arange(40) % 2)  # a float NaN, as before
+    with pytest.raises(DataFormatError, match=r"split 'train', 'label': 1 missing label\(s\) .* at sample\(s\) \[7\]"):
+        from_arrays(**splits)
