@@ -4,6 +4,8 @@ commands (resume of nothing, resume and compare of runs whose data changed)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -268,3 +270,72 @@ def test_missing_labels_given_to_from_arrays_are_named_or_dropped():
     splits["train"]["label"] = np.where(np.arange(40) == 7, np.nan, np.arange(40) % 2)  # a float NaN, as before
     with pytest.raises(DataFormatError, match=r"split 'train', 'label': 1 missing label\(s\) .* at sample\(s\) \[7\]"):
         from_arrays(**splits)
+
+
+# 4. a killed `prepare` rerun
+
+def interrupted_prepare(monkeypatch, raw, dst, options, after_shards):
+    """`prepare` killed (here: KeyboardInterrupt) right after it wrote `after_shards` shards."""
+    from latefusion.data import prepared
+
+    written, write_shard = [], prepared.write_shard
+
+    def write_then_stop(*args):
+        manifest = write_shard(*args)
+        written.append(args[3].name)
+        if len(written) == after_shards:
+            raise KeyboardInterrupt
+        return manifest
+
+    monkeypatch.setattr(prepared, "write_shard", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        prepared.prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    monkeypatch.setattr(prepared, "write_shard", write_shard)
+    return written
+
+
+def test_a_killed_prepare_rerun_leaves_no_index_describing_other_shards(tmp_path, monkeypatch, capsys):
+    from raw_layouts import make_modelnet40
+
+    from latefusion.cli import main
+    from latefusion.config import RunConfig
+    from latefusion.data.prepared import prepare
+    from latefusion.errors import DataError
+
+    raw, dst = tmp_path / "raw", tmp_path / "prepared"
+    make_modelnet40(raw, train=2, test=1)
+    options = {"size": 8, "shard_size": 2}
+    config = RunConfig.model_validate({"data": {"name": "modelnet40", "path": str(dst)}}).data
+    views = sorted(raw.rglob("*_0101.obj.shaded_v001.png"))[:2]  # the first view of two test objects
+    originals = [view.read_bytes() for view in views]
+    for view in views:
+        view.write_bytes(b"cut short")  # two test objects left out of the first prepare
+    first = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert first["written"]["test"] == 1
+    stale_index = (dst / "index.json").read_bytes()
+    for view, original in zip(views, originals):
+        view.write_bytes(original)  # repaired: a rerun rewrites their shards, now with more samples
+    written = interrupted_prepare(monkeypatch, raw, dst, options, after_shards=1)
+    assert written and written[0].startswith("test-")
+    with pytest.raises(DataError, match="prepare stopped before it finished; rerun the same prepare command"):
+        build_dataset(config)
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) != 0
+    capsys.readouterr()
+
+    # An index left by an older latefusion (or copied from elsewhere) that describes other shards:
+    # refused when the folder is opened, so check-data names it too.
+    second = prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert second["written"]["test"] == 3
+    (dst / "index.json").write_bytes(stale_index)
+    with pytest.raises(DataFormatError, match=r"index\.json does not describe shards/test-0000\d: .*rerun the same `latefusion prepare "
+                                              r"modelnet40` command"):
+        build_dataset(config)
+    assert main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 2
+    assert "index.json does not describe shards/test-0000" in capsys.readouterr().err
+    prepare("modelnet40", raw, dst, options, workers=1, progress=False)
+    assert sample_count(build_dataset(config)) == 9 and main(["check-data", "modelnet40", "--set", f"data.path={dst}"]) == 0
+    shard = dst / "shards" / "test-00000.json"
+    manifest = json.loads(shard.read_text())
+    shard.write_text(json.dumps({**manifest, "skipped": [{"id": "x", "split": "test", "why": "?"}]}))  # same samples, other contents
+    with pytest.raises(DataFormatError, match=r"does not describe shards/test-00000: shards/test-00000\.json was written after the index"):
+        build_dataset(config)
