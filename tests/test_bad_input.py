@@ -5,6 +5,7 @@ commands (resume of nothing, resume and compare of runs whose data changed)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -339,3 +340,19 @@ def test_a_killed_prepare_rerun_leaves_no_index_describing_other_shards(tmp_path
     shard.write_text(json.dumps({**manifest, "skipped": [{"id": "x", "split": "test", "why": "?"}]}))  # same samples, other contents
     with pytest.raises(DataFormatError, match=r"does not describe shards/test-00000: shards/test-00000\.json was written after the index"):
         build_dataset(config)
+
+
+# 5. modality names given from Python
+
+@pytest.mark.parametrize("name", ["training", "forward", "a.b", "", 3])
+def test_modality_names_from_python_are_checked_where_they_enter(name):
+    from latefusion.data import from_arrays, from_dataframe
+
+    g = np.random.default_rng(0)
+    splits = {split: {name: g.normal(size=(n, 3)) + np.arange(n)[:, None], "label": [("cat", "dog")[i % 2] for i in range(n)]}
+              for split, n in (("train", 40), ("test", 10))}
+    pattern = r"cannot name a modality \(it must be a non-empty string, without '\.', and not an attribute of torch modules"
+    with pytest.raises(DataFormatError, match=rf"from_arrays: {re.escape(repr(name))} {pattern}"):
+        from_arrays(**splits)
+    with pytest.raises(DataFormatError, match=rf"from_dataframe: {re.escape(repr(name))} {pattern}"):
+        from_dataframe(Frame(frame_columns()), modalities={name: ["a", "b"]})

@@ -106,9 +106,9 @@ class FolderSplit(TensorSplit):
 
 def check_modality_name(name: str, source: object) -> None:
     """A modality's name is a key of the model's nn.ModuleDict, which refuses some names."""
-    if not name or "." in name or hasattr(nn.ModuleDict(), name):
-        raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be non-empty, without '.', and not an attribute "
-                              "of torch modules such as 'training' or 'forward'); rename it")
+    if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict(), name):
+        raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be a non-empty string, without '.', and not an "
+                              "attribute of torch modules such as 'training' or 'forward'); rename it")
 
 
 def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:

@@ -35,7 +35,7 @@ from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import checked
 from .files import DataFormatError
-from .folder import ENCODER_BY_KIND, MAX_SAMPLE_RANK, REAL_KINDS, class_labels, class_order
+from .folder import ENCODER_BY_KIND, MAX_SAMPLE_RANK, REAL_KINDS, check_modality_name, class_labels, class_order
 from .registry import DATASETS
 
 IN_MEMORY = "in-memory"
@@ -130,12 +130,14 @@ def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "
     modality_names = list(parts["train"][0])
     if not modality_names:
         raise DataFormatError("split 'train' holds no modality: give at least one array besides the labels")
+    for modality in modality_names:
+        check_modality_name(modality, "from_arrays")  # as the folder reader does: a key of the model's nn.ModuleDict
     rows: dict[str, list[np.ndarray]] = {m: [] for m in modality_names}
     labels: list[str] = []
     splits: list[str] = []
     for split, (inputs, split_labels) in parts.items():
-        if sorted(inputs) != sorted(modality_names):
-            raise DataFormatError(f"split {split!r} has modalities {sorted(inputs)}, split 'train' has {sorted(modality_names)}; "
+        if set(inputs) != set(modality_names):
+            raise DataFormatError(f"split {split!r} has modalities {sorted(inputs, key=str)}, split 'train' has {sorted(modality_names)}; "
                                   "every split needs the same ones")
         texts, missing = label_strings(split_labels, f"split {split!r}, {label!r}")
         keep = without_missing(texts, missing, f"split {split!r}, {label!r}", "sample", skip_bad, "from_arrays")
@@ -217,6 +219,8 @@ def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", mo
                               f"frame[column].to_numpy()); got a {type(frame).__name__}")
     if not isinstance(modalities, Mapping) or not modalities:
         raise DataFormatError("from_dataframe needs modalities={name: [columns]} (or {name: column} for a column of arrays)")
+    for modality in modalities:
+        check_modality_name(modality, "from_dataframe")
     clash = [m for m, cols in modalities.items() for c in ([cols] if isinstance(cols, str) else cols) if c in (label, split)]
     if clash:
         raise DataFormatError(f"modalities {clash} use the label or split column as an input")
