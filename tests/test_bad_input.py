@@ -356,3 +356,65 @@ def test_modality_names_from_python_are_checked_where_they_enter(name):
         from_arrays(**splits)
     with pytest.raises(DataFormatError, match=rf"from_dataframe: {re.escape(repr(name))} {pattern}"):
         from_dataframe(Frame(frame_columns()), modalities={name: ["a", "b"]})
+
+
+# 6. run folders: resume of nothing, resume and compare of runs whose data changed
+
+RUN = ["data.batch_size=16", "train.epochs=1", "train.progress=false", "train.device=cpu", "model.feature_dim=8"]
+
+
+def sets(*settings):
+    return [arg for s in settings for arg in ("--set", s)]
+
+
+def test_resume_of_a_folder_that_holds_no_run_is_an_error(tmp_path, capsys):
+    from latefusion.cli import main
+
+    data = vector_manifest(tmp_path / "d", n=40)
+    typo = tmp_path / "runs" / "typo"
+    assert main(["train", "--data", str(data), *sets(*RUN), "--out", str(typo), "--resume"]) == 2
+    assert f"{typo} holds no run to resume (no config.yaml); to start a new run there, leave out --resume" in capsys.readouterr().err
+    assert not typo.exists()
+    assert main(["train", "--out", str(typo), "--resume"]) == 2  # alone: the default config was trained
+    assert main(["train", "--data", str(data), *sets(*RUN), "--out", str(typo), "--resume", "--seeds", "2"]) == 2
+    assert f"{typo} holds no runs to resume; to start new runs there, leave out --resume" in capsys.readouterr().err
+    assert not typo.exists()
+
+
+def test_resume_of_a_finished_run_compares_the_data_fingerprint(tmp_path, capsys):
+    from latefusion.cli import main
+    from latefusion.storage import read_json
+
+    data = vector_manifest(tmp_path / "d", n=40)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), *sets(*RUN), "--out", str(run)]) == 0
+    trained = read_json(run / "result.json")["fingerprints"]["data"]
+    assert main(["train", "--out", str(run), "--resume"]) == 0  # the same data: the result, as before
+    capsys.readouterr()
+    manifest = data / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("s3,dog,train,3,", "s3,dog,train,3.5,"))
+    assert main(["train", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume {run}: it finished on other data: data fingerprint: {trained} -> " in err, err
+
+
+def test_compare_shows_the_data_fingerprints_of_runs_on_different_data(tmp_path, capsys):
+    from latefusion.cli import main
+    from latefusion.compare import compare_runs
+    from latefusion.storage import read_json
+
+    data = vector_manifest(tmp_path / "d", n=40)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", "--data", str(data), *sets(*RUN), "--out", str(a)]) == 0
+    manifest = data / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("s3,dog,train,3,", "s3,dog,train,3.5,"))
+    assert main(["train", "--data", str(data), *sets(*RUN), "--out", str(b)]) == 0
+    capsys.readouterr()
+    prints = [read_json(run / "result.json")["fingerprints"]["data"] for run in (a, b)]
+    assert compare_runs([a, b]).differing == ["data fingerprint"]
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    header, _, row_a, row_b = out.splitlines()[:4]
+    assert header.split()[:3] == ["run", "data", "fingerprint"] and row_a.split()[1] == prints[0] and row_b.split()[1] == prints[1]
+    assert "configs are the same" in out and "data differ" in out
+    assert compare_runs([a, a]).differing == []
