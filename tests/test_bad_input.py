@@ -82,6 +82,24 @@ def test_manifest_rows_are_its_lines_blank_lines_aside(tmp_path):
     assert sample_count(build(folder)) == 20
 
 
+
+def test_a_repeated_header_and_other_separators_are_named(tmp_path):
+    """Found by the fuzz test below: these were refused, but for what followed from them (an unknown
+    split '', a file type '')."""
+    folder = vector_manifest(tmp_path / "d", n=20)
+    manifest = folder / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines + lines) + "\n")  # two manifests joined
+    with pytest.raises(DataFormatError, match=r"manifest\.csv, line 22: repeats the header \(line 1\); two manifests joined\?"):
+        build(folder)
+    manifest.write_text("\n".join(lines[:5] + [lines[5].replace(",", ";")] + lines[6:]) + "\n")
+    with pytest.raises(DataFormatError, match=r"manifest\.csv, line 6: one cell 's4;cat;test;4;1', separated by ';'\? A manifest's cells"):
+        build(folder)
+    manifest.write_text("\n".join(line.replace(",", "\t") for line in lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"manifest\.csv, line 1: one cell 'id\\tlabel.*', separated by a tab\?"):
+        build(folder)
+
+
 def test_a_cell_over_the_csv_field_limit_or_a_nul_is_named(tmp_path):
     folder = vector_manifest(tmp_path / "d", n=20)
     manifest = folder / "manifest.csv"
@@ -95,6 +113,21 @@ def test_a_cell_over_the_csv_field_limit_or_a_nul_is_named(tmp_path):
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=r"manifest\.csv, line 5: holds a NUL character"):
         build(folder)
+
+
+
+def test_a_path_the_system_refuses_to_look_up_is_a_problem_of_its_sample(tmp_path):
+    """Found by the fuzz test below: a 1,000-character file name raised OSError (ENAMETOOLONG)."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    rows = []
+    for i in range(12):
+        np.save(folder / f"{i}.npy", np.full(2, i, np.float32))
+        rows.append(f"s{i},{'ab'[i % 2]},{'test' if i >= 9 else 'train'},{'x' * 1000 if i == 1 else ''}{i}.npy")
+    (folder / "manifest.csv").write_text("\n".join(["id,label,split,f", *rows]) + "\n")
+    [problem] = check_bundle(bundle_of(folder))
+    assert problem.kind == "unreadable-file" and problem.message.startswith("line 3 (id 's1'), modality 'f': xxxxx")
+    assert problem.message.endswith("1.npy cannot be read: File name too long (ENAMETOOLONG)"), problem.message
 
 
 # 2. images of every mode Pillow can hand the reader
@@ -418,3 +451,99 @@ def test_compare_shows_the_data_fingerprints_of_runs_on_different_data(tmp_path,
     assert header.split()[:3] == ["run", "data", "fingerprint"] and row_a.split()[1] == prints[0] and row_b.split()[1] == prints[1]
     assert "configs are the same" in out and "data differ" in out
     assert compare_runs([a, a]).differing == []
+
+
+# 7. fuzz: malformed manifests are read as their lines say, or refused by name
+
+FUZZ_EXAMPLES = 200
+FUZZ_HEADER = "id,label,split,f,v.a,v.b"
+FUZZ_ROWS = [f"s{i},{'ab'[i % 2]},{'test' if i in (4, 9) else 'train'},{i}.npy,{i},{i % 3}" for i in range(12)]
+# Characters that matter to a CSV reader or a decoder, and a few ordinary ones.
+FUZZ_ALPHABET = '",;\t \'\\\n\r\x00\x0b\x85\u2028\u00e9\U0001f600ab1.-/'
+
+
+@pytest.fixture(scope="module")
+def fuzz_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    for i in range(12):
+        np.save(folder / f"{i}.npy", np.full(2, i, np.float32))
+    return folder
+
+
+def fuzz_edits():
+    from hypothesis import strategies as st
+
+    line, position = st.integers(0, 12), st.integers(0, 40)
+    text = st.text(FUZZ_ALPHABET, min_size=1, max_size=6)
+    return st.lists(st.one_of(
+        st.tuples(st.just("insert"), line, position, text),                        # quotes, separators, breaks...
+        st.tuples(st.just("blank"), line, st.just(0), st.sampled_from(["", "  ", ",,,,,", '"",""', "\t"])),
+        st.tuples(st.just("duplicate"), line, st.just(0), st.just("")),
+        st.tuples(st.just("huge"), line, position, st.sampled_from(["x" * 300, "x" * 1000, "x" * 131_073, '"' + "y" * 140_000])),
+        st.tuples(st.just("separator"), line, st.just(0), st.sampled_from([";", "\t", ", "])),
+    ), max_size=4)
+
+
+def apply_edit(lines, edit):
+    kind, line, position, text = edit
+    line = min(line, len(lines) - 1)
+    if kind == "insert" or kind == "huge":
+        lines[line] = lines[line][:position] + text + lines[line][position:]
+    elif kind == "blank":
+        lines.insert(line, text)
+    elif kind == "duplicate":
+        lines.insert(line, lines[line])
+    else:
+        lines[line] = lines[line].replace(",", text)
+
+
+def expected_samples(data: bytes) -> int | None:
+    """What a manifest's rows must be: one per line after the header, blank lines (cells all blank,
+    each line parsed alone) aside; None when it is not UTF-8 (it must then be refused)."""
+    import csv
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    lines = re.split(r"\r\n|\r|\n", text)
+    try:
+        filled = [any(cell.strip() for row in csv.reader([line]) for cell in row) for line in lines]
+    except csv.Error:  # a cell over the field limit
+        return None
+    return max(sum(filled) - 1, 0)
+
+
+def test_fuzzed_manifests_are_read_as_their_lines_say_or_refused_by_name(fuzz_folder):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from latefusion.errors import UserError
+
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(edits=fuzz_edits(), ending=st.sampled_from(["\n", "\r\n", "\r"]), last=st.booleans(),
+           encoding=st.sampled_from(["utf-8", "utf-8-sig", "latin-1", "utf-16"]))
+    def check(edits, ending, last, encoding):
+        lines = [FUZZ_HEADER, *FUZZ_ROWS]
+        for edit in edits:
+            apply_edit(lines, edit)
+        data = (ending.join(lines) + (ending if last else "")).encode(encoding, errors="replace")
+        (fuzz_folder / "manifest.csv").write_bytes(data)
+        expected = expected_samples(data)
+        try:
+            bundle = build(fuzz_folder)
+        except UserError as error:  # refused: by name, never another exception
+            assert str(fuzz_folder) in str(error), error
+            seen["refused"] += 1
+            return
+        assert expected is not None, "a manifest that is not UTF-8, or holds a huge cell, was read"
+        assert sample_count(bundle) == expected, (edits, ending, encoding)
+        seen["read"] += 1
+
+    check()
+    print(f"fuzzed manifests: {seen}")
+    assert seen["read"] + seen["refused"] == FUZZ_EXAMPLES
+    assert seen["read"] >= FUZZ_EXAMPLES // 10 and seen["refused"] >= FUZZ_EXAMPLES // 10, seen  # both outcomes were exercised

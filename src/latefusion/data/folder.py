@@ -26,7 +26,9 @@ holds zeros; with the data checks off (`data.check=false`) they are refused here
 from __future__ import annotations
 
 import csv
+import errno
 import math
+import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ KIND_BY_SUFFIX = {**dict.fromkeys(AUDIO_SUFFIXES, "audio"), ".png": "image", ".j
 ENCODER_BY_KIND = {"vector": "mlp", "image": "cnn", "audio": "audio-cnn"}
 # numpy dtype kinds that are real numbers: bool, signed and unsigned integers, floats
 REAL_KINDS = "biuf"
+# What the system answers for a path a manifest cell names that cannot be looked up or opened: an
+# unreadable-file problem of that sample (other errors, EIO..., keep their traceback).
+UNREADABLE_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENOTDIR, errno.EINVAL}
 # The encoders take vectors (1-D), and images as (H, W) or (C, H, W).
 MAX_SAMPLE_RANK = 3
 
@@ -185,14 +190,14 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], spl
             except MediaError:
                 raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r}: {cell} is {suffix} audio, which is decoded by PyAV, "
                                       "not installed: pip install 'latefusion[video]' (or convert the clips to .wav)") from None
-        outside = None if options.allow_outside_paths else outside_reason(folder, cell)
-        if outside:
-            bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
-            continue
-        if not (folder / cell).is_file():
-            bad(row, "missing-file", f"{cell} does not exist")
-            continue
         try:
+            outside = None if options.allow_outside_paths else outside_reason(folder, cell)
+            if outside:
+                bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
+                continue
+            if not (folder / cell).is_file():
+                bad(row, "missing-file", f"{cell} does not exist")
+                continue
             if kind == "audio":
                 values[row], rates[row] = read_audio_file(folder / cell, max_bytes)
             elif kind == "image":
@@ -201,6 +206,10 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], spl
                 values[row] = read_array_file(folder / cell, max_bytes)
         except FileProblem as problem:
             bad(row, problem.kind, f"{cell} {problem}")
+        except OSError as error:
+            if error.errno not in UNREADABLE_ERRNOS:
+                raise  # a failing disk (EIO...) is not a problem of one sample
+            bad(row, "unreadable-file", f"{cell} cannot be read: {os.strerror(error.errno)} ({errno.errorcode[error.errno]})")
 
     encoder_options = {}
     if kind == "audio" and rates:
@@ -317,7 +326,14 @@ def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]],
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{manifest}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8") from None
     columns = records[0][1] if records else []
+    for line, cells in records:
+        separator = next((name for sign, name in ((";", "';'"), ("\t", "a tab")) if sign in cells[0]), None)
+        if len(cells) == 1 and separator and (line == records[0][0] or len(columns) > 1):
+            raise DataFormatError(f"{manifest}, line {line}: one cell {cells[0][:60]!r}, separated by {separator}? A manifest's cells are separated "
+                                  "by ',' (save it as CSV with commas)")
     for line, cells in records[1:]:
+        if [cell.strip() for cell in cells] == [c.strip() for c in columns]:
+            raise DataFormatError(f"{manifest}, line {line}: repeats the header (line {records[0][0]}); two manifests joined? Remove it")
         extra = cells[len(columns):]
         if any(cell.strip() for cell in extra):
             raise DataFormatError(f"{manifest}, line {line}: {len(cells)} cells, the header has {len(columns)} columns; the cell(s) {extra} "
