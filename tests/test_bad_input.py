@@ -547,3 +547,27 @@ def test_fuzzed_manifests_are_read_as_their_lines_say_or_refused_by_name(fuzz_fo
     print(f"fuzzed manifests: {seen}")
     assert seen["read"] + seen["refused"] == FUZZ_EXAMPLES
     assert seen["read"] >= FUZZ_EXAMPLES // 10 and seen["refused"] >= FUZZ_EXAMPLES // 10, seen  # both outcomes were exercised
+
+
+# 8. missing labels in a manifest or an .npz (the folder reader's side of 3.)
+
+def test_missing_labels_in_a_manifest_or_npz_are_problems_of_their_samples(tmp_path, capsys):
+    from latefusion.cli import main
+
+    folder = vector_manifest(tmp_path / "d", n=40)
+    manifest = folder / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("s6,cat,", "s6,,").replace("s8,cat,", "s8, ,"))
+    problems = check_bundle(bundle_of(folder))
+    assert [(p.kind, p.message) for p in problems] == [
+        ("missing-label", f"line {k + 2} (id 's{k}'): no label (an empty cell, or NaN in an .npz); fill it in, or pass --skip-bad to drop "
+                          "the sample") for k in (6, 8)]
+    assert bundle_of(folder).class_names == ["cat", "dog"]  # not a class ''
+    assert main(["check-data", str(folder)]) == 1
+    capsys.readouterr()
+    assert sample_count(build_dataset(DataConfig(name="folder", path=str(folder), skip_bad=True))) == 38
+
+    labels = np.array([i % 2 for i in range(40)], dtype=float)
+    labels[[3, 7]] = np.nan
+    np.savez(tmp_path / "d.npz", v=np.arange(80.0).reshape(40, 2), label=labels, split=np.array(["train"] * 30 + ["test"] * 10))
+    npz = bundle_of(tmp_path / "d.npz")
+    assert npz.class_names == ["0", "1"] and [p.kind for p in check_bundle(npz)] == ["missing-label"] * 2  # the others stay numbers

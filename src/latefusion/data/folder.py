@@ -17,7 +17,7 @@ else to the longest clip).
 What is wrong with the format as a whole (a missing column, a modality the encoders cannot take)
 raises DataFormatError. What is wrong with single samples (a missing, truncated or unreadable file, a
 file declaring more than the size limits, a file of another shape, a cell of a number column that is
-not a number, a path leaving the folder, a duplicate id, a label never seen in train) is
+not a number, a path leaving the folder, a duplicate id, a label never seen in train or none at all) is
 collected instead: each split's `check()` names every such sample for the data checks, so
 `latefusion check-data` lists them all and `--skip-bad` drops them. Until dropped, such a sample
 holds zeros; with the data checks off (`data.check=false`) they are refused here instead.
@@ -401,7 +401,7 @@ def text_values(path: Path, name: str, array: np.ndarray) -> list[str]:
         return [v.decode("utf-8", "replace").strip() for v in array]
     if array.dtype.kind not in REAL_KINDS + "U":
         raise DataFormatError(f"{path}: `{name}` holds {array.dtype} values; expected strings or real numbers")
-    return [str(v).strip() for v in array.tolist()]
+    return ["" if isinstance(v, float) and math.isnan(v) else str(v).strip() for v in array.tolist()]  # NaN: no label
 
 
 def modality_array(path: Path, name: str, array: np.ndarray) -> np.ndarray:
@@ -483,13 +483,19 @@ def class_order(name: str) -> tuple:
 
 
 def number_classes(table: Table, splits: list[str], source: Path) -> tuple[list[str], list[int], list[Problem]]:
-    """The class names, each row's class index, and a problem for each row whose label train lacks."""
-    labels = class_labels(table.labels)
-    class_names = sorted({v for v, s in zip(labels, splits) if s == "train"}, key=class_order)
+    """The class names, each row's class index, and a problem for each row whose label train lacks or
+    that has none (an empty cell, NaN in an .npz: never a class of its own)."""
+    present = [row for row, v in enumerate(table.labels) if v]
+    named = dict(zip(present, class_labels([table.labels[row] for row in present])))
+    labels = [named.get(row) for row in range(len(table.labels))]
+    class_names = sorted({v for v, s in zip(labels, splits) if s == "train" and v is not None}, key=class_order)
     if len(class_names) < 2:
         raise DataFormatError(f"{source}: the train split holds {len(class_names)} class(es) {class_names}; a classifier needs at least two")
     index = {name: i for i, name in enumerate(class_names)}
     unseen = [Problem("unseen-label", f"{table.where[row]}: label {v!r} appears in {splits[row]} but never in train; a classifier cannot learn it", index=row)
+              if v is not None else
+              Problem("missing-label", f"{table.where[row]}: no label (an empty cell, or NaN in an .npz); fill it in, or pass --skip-bad to "
+                                       "drop the sample", index=row)
               for row, v in enumerate(labels) if v not in index]
     return class_names, [index.get(v, 0) for v in labels], unseen
 
