@@ -291,3 +291,13 @@ def test_umt_refuses_teachers_trained_on_other_data(tmp_path, tiny_config):
     with pytest.raises(ConfigError, match=r"teachers\.a: .*unimodal-a was trained on other data .* than this run"):
         train(umt, tmp_path / "umt")
     assert not (tmp_path / "umt" / "checkpoints").exists()
+
+
+def test_a_references_file_of_another_shape_is_named(tmp_path):
+    from latefusion.runs import RunDir
+
+    run = RunDir(tmp_path / "umt")
+    run.path.mkdir()
+    run.references_file.write_text('{"teachers": {"a": "unimodal-a"}}')
+    with pytest.raises(RunFolderError, match=r"references.json is not a references file"):
+        run.references()

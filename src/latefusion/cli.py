@@ -67,10 +67,23 @@ def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
                         "and, for synthetic data, data.options.seed=K (fresh data per seed)")
 
 
+def refuse_resume_of_nothing(out: Path, seeds: int | None) -> None:
+    """`--resume` continues the run(s) in OUT: a folder holding none (a typo) is an error, not a fresh run."""
+    from .errors import RunFolderError
+    from .seeds import SEED_PREFIX
+
+    if seeds is None and not RunDir(out).config_file.is_file():
+        raise RunFolderError(f"{out} holds no run to resume (no config.yaml); to start a new run there, leave out --resume")
+    if seeds is not None and not any(RunDir(out / f"{SEED_PREFIX}{k}").config_file.is_file() for k in range(max(seeds, 0))):
+        raise RunFolderError(f"{out} holds no runs to resume; to start new runs there, leave out --resume")
+
+
 def command_train(args: argparse.Namespace) -> None:
     from .seeds import each_seed, mean_and_std
     from .train import train
 
+    if args.resume:
+        refuse_resume_of_nothing(Path(args.out), args.seeds)
     overrides = [*data_overrides(args.data), *args.overrides, *(["data.skip_bad=true"] if args.skip_bad else [])]
     stored = RunDir(args.out).config_file
     if args.resume and args.seeds is None and stored.is_file() and not (overrides or args.config or args.quick):

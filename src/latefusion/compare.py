@@ -1,7 +1,8 @@
 """`latefusion compare RUN...`: finished runs of different settings side by side.
 
 One row per run: the config keys in which the runs differ (the keys all of them share are left
-out, and so are the neutral keys of config.flat_config), then validation and test accuracy and
+out, and so are the neutral keys of config.flat_config), the data fingerprint of each run when they
+were trained on different data (result.json), then validation and test accuracy and
 macro-F1 from result.json, then the linear-probe test accuracy of each modality where the run was
 probed (probe.json). Seeds of one setting are averaged by `latefusion report`, not here.
 """
@@ -20,12 +21,13 @@ from .storage import read_json
 
 SCORES = (("val_acc", "val acc"), ("test_acc", "test acc"), ("val_macro_f1", "val F1"), ("test_macro_f1", "test F1"))
 MAX_CELL = 40
+DATA_COLUMN = "data fingerprint"  # shown as a column when the runs' data differ
 
 
 @dataclass
 class Comparison:
     runs: list[str]
-    differing: list[str]  # config keys whose values differ between the runs
+    differing: list[str]  # config keys whose values differ between the runs, and DATA_COLUMN when their data do
     settings: list[dict[str, Any]]  # per run: differing key -> value
     scores: list[dict[str, float]]  # per run: SCORES keys, and probe:<modality>
     probe_columns: list[str]
@@ -59,14 +61,20 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
     if not paths:
         raise RunFolderError("compare needs at least one run folder")
     paths = [run for path in paths for run in run_folders(path)]
-    configs, scores = [], []
+    configs, scores, data = [], [], []
     for path in paths:
         run = RunDir(path)
         configs.append(flat_config(run.config()))
         result = run.result()
         scores.append({key: result[key] for key, _ in SCORES if key in result} | run_probe(run))
+        fingerprints = result.get("fingerprints")
+        data.append(fingerprints.get("data") if isinstance(fingerprints, dict) else None)
     keys = sorted(set().union(*configs))
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    if len(set(data)) > 1:  # the same config may read data whose contents changed between the runs
+        differing.insert(0, DATA_COLUMN)
+        for config, fingerprint in zip(configs, data):
+            config[DATA_COLUMN] = fingerprint
     probe_columns = sorted({k for s in scores for k in s if k.startswith("probe:")})
     return Comparison([str(p) for p in paths], differing, [{k: c.get(k) for k in differing} for c in configs], scores, probe_columns)
 
@@ -85,5 +93,8 @@ def format_table(comparison: Comparison) -> str:
         rows.append([run, *(cell(settings[k]) for k in comparison.differing), *numbers])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    note = "" if comparison.differing or len(comparison.runs) < 2 else "\n(the runs' configs are the same, neutral keys aside)"
+    same_config = [k for k in comparison.differing if k != DATA_COLUMN] == [] and len(comparison.runs) > 1
+    data_differ = DATA_COLUMN in comparison.differing
+    note = ("\n(the runs' configs are the same, neutral keys aside" + ("; their data differ: see the data fingerprints)" if data_differ else ")")
+            if same_config else "")
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]]) + note

@@ -21,6 +21,7 @@ its model needs (a UMT model does not need its teachers, a UME model holds its m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -28,6 +29,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -80,8 +82,17 @@ class RunDir:
         predicted, labels = self.predictions(split)
         return predicted == labels
 
-    def references(self) -> dict[str, dict[str, dict[str, str]]]:
-        return read_json(self.references_file) if self.references_file.is_file() else {}
+    def references(self) -> dict[str, dict[str, RunReference]]:
+        """option -> modality -> the run this one learned from, as references.json records it."""
+        if not self.references_file.is_file():
+            return {}
+        raw = read_json(self.references_file)
+        try:
+            return {option: {m: RunReference(str(r["path"]), str(r["sha256"])) for m, r in by_modality.items()}
+                    for option, by_modality in raw.items()}
+        except (AttributeError, KeyError, TypeError):
+            raise RunFolderError(f"{self.references_file} is not a references file: expected "
+                                 '{option: {modality: {"path": ..., "sha256": ...}}}') from None
 
     def is_finished(self) -> bool:
         return self.result_file.is_file()
@@ -123,6 +134,18 @@ class RunDir:
                 stale.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class RunReference:
+    """A run another run learned from (UMT's teacher, UME's member): its folder, relative to the
+    learning run's folder, and the sha256 of the checkpoint that was used."""
+    path: str
+    sha256: str
+
+    @classmethod
+    def to(cls, run: RunDir, other: RunDir) -> "RunReference":
+        return cls(os.path.relpath(other.path.resolve(), run.path.resolve()), checkpoint_sha256(other))
+
+
 def resolve_references(run: RunDir, given: dict[str, str], option: str) -> dict[str, RunDir]:
     """The runs named by `option` (modality -> folder, as the user gave them) for `run`.
 
@@ -133,22 +156,20 @@ def resolve_references(run: RunDir, given: dict[str, str], option: str) -> dict[
     resolved = {}
     for modality, path in given.items():
         record = recorded.get(modality)
-        candidates = ([run.path / record["path"]] if record else []) + [Path(path)]
+        candidates = ([run.path / record.path] if record else []) + [Path(path)]
         found = next((RunDir(c) for c in candidates if (c / "config.yaml").is_file()), None)
         if found is None:
             raise RunFolderError(f"{option}.{modality}: no run folder at {' or '.join(str(c) for c in candidates)}")
-        if record and checkpoint_sha256(found) != record["sha256"]:
+        if record and checkpoint_sha256(found) != record.sha256:
             raise RunFolderError(f"{option}.{modality}: the checkpoint of {found.path} changed since {run.path} used it "
-                                 f"(sha256 {record['sha256'][:12]}... recorded); retrain this run, or restore that checkpoint")
+                                 f"(sha256 {record.sha256[:12]}... recorded); retrain this run, or restore that checkpoint")
         resolved[modality] = found
     return resolved
 
 
 def record_references(run: RunDir, option: str, runs: dict[str, RunDir]) -> None:
-    references = run.references()
-    references[option] = {m: {"path": os.path.relpath(r.path.resolve(), run.path.resolve()), "sha256": checkpoint_sha256(r)}
-                          for m, r in runs.items()}
-    write_json(run.references_file, references)
+    references = {**run.references(), option: {m: RunReference.to(run, other) for m, other in runs.items()}}
+    write_json(run.references_file, {o: {m: dataclasses.asdict(r) for m, r in by_modality.items()} for o, by_modality in references.items()})
 
 
 def checkpoint_sha256(run: RunDir) -> str:

@@ -91,7 +91,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         if changed:
             raise RunFolderError(f"cannot resume {run.path} with a different configuration: " + "; ".join(changed))
         if run.is_finished():
-            return run.result()
+            return finished_result(run, bundle or build_dataset(config.data))
     started = time.time()
     seed_everything(config.train.seed)
     device = setup_device(config)
@@ -245,6 +245,16 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
 
 def imbalance(acc_by_modality: dict[str, float]) -> float:
     return max(acc_by_modality.values()) - min(acc_by_modality.values())
+
+
+def finished_result(run: RunDir, bundle: DataBundle) -> dict[str, Any]:
+    """A finished run's result, when the data it was trained on is the data given (as for an unfinished run)."""
+    result = run.result()
+    trained = result.get("fingerprints", {}).get("data")
+    if trained is not None and trained != bundle.fingerprint:
+        raise RunFolderError(f"cannot resume {run.path}: it finished on other data: data fingerprint: {trained} -> {bundle.fingerprint} "
+                             "(the data's contents changed since). Restore the data, or train into a new folder")
+    return result
 
 
 def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ else to the longest clip).
 What is wrong with the format as a whole (a missing column, a modality the encoders cannot take)
 raises DataFormatError. What is wrong with single samples (a missing, truncated or unreadable file, a
 file declaring more than the size limits, a file of another shape, a cell of a number column that is
-not a number, a path leaving the folder, a duplicate id, a label never seen in train) is
+not a number, a path leaving the folder, a duplicate id, a label never seen in train or none at all) is
 collected instead: each split's `check()` names every such sample for the data checks, so
 `latefusion check-data` lists them all and `--skip-bad` drops them. Until dropped, such a sample
 holds zeros; with the data checks off (`data.check=false`) they are refused here instead.
@@ -26,7 +26,9 @@ holds zeros; with the data checks off (`data.check=false`) they are refused here
 from __future__ import annotations
 
 import csv
+import errno
 import math
+import os
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import Problem
 from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
-from .media import MediaError, MediaTooLarge, decode_audio, read_image, require_pyav
+from .media import MediaError, MediaTooLarge, decode_audio, read_image_scaled, require_pyav
 
 __all__ = ["DataFormatError", "build"]
 
@@ -55,6 +57,9 @@ KIND_BY_SUFFIX = {**dict.fromkeys(AUDIO_SUFFIXES, "audio"), ".png": "image", ".j
 ENCODER_BY_KIND = {"vector": "mlp", "image": "cnn", "audio": "audio-cnn"}
 # numpy dtype kinds that are real numbers: bool, signed and unsigned integers, floats
 REAL_KINDS = "biuf"
+# What the system answers for a path a manifest cell names that cannot be looked up or opened: an
+# unreadable-file problem of that sample (other errors, EIO..., keep their traceback).
+UNREADABLE_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENOTDIR, errno.EINVAL}
 # The encoders take vectors (1-D), and images as (H, W) or (C, H, W).
 MAX_SAMPLE_RANK = 3
 
@@ -106,21 +111,21 @@ class FolderSplit(TensorSplit):
 
 def check_modality_name(name: str, source: object) -> None:
     """A modality's name is a key of the model's nn.ModuleDict, which refuses some names."""
-    if not name or "." in name or hasattr(nn.ModuleDict(), name):
-        raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be non-empty, without '.', and not an attribute "
-                              "of torch modules such as 'training' or 'forward'); rename it")
+    if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict(), name):
+        raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be a non-empty string, without '.', and not an "
+                              "attribute of torch modules such as 'training' or 'forward'); rename it")
 
 
 def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
-    """An image as float32 (C, H, W) in [0, 1]: one channel for greyscale images, else three; at `size`
-    (see media.fit_image) when given."""
+    """An image as float32 (C, H, W) in [0, 1] at its bit depth (16-bit greyscale divided by 65535): one
+    channel for greyscale images, else three; at `size` (see media.fit_image) when given. A 32-bit
+    integer or float image is an unreadable-file naming its mode (media.scaled_pixels)."""
     try:
-        pixels = read_image(path, size, mode=None, fit=fit)
+        array = read_image_scaled(path, size, fit)
     except MediaTooLarge as error:
         raise FileProblem("too-large", str(error).removeprefix(f"{path}: ")) from None  # the caller names the file
     except MediaError as error:
         raise FileProblem("unreadable-file", f"is {str(error).removeprefix(f'{path}: ')}") from None
-    array = pixels.astype(np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
@@ -185,14 +190,14 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], spl
             except MediaError:
                 raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r}: {cell} is {suffix} audio, which is decoded by PyAV, "
                                       "not installed: pip install 'latefusion[video]' (or convert the clips to .wav)") from None
-        outside = None if options.allow_outside_paths else outside_reason(folder, cell)
-        if outside:
-            bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
-            continue
-        if not (folder / cell).is_file():
-            bad(row, "missing-file", f"{cell} does not exist")
-            continue
         try:
+            outside = None if options.allow_outside_paths else outside_reason(folder, cell)
+            if outside:
+                bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
+                continue
+            if not (folder / cell).is_file():
+                bad(row, "missing-file", f"{cell} does not exist")
+                continue
             if kind == "audio":
                 values[row], rates[row] = read_audio_file(folder / cell, max_bytes)
             elif kind == "image":
@@ -201,6 +206,10 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], spl
                 values[row] = read_array_file(folder / cell, max_bytes)
         except FileProblem as problem:
             bad(row, problem.kind, f"{cell} {problem}")
+        except OSError as error:
+            if error.errno not in UNREADABLE_ERRNOS:
+                raise  # a failing disk (EIO...) is not a problem of one sample
+            bad(row, "unreadable-file", f"{cell} cannot be read: {os.strerror(error.errno)} ({errno.errorcode[error.errno]})")
 
     encoder_options = {}
     if kind == "audio" and rates:
@@ -267,19 +276,73 @@ def stack_samples(name: str, values: dict[int, np.ndarray], rows: int, wrong_sha
     return array
 
 
-def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The columns and the rows (cells stripped) of a manifest; a UTF-8 byte order mark is accepted."""
+QUOTE_HINT = "a cell that starts with '\"' is quoted up to the next '\"', line breaks and commas included"
+
+
+def line_break_error(manifest: Path, header: list[str] | None, start: int, end: int, cells: list[str]) -> DataFormatError:
+    """The error for a record that holds a line break, naming its first line and the cell."""
+    broken = next((k for k, cell in enumerate(cells) if "\n" in cell or "\r" in cell), len(cells) - 1)
+    name = f"column {header[broken]!r}" if header and broken < len(header) else f"column {broken + 1}"
+    return DataFormatError(f"{manifest}, line {start}: the cell of {name} holds a line break: lines {start} to {max(end, start + 1)} were "
+                           f"read as one row ({QUOTE_HINT}); a manifest cell cannot span lines: remove the stray '\"' (or close the "
+                           "quote on its line)")
+
+
+def manifest_records(manifest: Path) -> list[tuple[int, list[str]]]:
+    """Each record of a manifest with its line number, the header first: exactly one record per line of
+    the file, blank lines and rows of empty cells skipped. A record that spans lines (a quote opened
+    and not closed on its line joins the lines after it into one cell), a NUL character, or a cell over
+    the csv module's field limit is a DataFormatError naming the line."""
+    records, end = [], 0
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        while True:
+            start = end + 1
+            try:
+                cells = next(reader, None)
+            except csv.Error as error:
+                if "field larger than field limit" in str(error):
+                    raise DataFormatError(f"{manifest}, line {start}: a cell holds more than {csv.field_size_limit():,} characters, where "
+                                          "an id, a label, a split, a path or a number was expected; a '\"' never closed? "
+                                          f"({QUOTE_HINT})") from None
+                raise DataFormatError(f"{manifest}, line {reader.line_num}: not readable as CSV ({error})") from None
+            if cells is None:
+                return records
+            end = reader.line_num
+            if end > start or any("\n" in cell or "\r" in cell for cell in cells):
+                raise line_break_error(manifest, records[0][1] if records else None, start, end, cells)
+            if any("\0" in cell for cell in cells):
+                raise DataFormatError(f"{manifest}, line {start}: holds a NUL character (byte 0x00), which no manifest text holds; "
+                                      "save it as UTF-8 CSV")
+            if any(cell.strip() for cell in cells):
+                records.append((start, cells))
+
+
+def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    """The columns, the rows (cells stripped) and each row's line number of a manifest; a UTF-8 byte
+    order mark is accepted. Every line of the file is the header, a blank line or exactly one row."""
     try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            rows = [{c: (row.get(c) or "").strip() for c in columns} for row in reader]
+        records = manifest_records(manifest)
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{manifest}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8") from None
+    columns = records[0][1] if records else []
+    for line, cells in records:
+        separator = next((name for sign, name in ((";", "';'"), ("\t", "a tab")) if sign in cells[0]), None)
+        if len(cells) == 1 and separator and (line == records[0][0] or len(columns) > 1):
+            raise DataFormatError(f"{manifest}, line {line}: one cell {cells[0][:60]!r}, separated by {separator}? A manifest's cells are separated "
+                                  "by ',' (save it as CSV with commas)")
+    for line, cells in records[1:]:
+        if [cell.strip() for cell in cells] == [c.strip() for c in columns]:
+            raise DataFormatError(f"{manifest}, line {line}: repeats the header (line {records[0][0]}); two manifests joined? Remove it")
+        extra = cells[len(columns):]
+        if any(cell.strip() for cell in extra):
+            raise DataFormatError(f"{manifest}, line {line}: {len(cells)} cells, the header has {len(columns)} columns; the cell(s) {extra} "
+                                  "belong to no column (a ',' inside a cell? quote that cell: \"a,b\")")
+    rows = [{c: (cells[k] if k < len(cells) else "").strip() for k, c in enumerate(columns)} for _, cells in records[1:]]
     repeated = sorted(c for c, n in Counter(columns).items() if n > 1)
     if repeated:
         raise DataFormatError(f"{manifest}: column(s) {repeated} appear more than once; every column needs its own name")
-    return columns, rows
+    return columns, rows, [line for line, _ in records[1:]]
 
 
 def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[str] | None]:
@@ -305,7 +368,7 @@ def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[st
 def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
     """A manifest.csv and the files it names."""
     manifest = folder / "manifest.csv"
-    columns, rows = read_manifest_rows(manifest)
+    columns, rows, lines = read_manifest_rows(manifest)
     missing = [c for c in RESERVED_COLUMNS if c not in columns]
     if missing:
         raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns id,label,split and one per modality")
@@ -317,7 +380,7 @@ def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
         raise DataFormatError(f"{manifest}: no samples")
     ids = [row["id"] for row in rows]
     table = Table({}, {}, [r["label"] for r in rows], [r["split"] for r in rows], ids,
-                  [f"line {line} (id {sample_id!r})" for line, sample_id in enumerate(ids, start=2)])
+                  [f"line {line} (id {sample_id!r})" for line, sample_id in zip(lines, ids)])
     for name, features in modalities.items():
         if features is None:
             array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, table.splits, options)
@@ -338,7 +401,7 @@ def text_values(path: Path, name: str, array: np.ndarray) -> list[str]:
         return [v.decode("utf-8", "replace").strip() for v in array]
     if array.dtype.kind not in REAL_KINDS + "U":
         raise DataFormatError(f"{path}: `{name}` holds {array.dtype} values; expected strings or real numbers")
-    return [str(v).strip() for v in array.tolist()]
+    return ["" if isinstance(v, float) and math.isnan(v) else str(v).strip() for v in array.tolist()]  # NaN: no label
 
 
 def modality_array(path: Path, name: str, array: np.ndarray) -> np.ndarray:
@@ -420,13 +483,19 @@ def class_order(name: str) -> tuple:
 
 
 def number_classes(table: Table, splits: list[str], source: Path) -> tuple[list[str], list[int], list[Problem]]:
-    """The class names, each row's class index, and a problem for each row whose label train lacks."""
-    labels = class_labels(table.labels)
-    class_names = sorted({v for v, s in zip(labels, splits) if s == "train"}, key=class_order)
+    """The class names, each row's class index, and a problem for each row whose label train lacks or
+    that has none (an empty cell, NaN in an .npz: never a class of its own)."""
+    present = [row for row, v in enumerate(table.labels) if v]
+    named = dict(zip(present, class_labels([table.labels[row] for row in present])))
+    labels = [named.get(row) for row in range(len(table.labels))]
+    class_names = sorted({v for v, s in zip(labels, splits) if s == "train" and v is not None}, key=class_order)
     if len(class_names) < 2:
         raise DataFormatError(f"{source}: the train split holds {len(class_names)} class(es) {class_names}; a classifier needs at least two")
     index = {name: i for i, name in enumerate(class_names)}
     unseen = [Problem("unseen-label", f"{table.where[row]}: label {v!r} appears in {splits[row]} but never in train; a classifier cannot learn it", index=row)
+              if v is not None else
+              Problem("missing-label", f"{table.where[row]}: no label (an empty cell, or NaN in an .npz); fill it in, or pass --skip-bad to "
+                                       "drop the sample", index=row)
               for row, v in enumerate(labels) if v not in index]
     return class_names, [index.get(v, 0) for v in labels], unseen
 

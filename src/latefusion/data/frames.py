@@ -21,6 +21,8 @@ whatever needs the data again (`probe_run`, `guide_from_runs`) is given the bund
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +35,7 @@ from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import checked
 from .files import DataFormatError
-from .folder import ENCODER_BY_KIND, MAX_SAMPLE_RANK, REAL_KINDS, class_labels, class_order
+from .folder import ENCODER_BY_KIND, MAX_SAMPLE_RANK, REAL_KINDS, check_modality_name, class_labels, class_order
 from .registry import DATASETS
 
 IN_MEMORY = "in-memory"
@@ -56,15 +58,41 @@ def as_array(value: Any, where: str) -> np.ndarray:
     return array
 
 
-def label_strings(value: Any, where: str) -> list[str]:
+def is_missing(value: Any) -> bool:
+    """No label: None, NaN (Python or numpy), pandas' NA or NaT (recognised without importing pandas),
+    or an empty or blank string."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def label_strings(value: Any, where: str) -> tuple[list[str], list[int]]:
+    """Each label as text, and the positions of the missing ones (see is_missing)."""
     array = as_array(value, where)
     if array.ndim != 1:
         raise DataFormatError(f"{where}: labels must be one value per sample (1-D), got shape {array.shape}")
     if array.dtype.kind not in REAL_KINDS + "UO":
         raise DataFormatError(f"{where}: labels must be numbers or strings, got dtype {array.dtype}")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise DataFormatError(f"{where}: labels hold NaN or Inf (a missing label?) at sample {int(np.flatnonzero(~np.isfinite(array))[0])}")
-    return [str(v).strip() for v in array.tolist()]
+    values = array.tolist()
+    infinite = next((i for i, v in enumerate(values) if isinstance(v, float) and math.isinf(v)), None)
+    if infinite is not None:
+        raise DataFormatError(f"{where}: labels hold Inf at sample {infinite}; expected numbers or strings")
+    return [str(v).strip() for v in values], [i for i, v in enumerate(values) if is_missing(v)]
+
+
+def without_missing(texts: list[str], missing: list[int], where: str, noun: str, skip_bad: bool, caller: str) -> list[int]:
+    """The positions of the labelled samples; a missing label is a DataFormatError naming where it is,
+    unless `skip_bad` (then the sample is dropped, and stderr says so)."""
+    if missing:
+        listed = f"{missing[:10]}{' and more' if len(missing) > 10 else ''}"
+        if not skip_bad:
+            raise DataFormatError(f"{where}: {len(missing)} missing label(s) (None, NaN, pd.NA or empty) at {noun}(s) {listed}; "
+                                  f"fill them in, or pass skip_bad=True to drop those {noun}s")
+        print(f"{caller}: skip_bad: dropped {len(missing)} {noun}(s) of {where} without a label ({noun}s {listed})", file=sys.stderr)
+    dropped = set(missing)
+    return [i for i in range(len(texts)) if i not in dropped]
 
 
 def split_parts(split: str, value: Any, label: str) -> tuple[dict[str, Any], Any]:
@@ -84,14 +112,16 @@ def split_parts(split: str, value: Any, label: str) -> tuple[dict[str, Any], Any
 
 def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "label", name: str = IN_MEMORY,
                 kinds: Mapping[str, str] | None = None, encoders: Mapping[str, dict[str, Any]] | None = None,
-                val_fraction: float = 0.15, val_seed: int = 0, check: bool = True) -> DataBundle:
+                val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False) -> DataBundle:
     """A DataBundle of TensorSplits from arrays (numpy, torch or nested lists) per split and modality.
 
     Each split is `{modality: array, ..., label: labels}` or `({modality: array}, labels)`; arrays hold
     one row per sample. `val=None` carves `val_fraction` of train out as val (seed `val_seed`). `kinds`
     ({modality: "vector" | "image" | "audio"}) and `encoders` ({modality: {"name": ..., "options": ...}})
     override what the shapes suggest. Raises DataFormatError (a latefusion.UserError) for bad input,
-    naming the split and the modality, and DataCheckError when the data checks fail."""
+    naming the split and the modality, and DataCheckError when the data checks fail. A missing label
+    (None, NaN, pd.NA, an empty string) is refused by position; `skip_bad=True` drops such samples, and
+    those the data checks find (as `--skip-bad` does), saying so on stderr."""
     if test is None:
         raise DataFormatError("from_arrays needs a test split (test=...); val may be left out (it is then carved out of train)")
     given = {"train": train, "val": val, "test": test}
@@ -100,14 +130,17 @@ def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "
     modality_names = list(parts["train"][0])
     if not modality_names:
         raise DataFormatError("split 'train' holds no modality: give at least one array besides the labels")
+    for modality in modality_names:
+        check_modality_name(modality, "from_arrays")  # as the folder reader does: a key of the model's nn.ModuleDict
     rows: dict[str, list[np.ndarray]] = {m: [] for m in modality_names}
     labels: list[str] = []
     splits: list[str] = []
     for split, (inputs, split_labels) in parts.items():
-        if sorted(inputs) != sorted(modality_names):
-            raise DataFormatError(f"split {split!r} has modalities {sorted(inputs)}, split 'train' has {sorted(modality_names)}; "
+        if set(inputs) != set(modality_names):
+            raise DataFormatError(f"split {split!r} has modalities {sorted(inputs, key=str)}, split 'train' has {sorted(modality_names)}; "
                                   "every split needs the same ones")
-        texts = label_strings(split_labels, f"split {split!r}, {label!r}")
+        texts, missing = label_strings(split_labels, f"split {split!r}, {label!r}")
+        keep = without_missing(texts, missing, f"split {split!r}, {label!r}", "sample", skip_bad, "from_arrays")
         if not texts:
             raise DataFormatError(f"split {split!r} holds no samples")
         for modality, value in inputs.items():
@@ -123,19 +156,19 @@ def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "
             if rows[modality] and array.shape[1:] != rows[modality][0].shape[1:]:
                 raise DataFormatError(f"{where}: samples of shape {array.shape[1:]}, split 'train' has {rows[modality][0].shape[1:]}; "
                                       "every sample of a modality needs the same shape")
-            rows[modality].append(array)
-        labels += texts
-        splits += [split] * len(texts)
+            rows[modality].append(array[keep] if missing else array)
+        labels += [texts[i] for i in keep]
+        splits += [split] * len(keep)
     if "val" not in parts:
         if not 0 < val_fraction < 1:
             raise DataFormatError(f"val_fraction {val_fraction}: expected a fraction between 0 and 1")
         splits = carve_validation(splits, val_fraction, val_seed)
     return make_bundle({m: np.concatenate(r) for m, r in rows.items()}, labels, splits, name=name, kinds=kinds, encoders=encoders,
-                       check=check)
+                       check=check, skip_bad=skip_bad)
 
 
 def make_bundle(arrays: dict[str, np.ndarray], labels: list[str], splits: list[str], *, name: str, kinds: Mapping[str, str] | None,
-                encoders: Mapping[str, dict[str, Any]] | None, check: bool) -> DataBundle:
+                encoders: Mapping[str, dict[str, Any]] | None, check: bool, skip_bad: bool = False) -> DataBundle:
     """Arrays over all samples, each sample's label (as text) and split, as a checked DataBundle."""
     unknown = sorted(set(kinds or {}) - set(arrays)) + sorted(set(encoders or {}) - set(arrays))
     if unknown:
@@ -164,7 +197,7 @@ def make_bundle(arrays: dict[str, np.ndarray], labels: list[str], splits: list[s
         split_tensors[split] = TensorSplit({m: t[rows] for m, t in tensors.items()}, targets[rows])
     bundle = DataBundle(name=name, modalities=modalities, num_classes=len(class_names), class_names=class_names, encoders=suggested,
                         splits=split_tensors)
-    return checked(bundle, skip_bad=False) if check else bundle
+    return checked(bundle, skip_bad=skip_bad) if check else bundle
 
 
 def column_values(frame: Any, column: str) -> np.ndarray:
@@ -175,7 +208,7 @@ def column_values(frame: Any, column: str) -> np.ndarray:
 
 def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", modalities: Mapping[str, str | Sequence[str]],
                    name: str = IN_MEMORY, kinds: Mapping[str, str] | None = None, encoders: Mapping[str, dict[str, Any]] | None = None,
-                   val_fraction: float = 0.15, val_seed: int = 0, check: bool = True) -> DataBundle:
+                   val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False) -> DataBundle:
     """A DataBundle from a data frame with one row per sample: `label` and `split` (train / val / test)
     name columns, and `modalities` maps each modality to its columns, a list (their values side by side
     make a vector) or one column whose cells are arrays (an image, a vector). Any table with
@@ -186,6 +219,8 @@ def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", mo
                               f"frame[column].to_numpy()); got a {type(frame).__name__}")
     if not isinstance(modalities, Mapping) or not modalities:
         raise DataFormatError("from_dataframe needs modalities={name: [columns]} (or {name: column} for a column of arrays)")
+    for modality in modalities:
+        check_modality_name(modality, "from_dataframe")
     clash = [m for m, cols in modalities.items() for c in ([cols] if isinstance(cols, str) else cols) if c in (label, split)]
     if clash:
         raise DataFormatError(f"modalities {clash} use the label or split column as an input")
@@ -196,7 +231,8 @@ def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", mo
     for needed in ("train", "test"):
         if needed not in split_values:
             raise DataFormatError(f"column {split!r} has no {needed!r} rows; train and test are needed (val is carved out of train if absent)")
-    labels = label_strings(column_values(frame, label), f"column {label!r}")
+    labels, missing = label_strings(column_values(frame, label), f"column {label!r}")
+    keep = without_missing(labels, missing, f"column {label!r}", "row", skip_bad, "from_dataframe")
     arrays = {}
     for modality, columns in modalities.items():
         if isinstance(columns, str):
@@ -213,9 +249,11 @@ def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", mo
             raise DataFormatError(f"modality {modality!r}: its columns hold {array.dtype} values, not numbers")
         if array.ndim > MAX_SAMPLE_RANK + 1:
             raise DataFormatError(f"modality {modality!r}: samples of shape {array.shape[1:]}; at most {MAX_SAMPLE_RANK} dimensions")
-        arrays[modality] = array
+        arrays[modality] = array[keep] if missing else array
+    if missing:
+        labels, split_values = [labels[i] for i in keep], [split_values[i] for i in keep]
     if "val" not in split_values:
         if not 0 < val_fraction < 1:
             raise DataFormatError(f"val_fraction {val_fraction}: expected a fraction between 0 and 1")
         split_values = carve_validation(split_values, val_fraction, val_seed)
-    return make_bundle(arrays, labels, split_values, name=name, kinds=kinds, encoders=encoders, check=check)
+    return make_bundle(arrays, labels, split_values, name=name, kinds=kinds, encoders=encoders, check=check, skip_bad=skip_bad)

@@ -161,13 +161,62 @@ def fit_image(image, size: int | tuple[int, int], fit: str = "resize"):
     return image.resize((width, height), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
 
 
-def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str | None = "RGB", fit: str = "resize") -> np.ndarray:
-    """A JPEG/PNG as uint8, (H, W, 3) in RGB mode or (H, W) in L mode, resized to `size` (an int:
-    `size` x `size`; else (height, width)) when given, by `fit` (see fit_image). `mode=None` keeps
-    greyscale images greyscale and makes the others RGB.
+# Pillow's image modes by what they hold (its handbook, "Concepts: Modes"). A file named .png is opened
+# by its content, so a TIFF or any other format Pillow reads can hand the reader any of these.
+GREY_MODES = ("1", "L", "LA", "La")  # one channel (alpha dropped)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # 16-bit greyscale: what a 16-bit PNG opens as
+UNSCALED_MODES = {"I": "32-bit integer", "F": "32-bit float"}  # no fixed range to scale to [0, 1]: refused
+CONVERTED_VIA = {"La": "LA", "RGBa": "RGBA"}  # premultiplied alpha: Pillow converts these in two steps
 
-    An image whose header declares more than PIL.Image.MAX_IMAGE_PIXELS pixels (Pillow's
-    decompression-bomb limit, 89,478,485 unless raised) is refused before it is decoded: MediaTooLarge."""
+
+def sixteen_bit(image) -> np.ndarray | None:
+    """A 16-bit greyscale image's pixels as uint16; None for other modes. Older Pillow releases opened
+    16-bit PNGs as mode I (values 0 to 65535), so a PNG of mode I is 16-bit too."""
+    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        return np.asarray(image).astype(np.uint16)
+    return None
+
+
+def converted(image, mode: str, path: Path):
+    """`image` in `mode` (L or RGB); MediaError naming a mode that cannot be read as such."""
+    if image.mode in UNSCALED_MODES:
+        raise MediaError(f"{path}: a {UNSCALED_MODES[image.mode]} image (Pillow mode {image.mode}): its pixels have no fixed range to "
+                         "scale to [0, 1]; save it as an 8- or 16-bit PNG, or its array as a .npy file")
+    try:
+        return image.convert(CONVERTED_VIA[image.mode]).convert(mode) if image.mode in CONVERTED_VIA else image.convert(mode)
+    except ValueError as error:  # a mode Pillow cannot convert
+        raise MediaError(f"{path}: an image of Pillow mode {image.mode}, which cannot be read as {mode} ({error}); save it as an 8- or "
+                         "16-bit PNG") from None
+
+
+def scaled_pixels(image, path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
+    """An opened image (PIL) as float32 in [0, 1] at its bit depth, at `size` when given (see fit_image):
+    (H, W) for greyscale (modes 1, L, LA and 16-bit), else (H, W, 3) RGB (palette, RGBA, CMYK, YCbCr, LAB,
+    HSV...), alpha dropped. 16-bit pixels are divided by 65535 (and resized as floats), 8-bit ones by 255;
+    32-bit integer or float images (modes I, F) are refused: MediaError naming the mode."""
+    Image = _import("PIL.Image")
+    deep = sixteen_bit(image)
+    if deep is not None:
+        image, scale = Image.fromarray(deep.astype(np.float32) / np.float32(65535)), np.float32(1)
+    else:
+        image, scale = converted(image, "L" if image.mode in GREY_MODES else "RGB", path), np.float32(255)
+    return np.asarray(image if size is None else fit_image(image, size, fit), dtype=np.float32) / scale
+
+
+def eight_bit(image, mode: str | None, path: Path):
+    """An opened image (PIL) in `mode` (RGB or L; None: L for greyscale images, else RGB), 16-bit pixels
+    rounded to the nearest of 256 levels; 32-bit integer or float images are refused (see converted)."""
+    Image = _import("PIL.Image")
+    deep = sixteen_bit(image)
+    if deep is not None:
+        image = Image.fromarray(np.round(deep / 257).astype(np.uint8))
+    return converted(image, mode or ("L" if image.mode in GREY_MODES else "RGB"), path)
+
+
+def decoded(path: Path, read):
+    """`read(image)` of the opened image at `path`, or MediaError: an image whose header declares more
+    than PIL.Image.MAX_IMAGE_PIXELS pixels (Pillow's decompression-bomb limit, 89,478,485 unless raised)
+    is refused before it is decoded (MediaTooLarge); a file Pillow cannot read is named."""
     Image = _import("PIL.Image")
     try:
         with warnings.catch_warnings():
@@ -178,8 +227,7 @@ def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str 
             if limit is not None and image.width * image.height > limit:
                 raise MediaTooLarge(f"{path}: declares {image.width} x {image.height} = {image.width * image.height:,} pixels, over the limit "
                                     f"of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS, against decompression bombs); it was not decoded")
-            image = image.convert(mode or ("L" if image.mode in ("L", "I", "1") else "RGB"))
-            return np.asarray(image if size is None else fit_image(image, size, fit))
+            return read(image)
     except Image.DecompressionBombError as error:  # Pillow's own check in open(), at twice the limit: no size at hand
         count = re.search(r"\((\d+) pixels\)", str(error))
         declared = f"{int(count[1]):,} pixels" if count else "more pixels"
@@ -187,3 +235,20 @@ def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str 
                             f"against decompression bombs); it was not decoded") from None
     except (OSError, SyntaxError) as error:  # Pillow raises these for truncated or foreign files
         raise MediaError(f"{path}: not a readable image ({error})") from None
+
+
+def read_image(path: Path, size: int | tuple[int, int] | None = None, mode: str | None = "RGB", fit: str = "resize") -> np.ndarray:
+    """A JPEG/PNG as uint8, (H, W, 3) in RGB mode or (H, W) in L mode, resized to `size` (an int:
+    `size` x `size`; else (height, width)) when given, by `fit` (see fit_image). `mode=None` keeps
+    greyscale images greyscale and makes the others RGB. 16-bit images are rounded to 8 bits; 32-bit
+    integer or float ones are refused by name (see eight_bit), as are decompression bombs (see decoded)."""
+    return decoded(path, lambda image: np.asarray(fitted(eight_bit(image, mode, path), size, fit)))
+
+
+def read_image_scaled(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
+    """An image file as float32 in [0, 1] at its bit depth (see scaled_pixels and decoded)."""
+    return decoded(path, lambda image: scaled_pixels(image, path, size, fit))
+
+
+def fitted(image, size: int | tuple[int, int] | None, fit: str):
+    return image if size is None else fit_image(image, size, fit)

@@ -8,7 +8,9 @@ A prepared folder:
   shards/<split>-NNNNN.json  the shard's manifest: sample ids and labels, the samples left out and why,
                            each array file's size and checksum, and the size and time of each sample's
                            raw files (`sources`) when it was written
-  index.json               arrays, classes, splits -> shards; written last, so its presence means "complete"
+  index.json               arrays, classes, splits -> shards, and the digest of each shard's manifest; written
+                           last, so its presence means "complete" (a rerun that rewrites a shard removes
+                           it first; opening the folder checks each shard against it)
   report.json              what was read, written, reused and skipped, with the reason for each skip
 
 Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mmap_mode="r")` and a
@@ -213,6 +215,11 @@ def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
     return manifest if manifest.get("sources", stamps) == stamps else None  # shards written before stamps were recorded pass
 
 
+def manifest_digest(manifest: dict) -> str:
+    """What index.json records of a shard's manifest: a digest of its contents."""
+    return hashlib.blake2b(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
             workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
@@ -241,6 +248,10 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
+    if pending and (dst / "index.json").exists():
+        # The old index describes the shards as they were: remove it before the first one is touched, so
+        # that a rerun stopped half-way leaves a folder that reads as unfinished, never a stale index.
+        (dst / "index.json").unlink()
 
     bar = tqdm(total=sum(len(shards[k]) for k in pending), desc=f"prepare {name}", unit="sample", disable=not progress, dynamic_ncols=True)
     jobs = (name, settings["options"], stored)
@@ -277,6 +288,7 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     write_json(dst / "index.json", {
         "format": FORMAT, "dataset": name, "class_names": scan.class_names,
         "stored": [asdict(s) for s in stored], "splits": splits,
+        "manifests": {k: manifest_digest(read_json(dst / "shards" / f"{k}.json")) for k in shards},
     })
     return report
 
@@ -370,12 +382,17 @@ class Prepared:
     class_names: list[str]
     stored: dict[str, Stored]
     splits: dict[str, list[dict]]
+    manifest_digests: dict[str, str] = field(default_factory=dict)  # shard -> manifest_digest; {} in older indexes
 
     def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
         labels, ids, manifests, files = [], [], [], {}
         for entry in self.splits[split]:
             shard = entry["shard"]
             manifest = read_json(self.root / "shards" / f"{shard}.json")
+            stale = stale_entry(entry, manifest, self.manifest_digests.get(shard))
+            if stale:
+                raise DataFormatError(f"{self.root / 'index.json'} does not describe shards/{shard}: {stale} (a `prepare` rerun stopped before "
+                                      f"it wrote its index?); rerun the same `latefusion prepare {self.dataset}` command to write both again")
             damaged = damaged_files(self.root / "shards" / shard, manifest.get("files", {}), checksums=False)
             if damaged:
                 hows = "; ".join(f"{name}.npy {how}" for name, how in damaged.items())
@@ -385,6 +402,16 @@ class Prepared:
             manifests.append(manifest)
             files[shard] = manifest.get("files", {})
         return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests, files)
+
+
+def stale_entry(entry: dict, manifest: dict, digest: str | None) -> str | None:
+    """How the index's `entry` of a shard disagrees with the shard's manifest, or None."""
+    count, ids, labels = entry.get("count"), manifest.get("ids", []), manifest.get("labels", [])
+    if count != len(ids) or len(labels) != len(ids):
+        return f"it lists {count} samples, shards/{entry['shard']}.json holds {len(ids)} ids and {len(labels)} labels"
+    if digest is not None and manifest_digest(manifest) != digest:
+        return f"shards/{entry['shard']}.json was written after the index (its digest differs)"
+    return None
 
 
 def open_prepared(path: str | None, dataset: str) -> Prepared:
@@ -400,7 +427,8 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
     if index.get("format") != FORMAT or index.get("dataset") != dataset:
         raise DataError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
     stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
-    return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"])
+    return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"],
+                    index.get("manifests", {}))
 
 
 def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:
