@@ -124,17 +124,29 @@ def test_a_umt_run_that_beats_ume_on_validation_is_chosen_even_when_naive_fusion
     assert "level within chance" in verdict["reason"]
 
 
-@pytest.mark.parametrize("umt_ume, choice", [
-    ((700, 24, 20), "ume"),  # +0.4 points: within the half-point margin UME's cost earns
-    ((700, 26, 20), "umt"),  # +0.6 points: above it (not significant: said so, and still the better estimate)
-    ((690, 10, 30), "ume"),  # UME ahead
+@pytest.mark.parametrize("umt_ume, prefer, choice", [
+    ((700, 24, 20), "umt", "umt"),  # +0.4 points: within the half-point margin, where the preferred method wins
+    ((700, 24, 20), "ume", "ume"),
+    ((700, 16, 20), "umt", "umt"),  # -0.4 points: within it too
+    ((700, 16, 20), "ume", "ume"),
+    ((700, 26, 20), "ume", "umt"),  # +0.6 points: above it, whatever the preference (within chance: said so)
+    ((695, 15, 25), "umt", "ume"),  # -1.0 point: UME ahead beyond the margin
 ])
-def test_with_a_umt_run_the_better_on_validation_wins_with_ume_preferred_within_the_margin(umt_ume, choice):
-    verdict = decide(runs((700, 20, 20), umt_ume=umt_ume), HEALTHY_PROBES, LABELS)
+def test_with_a_umt_run_the_one_ahead_beyond_the_margin_wins_else_the_preferred_one(umt_ume, prefer, choice):
+    verdict = decide(runs((700, 20, 20), umt_ume=umt_ume), HEALTHY_PROBES, LABELS, prefer=prefer)
     assert verdict["choice"] == verdict["verdict"] == choice
-    assert verdict["evidence"]["margin"] == MARGIN
-    if choice == "umt":
-        assert "within chance on this split" in verdict["headline"]
+    assert verdict["evidence"]["margin"] == MARGIN and verdict["evidence"]["prefer"] == prefer
+    gap = verdict["evidence"]["umt_vs_ume"]["gap"]
+    if abs(gap) > MARGIN:
+        assert "within chance on this split" in verdict["headline"] and verdict["headline"].startswith(f"{choice.upper()}: it beats")
+    else:
+        assert f"the guide prefers {prefer.upper()}" in verdict["headline"]
+
+
+def test_the_default_preference_within_the_margin_is_umt():
+    assert decide(runs((700, 20, 20), umt_ume=(700, 20, 20)), HEALTHY_PROBES, LABELS)["choice"] == "umt"
+    with pytest.raises(ValueError, match="prefer"):
+        decide(runs((700, 20, 20), umt_ume=(700, 20, 20)), HEALTHY_PROBES, LABELS, prefer="naive")
 
 
 @pytest.mark.parametrize("naive_only, ume_only, probes, verdict_expected", [
@@ -224,7 +236,8 @@ def test_seeds_that_share_their_samples_are_tested_over_samples_not_over_summed_
     pooled = pooled_verdict(verdicts, {label: seed_flags(6, 2) for label in verdicts}, same_samples=True)
     assert pooled["p_value"] == pytest.approx(float(reference_p(6, 2)))
     assert "sign-flip" in pooled["test"] and pooled["same_samples"]
-    assert pooled["gap"] == pytest.approx(0.004) and pooled["choice"] == "ume"  # 0.4 points: within the margin
+    assert pooled["gap"] == pytest.approx(0.004) and pooled["choice"] == "umt"  # 0.4 points: within the margin: the preferred one
+    assert pooled_verdict(verdicts, {label: seed_flags(6, 2) for label in verdicts}, same_samples=True, prefer="ume")["choice"] == "ume"
 
 
 def test_a_training_warning_of_any_seed_makes_the_pooled_verdict_inconclusive_but_a_small_split_does_not():

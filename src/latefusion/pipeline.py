@@ -20,7 +20,7 @@ from . import distributed
 from .config import RunConfig
 from .data import DataBundle, build_dataset
 from .errors import ConfigError, RunFolderError
-from .guide import MARGIN, RunFacts, decide
+from .guide import MARGIN, PREFER, RunFacts, decide
 from .methods import METHODS
 from .probe import probe_run
 from .registry import did_you_mean
@@ -159,19 +159,19 @@ def demo_runs(folder: str | Path) -> dict[str, Any]:
             "umt": str(umt) if RunDir(umt).is_finished() else None}
 
 
-def guide_folder(folder: str | Path, *, bundle=None) -> dict[str, Any]:
+def guide_folder(folder: str | Path, *, bundle=None, prefer: str = PREFER) -> dict[str, Any]:
     """The guide's verdict on the finished runs of one demo folder (see `guide_from_runs`). For a
     folder of seed-K demo folders (`latefusion demo --seeds N`): {"per_seed": {label: verdict},
     "pooled": the verdict over the seeds (seeds.pooled_guide)}."""
     if folders := seed_folders(folder):
-        per_seed = {path.name: guide_folder(path, bundle=bundle) for path in folders}
-        return {"per_seed": per_seed, "pooled": pooled_guide(per_seed, {path.name: path for path in folders})}
+        per_seed = {path.name: guide_folder(path, bundle=bundle, prefer=prefer) for path in folders}
+        return {"per_seed": per_seed, "pooled": pooled_guide(per_seed, {path.name: path for path in folders}, prefer=prefer)}
     runs = demo_runs(folder)
-    return guide_from_runs(runs["unimodal"], runs["naive"], runs["ume"], umt=runs["umt"], bundle=bundle)
+    return guide_from_runs(runs["unimodal"], runs["naive"], runs["ume"], umt=runs["umt"], bundle=bundle, prefer=prefer)
 
 
 def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str | None = None, bundle=None,
-                    margin: float = MARGIN, alpha: float = ALPHA) -> dict[str, Any]:
+                    margin: float = MARGIN, prefer: str = PREFER, alpha: float = ALPHA) -> dict[str, Any]:
     """Decide from finished run folders: their saved validation predictions, and linear probes of the
     uni-modal and naive encoders (computed if not yet stored). `bundle`: the data, else built from the
     naive run's config. All of them must have been trained on one data set, and `bundle` must be it."""
@@ -186,6 +186,6 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()},
                  "naive": {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}}
     _, labels = RunDir(naive).predictions("val")
-    return decide(runs, probe_val, labels, margin=margin, alpha=alpha)
+    return decide(runs, probe_val, labels, margin=margin, prefer=prefer, alpha=alpha)
 
 

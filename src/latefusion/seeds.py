@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from .config import RunConfig, flat_config, read_yaml
 from .errors import ConfigError, RunFolderError
-from .guide import pooled_verdict
+from .guide import PREFER, pooled_verdict
 from .runs import RunDir
 from .stats import mean_std
 from .summary import run_folder_in
@@ -152,7 +152,7 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]], folders: dict[str, 
     }
 
 
-def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path]) -> dict[str, Any] | None:
+def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path], prefer: str = PREFER) -> dict[str, Any] | None:
     """The guide's verdict over the seeds (guide.pooled_verdict) from each seed's one-seed verdict and
     its runs' saved validation predictions; None for one seed or for runs without predictions."""
     correct, data = {}, set()
@@ -163,4 +163,4 @@ def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path]) 
             return None
         correct[label] = {key: run.correct("val") for key, run in runs.items()}
         data.add(runs["ume"].result().get("fingerprints", {}).get("data"))
-    return pooled_verdict(verdicts, correct, same_samples=len(data) == 1)
+    return pooled_verdict(verdicts, correct, same_samples=len(data) == 1, prefer=prefer)
