@@ -29,6 +29,7 @@ def test_train_to_a_pipe_writes_one_line_per_epoch_and_no_carriage_returns(tmp_p
     assert "\r" not in output
     epochs = [(run, int(k), int(n)) for run, k, n in EPOCH_LINE.findall(done.stderr)]
     assert epochs == [("piped", 1, 3), ("piped", 2, 3), ("piped", 3, 3)], done.stderr
+    assert "piped: 64 training samples, batch size 16, 4 steps per epoch, 3 epochs\n" in done.stderr, done.stderr  # the opening line
 
 
 def test_demo_into_a_log_file_has_no_carriage_returns(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,11 +41,16 @@ class EncoderConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+# `data.batch_size`: the global training batch, a number or "auto" (engine.train_batch_size chooses it
+# from the size of the training split; config.yaml keeps "auto", result.json records the number used).
+AUTO = "auto"
+
+
 class DataConfig(Section):
     name: str = "synthetic-unimodal"
     path: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
+    batch_size: Literal["auto"] | Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)] = AUTO
     eval_batch_size: int = Field(512, gt=0, le=MAX_BATCH_SIZE)
     num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
     # Run the data checks (data/checks.py) when the data set is built; a failed check stops the run.
@@ -142,9 +147,30 @@ def _bounds(model: type[BaseModel], loc: tuple) -> str:
     return f"; expected an integer from {low} to {high}"
 
 
+# Keys that take "auto" or a bounded integer. Pydantic reports a value neither accepts once per branch
+# (`data.batch_size.literal['auto']`, `data.batch_size.constrained-int`); the message is the integer's,
+# under the key itself, with the bound and "or auto".
+AUTO_OR_INT_KEYS = {("data", "batch_size"): MAX_BATCH_SIZE}
+
+
+def _auto_or_int(item: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """`item` as the error of an auto-or-integer key (None: the "auto" branch's, left out) and the bound
+    to append; anything else unchanged, with no bound."""
+    loc = tuple(item["loc"])
+    bound = AUTO_OR_INT_KEYS.get(loc[:-1]) if len(loc) > 1 else None
+    if bound is None:
+        return item, ""
+    if str(loc[-1]).startswith("literal"):
+        return None, ""
+    return {**item, "loc": loc[:-1]}, f"; expected an integer from 1 to {bound}, or auto"
+
+
 def describe_validation_error(error: ValidationError, model: type[BaseModel], source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for item in error.errors():
+        item, auto_bound = _auto_or_int(item)
+        if item is None:
+            continue
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             hint = did_you_mean(str(item["loc"][-1]), _field_names(model, item["loc"]))
@@ -152,7 +178,7 @@ def describe_validation_error(error: ValidationError, model: type[BaseModel], so
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
         else:
-            bound = _bounds(model, item["loc"]) if item["type"].startswith("int_") else ""
+            bound = auto_bound or (_bounds(model, item["loc"]) if item["type"].startswith("int_") else "")
             lines.append(f"  {key}: {item['msg']} (found {short_repr(item.get('input'))}){bound}")
     return "\n".join(lines)
 

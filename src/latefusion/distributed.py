@@ -4,7 +4,8 @@ CPU). Without torchrun there is one process and every helper here does nothing.
 
 How a run is shared (the training loop in train.py calls these):
   * data: every process computes the same (seed, epoch) order; each global batch of
-    `data.batch_size` samples is cut into equal consecutive parts, one per process (`shard`), so the
+    `data.batch_size` samples (the number given, or what "auto" resolved to:
+    engine.train_batch_size, which rounds it to a multiple of the process count) is cut into equal consecutive parts, one per process (`shard`), so the
     processes together train on exactly the batches one process would. Evaluation splits are dealt
     out sample by sample (`part`) and the counts summed (`sum_tensor`).
   * gradients: `wrap` puts the method's loss behind DistributedDataParallel, which averages the

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import distributed
-from .config import RunConfig
+from .config import AUTO, RunConfig
 from .data import collate
 from .errors import ConfigError
 from .version import __version__
@@ -66,17 +66,46 @@ def to_device(inputs: dict[str, torch.Tensor], labels: torch.Tensor, device: tor
     return {m: x.to(device, non_blocking=True) for m, x in inputs.items()}, labels.to(device, non_blocking=True)
 
 
-def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0, start_step: int = 0) -> DataLoader:
-    """Training batches of `epoch` from batch `start_step` on (a run resumed inside an epoch), or evaluation batches."""
+# data.batch_size=auto: the largest power of two <= (training samples) / AUTO_STEPS, clamped to
+# [AUTO_BATCH_MIN, AUTO_BATCH_MAX]. Data of 1,280 training samples or more keeps 128 (the synthetic
+# presets' 2,000 among them); smaller data gets about AUTO_STEPS optimiser steps per epoch or more.
+AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_STEPS = 8, 128, 10
+
+
+def train_batch_size(config: RunConfig, n_train: int) -> int:
+    """The global training batch size of a run whose training split holds `n_train` samples: the one
+    place that reads `data.batch_size` for training (the loader, steps per epoch, the checks of
+    train.py and G-Blending's copies all ask here).
+
+    A number is used as given. "auto" is the largest power of two <= n_train / 10, clamped to
+    [8, 128] (600 samples: 32, 19 steps per epoch; 1,280 and more: 128; under 160: 8), then rounded
+    up to a multiple of the number of processes, so that every process gets an equal share of each
+    batch (a power of two already is one for 1, 2, 4 or 8 processes)."""
+    size = config.data.batch_size
+    if size != AUTO:
+        return size
+    target = max(n_train // AUTO_STEPS, 1)
+    size = min(max(1 << (target.bit_length() - 1), AUTO_BATCH_MIN), AUTO_BATCH_MAX)
+    world = distributed.world_size()
+    return -(-size // world) * world
+
+
+def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int = 0, start_step: int = 0,
+                n_train: int | None = None) -> DataLoader:
+    """Training batches of `epoch` from batch `start_step` on (a run resumed inside an epoch), or evaluation batches.
+    `n_train`: the size of the run's training split, from which `train_batch_size` resolves an "auto"
+    batch size (default: the size of `dataset`); G-Blending trains on part of the split with the
+    batch size of the whole."""
     # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
     # The loader gets its own generator too: otherwise it draws its workers' seed from the global RNG.
     # Several processes share out each batch of that one order (distributed.shard).
     generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
-    order = torch.randperm(len(dataset), generator=generator)[start_step * config.data.batch_size:].tolist() if train else None
+    batch_size = train_batch_size(config, len(dataset) if n_train is None else n_train) if train else config.data.eval_batch_size
+    order = torch.randperm(len(dataset), generator=generator)[start_step * batch_size:].tolist() if train else None
     return DataLoader(
         dataset,
-        batch_size=distributed.local_batch_size(config.data.batch_size) if train else config.data.eval_batch_size,
-        sampler=distributed.shard(order, config.data.batch_size) if train else None,
+        batch_size=distributed.local_batch_size(batch_size) if train else batch_size,
+        sampler=distributed.shard(order, batch_size) if train else None,
         generator=generator,
         num_workers=config.data.num_workers,
         collate_fn=collate,

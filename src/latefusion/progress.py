@@ -7,6 +7,11 @@ ends with one line on the `latefusion.train` logger instead:
 
     unimodal-a epoch 3/30: loss 0.412 val_acc 0.873
 
+Either way training opens with one line that says what an epoch is (the batch size actually used,
+which `data.batch_size=auto` chose from the training split's size):
+
+    unimodal-a: 510 training samples, batch size 32 (data.batch_size=auto), 16 steps per epoch, 30 epochs
+
 The command line shows INFO messages on stderr; a Python caller sees them once it configures
 logging (`logging.basicConfig(level=logging.INFO)`).
 """
@@ -35,10 +40,18 @@ class TrainProgress:
 
     def __init__(self, name: str, epochs: int, steps_per_epoch: int, initial: int, *, enabled: bool,
                  interactive: bool | None = None) -> None:
-        self.name, self.epochs, self.enabled = name, epochs, enabled
+        self.name, self.epochs, self.enabled, self.steps_per_epoch = name, epochs, enabled, steps_per_epoch
         self.bar_shown = enabled and (interactive_console() if interactive is None else interactive)
         self.bar = auto_tqdm(total=epochs * steps_per_epoch, initial=initial, desc=name, disable=not self.bar_shown,
                              leave=False, dynamic_ncols=True)
+
+    def start(self, samples: int, batch_size: int, auto: bool) -> None:
+        """The line that opens training (also above a bar): what an epoch is, e.g.
+        `naive: 510 training samples, batch size 32 (data.batch_size=auto), 16 steps per epoch, 30 epochs`."""
+        if self.enabled:
+            chosen = " (data.batch_size=auto)" if auto else ""
+            log.info("%s: %d training samples, batch size %d%s, %d steps per epoch, %d epochs",
+                     self.name, samples, batch_size, chosen, self.steps_per_epoch, self.epochs)
 
     def update(self) -> None:
         self.bar.update()

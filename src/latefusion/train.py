@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from . import distributed
-from .config import RunConfig, config_differences, config_fingerprint, dump_config
+from .config import AUTO, RunConfig, config_differences, config_fingerprint, dump_config
 from .data import DataBundle, build_dataset
 from .engine import (autocast, build_optimizer, build_scheduler, environment, evaluate, make_loader, place, rng_state,
-                     seed_everything, set_rng_state, setup_device, to_device)
+                     seed_everything, set_rng_state, setup_device, to_device, train_batch_size)
 from .errors import NonFiniteLossError, RunFolderError
 from .interrupt import raise_if_stop_requested, stop_requested
 from .loggers import MetricsLoggers
@@ -95,15 +95,19 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
     started = time.time()
     seed_everything(config.train.seed)
     device = setup_device(config)
-    distributed.local_batch_size(config.data.batch_size)  # refuses a global batch the processes cannot share
+    if config.data.batch_size != AUTO:  # refuses a global batch the processes cannot share, before the data is read
+        distributed.local_batch_size(config.data.batch_size)
     bundle = bundle or build_dataset(config.data)
+    # The training split's size resolves data.batch_size=auto (engine.train_batch_size); config.yaml keeps "auto".
+    n_train = len(bundle.splits["train"])
+    batch_size = train_batch_size(config, n_train)
     method = build_method(config, bundle.spec)
     model = place(method.build_model(), device, config)
     writes = distributed.is_main()  # only the main process writes files
     fingerprints = {"config": config_fingerprint(config), "data": bundle.fingerprint}
     resumed = load_checkpoint(run.last, map_location=device) if resume and run.last.exists() else None
     if resumed is not None:
-        refuse_changed_inputs(run, resumed, config, fingerprints)
+        refuse_changed_inputs(run, resumed, config, fingerprints, batch_size)
     else:
         load_pretrained_weights(model)
     distributed.barrier()  # every process has looked for an earlier run before the main one writes
@@ -144,7 +148,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
                     "model": model.state_dict(), "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch, "step": step, "totals": totals.state(),
                     "history": history, "best": best, "elapsed": time.time() - started,
-                    "config": config.model_dump(mode="json"), "fingerprints": fingerprints,
+                    "config": config.model_dump(mode="json"), "fingerprints": fingerprints, "batch_size": batch_size,
                 })
 
         def check_finite(totals: Totals, epoch: int, step: int) -> dict[str, float]:
@@ -154,11 +158,12 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
                 raise NonFiniteLossError(f"training loss is not finite ({means}) by epoch {epoch}, step {step}; stopped. {kept}")
             return means
 
-        steps_per_epoch = distributed.steps_per_epoch(len(train_set), config.data.batch_size)
+        steps_per_epoch = distributed.steps_per_epoch(len(train_set), batch_size)
         step_loss = distributed.wrap(method, model, device)  # the method's loss, behind DDP on several processes
         every, patience, log_every = config.train.checkpoint_every_steps, config.train.patience, config.train.log_every_steps
         bar = TrainProgress(run.path.name, config.train.epochs, steps_per_epoch, start_epoch * steps_per_epoch + start_step,
                             enabled=config.train.progress and writes)  # a bar on a terminal, else a line per epoch
+        bar.start(len(train_set), batch_size, config.data.batch_size == AUTO)
         for epoch in range(start_epoch, config.train.epochs):
             # Checked before the epoch, not after it, so that a run resumed right after it stopped stops too.
             if patience is not None and epoch - 1 - best["epoch"] >= patience:
@@ -169,7 +174,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
                 method.on_epoch_start(epoch, model, context)
             model.train()
             method.train()
-            for inputs, labels in make_loader(train_set, config, train=True, epoch=epoch, start_step=step):
+            for inputs, labels in make_loader(train_set, config, train=True, epoch=epoch, start_step=step, n_train=n_train):
                 inputs, labels = to_device(inputs, labels, device)
                 for logs in train_step(method, step_loss, model, optimizer, params, inputs, labels, epoch, config, device):
                     totals.add(logs)
@@ -232,8 +237,9 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
         # How much optimisation the model had: the guide warns when it is too little to trust.
-        **({"steps_per_epoch": steps_per_epoch, "optimizer_steps": steps_per_epoch * len(history) * method.steps_per_batch}
-           if method.trains else {}),
+        # The global batch trained with: data.batch_size, or what "auto" resolved to (engine.train_batch_size).
+        **({"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+            "optimizer_steps": steps_per_epoch * len(history) * method.steps_per_batch} if method.trains else {}),
         "wall_time_s": round(time.time() - started, 2),
         "fingerprints": fingerprints,
         "environment": environment(device),
@@ -257,9 +263,14 @@ def finished_result(run: RunDir, bundle: DataBundle) -> dict[str, Any]:
     return result
 
 
-def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str]) -> None:
-    """A run resumes only with the config and data its last checkpoint was trained with."""
+def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str], batch_size: int) -> None:
+    """A run resumes only with the config, data and training batch size its last checkpoint was trained with."""
     changed = config_differences(resumed["config"], config)
+    # data.batch_size=auto resolves again on resume: to the same number unless the process count changed
+    # its rounding. (Checkpoints written before the batch size was recorded carry none.)
+    if resumed.get("batch_size", batch_size) != batch_size:
+        changed.append(f"training batch size: {resumed['batch_size']} -> {batch_size} (data.batch_size={config.data.batch_size} "
+                       f"resolves to a multiple of the number of processes; resume with as many processes as before)")
     if resumed["fingerprints"]["data"] != fingerprints["data"]:
         changed.append(f"data fingerprint: {resumed['fingerprints']['data']} -> {fingerprints['data']} (the data's contents changed)")
     if changed:

@@ -6,12 +6,15 @@ from ..config import DataConfig
 from .base import SPLITS, Batch, DataBundle, DataSpec, Inputs, Modality, Split, SubsetSplit, TensorSplit, collate, hash_parts
 from .checks import checked
 from .registry import DATASETS
+from .standardize import fit_standardization
 
 
 def build_dataset(config: DataConfig) -> DataBundle:
-    """The data set `config` names, after its data checks (see checks.py) unless `config.check` is off."""
+    """The data set `config` names, after its data checks (see checks.py) unless `config.check` is off,
+    with the statistics of the modalities it standardises taken from what is left of its train split
+    (see standardize.py)."""
     bundle = DATASETS.get(config.name)(config)
-    return checked(bundle, skip_bad=config.skip_bad) if config.check else bundle
+    return fit_standardization(checked(bundle, skip_bad=config.skip_bad) if config.check else bundle)
 
 
 from . import ave, avdigits, cremad, folder, kinetics, kinetics_sounds, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)

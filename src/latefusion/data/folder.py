@@ -8,6 +8,10 @@ Two forms (docs/data-format.md has the details):
   or number columns `<modality>.<feature>` that form one vector;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
 
+Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) are standardised per
+feature with the train split's statistics, in the model's input stage (data/standardize.py), unless
+`data.options.standardize_numbers` is false.
+
 Labels may be strings or numbers: they are mapped to indices in sorted order of the train labels
 (numbers by value), and the names are stored with every run. `split` is train / val / test; without a
 val split, one is carved out of train with a fixed seed (`val_fraction`, `val_seed`). Every sample of
@@ -45,6 +49,7 @@ from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
 from .checks import Problem
+from .standardize import standardize_stage
 from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
 from .media import MediaError, MediaTooLarge, decode_audio, read_image_scaled, require_pyav
 
@@ -80,6 +85,9 @@ class FolderOptions(Section):
     sample_rate: PositiveInt | None = None
     # A .npy (or .wav) sample declaring more data than this many MiB is refused before it is read.
     max_array_mb: float = Field(MAX_ARRAY_BYTES / 1024**2, gt=0)
+    # Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) standardised per
+    # feature with the train split's mean and std (data/standardize.py); false: the numbers as read.
+    standardize_numbers: bool = True
 
 
 @dataclass
@@ -549,7 +557,9 @@ def build(config: DataConfig) -> DataBundle:
     modalities, encoders = [], {}
     for name, array in table.arrays.items():
         kind = table.kinds[name] if table.kinds[name] != "array" else ("vector" if array.ndim == 2 else "image")
-        modalities.append(Modality(name, kind, tuple(array.shape[1:])))
+        # The statistics come from the train split once the data checks ran (build_dataset).
+        stage = standardize_stage() if kind == "vector" and options.standardize_numbers else None
+        modalities.append(Modality(name, kind, tuple(array.shape[1:]), stage))
         encoders[name] = {"name": ENCODER_BY_KIND[kind], "options": table.encoder_options.get(name, {})}
     return DataBundle(name=f"folder:{path.resolve()}", modalities=modalities, num_classes=len(class_names),
                       class_names=class_names, encoders=encoders, splits=folder_splits(table, splits, targets, problems))

@@ -37,6 +37,7 @@ from .checks import checked
 from .files import DataFormatError
 from .folder import ENCODER_BY_KIND, MAX_SAMPLE_RANK, REAL_KINDS, check_modality_name, class_labels, class_order
 from .registry import DATASETS
+from .standardize import fit_standardization, standardize_stage
 
 IN_MEMORY = "in-memory"
 KINDS = tuple(ENCODER_BY_KIND)
@@ -112,16 +113,18 @@ def split_parts(split: str, value: Any, label: str) -> tuple[dict[str, Any], Any
 
 def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "label", name: str = IN_MEMORY,
                 kinds: Mapping[str, str] | None = None, encoders: Mapping[str, dict[str, Any]] | None = None,
-                val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False) -> DataBundle:
+                val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False,
+                standardize_numbers: bool = True) -> DataBundle:
     """A DataBundle of TensorSplits from arrays (numpy, torch or nested lists) per split and modality.
 
     Each split is `{modality: array, ..., label: labels}` or `({modality: array}, labels)`; arrays hold
     one row per sample. `val=None` carves `val_fraction` of train out as val (seed `val_seed`). `kinds`
     ({modality: "vector" | "image" | "audio"}) and `encoders` ({modality: {"name": ..., "options": ...}})
-    override what the shapes suggest. Raises DataFormatError (a latefusion.UserError) for bad input,
-    naming the split and the modality, and DataCheckError when the data checks fail. A missing label
-    (None, NaN, pd.NA, an empty string) is refused by position; `skip_bad=True` drops such samples, and
-    those the data checks find (as `--skip-bad` does), saying so on stderr."""
+    override what the shapes suggest. Vector modalities are standardised per feature with the train
+    split's statistics (data/standardize.py) unless `standardize_numbers=False`. Raises DataFormatError
+    (a latefusion.UserError) for bad input, naming the split and the modality, and DataCheckError when
+    the data checks fail. A missing label (None, NaN, pd.NA, an empty string) is refused by position;
+    `skip_bad=True` drops such samples, and those the data checks find (as `--skip-bad` does), saying so on stderr."""
     if test is None:
         raise DataFormatError("from_arrays needs a test split (test=...); val may be left out (it is then carved out of train)")
     given = {"train": train, "val": val, "test": test}
@@ -164,12 +167,14 @@ def from_arrays(train: Any, val: Any = None, test: Any = None, *, label: str = "
             raise DataFormatError(f"val_fraction {val_fraction}: expected a fraction between 0 and 1")
         splits = carve_validation(splits, val_fraction, val_seed)
     return make_bundle({m: np.concatenate(r) for m, r in rows.items()}, labels, splits, name=name, kinds=kinds, encoders=encoders,
-                       check=check, skip_bad=skip_bad)
+                       check=check, skip_bad=skip_bad, standardize_numbers=standardize_numbers)
 
 
 def make_bundle(arrays: dict[str, np.ndarray], labels: list[str], splits: list[str], *, name: str, kinds: Mapping[str, str] | None,
-                encoders: Mapping[str, dict[str, Any]] | None, check: bool, skip_bad: bool = False) -> DataBundle:
-    """Arrays over all samples, each sample's label (as text) and split, as a checked DataBundle."""
+                encoders: Mapping[str, dict[str, Any]] | None, check: bool, skip_bad: bool = False,
+                standardize_numbers: bool = True) -> DataBundle:
+    """Arrays over all samples, each sample's label (as text) and split, as a checked DataBundle, its
+    vector modalities standardised with the statistics of the train split (unless `standardize_numbers` is off)."""
     unknown = sorted(set(kinds or {}) - set(arrays)) + sorted(set(encoders or {}) - set(arrays))
     if unknown:
         raise DataFormatError(f"kinds or encoders name modalities {unknown} that the data lacks; it has {sorted(arrays)}")
@@ -188,7 +193,8 @@ def make_bundle(arrays: dict[str, np.ndarray], labels: list[str], splits: list[s
         kind = (kinds or {}).get(modality) or ("vector" if array.ndim == 2 else "image")
         if kind not in KINDS:
             raise DataFormatError(f"kinds[{modality!r}] = {kind!r}; expected one of {list(KINDS)}")
-        modalities.append(Modality(modality, kind, tuple(array.shape[1:])))
+        stage = standardize_stage() if kind == "vector" and standardize_numbers else None
+        modalities.append(Modality(modality, kind, tuple(array.shape[1:]), stage))
         suggested[modality] = dict((encoders or {}).get(modality) or {"name": ENCODER_BY_KIND[kind]})
     tensors = {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in arrays.items()}
     split_tensors = {}
@@ -197,7 +203,7 @@ def make_bundle(arrays: dict[str, np.ndarray], labels: list[str], splits: list[s
         split_tensors[split] = TensorSplit({m: t[rows] for m, t in tensors.items()}, targets[rows])
     bundle = DataBundle(name=name, modalities=modalities, num_classes=len(class_names), class_names=class_names, encoders=suggested,
                         splits=split_tensors)
-    return checked(bundle, skip_bad=skip_bad) if check else bundle
+    return fit_standardization(checked(bundle, skip_bad=skip_bad) if check else bundle)
 
 
 def column_values(frame: Any, column: str) -> np.ndarray:
@@ -208,12 +214,14 @@ def column_values(frame: Any, column: str) -> np.ndarray:
 
 def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", modalities: Mapping[str, str | Sequence[str]],
                    name: str = IN_MEMORY, kinds: Mapping[str, str] | None = None, encoders: Mapping[str, dict[str, Any]] | None = None,
-                   val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False) -> DataBundle:
+                   val_fraction: float = 0.15, val_seed: int = 0, check: bool = True, skip_bad: bool = False,
+                   standardize_numbers: bool = True) -> DataBundle:
     """A DataBundle from a data frame with one row per sample: `label` and `split` (train / val / test)
     name columns, and `modalities` maps each modality to its columns, a list (their values side by side
     make a vector) or one column whose cells are arrays (an image, a vector). Any table with
     `.columns` and `frame[column].to_numpy()` works (pandas, polars); pandas is not needed otherwise.
-    Without val rows, `val_fraction` of train is carved out as val. Errors as from_arrays."""
+    Without val rows, `val_fraction` of train is carved out as val. Vector modalities are standardised
+    as in from_arrays (`standardize_numbers`). Errors as from_arrays."""
     if not (hasattr(frame, "columns") and hasattr(frame, "__getitem__")):
         raise DataFormatError(f"from_dataframe takes a data frame (pandas, polars, or any table with .columns and "
                               f"frame[column].to_numpy()); got a {type(frame).__name__}")
@@ -256,4 +264,5 @@ def from_dataframe(frame: Any, *, label: str = "label", split: str = "split", mo
         if not 0 < val_fraction < 1:
             raise DataFormatError(f"val_fraction {val_fraction}: expected a fraction between 0 and 1")
         split_values = carve_validation(split_values, val_fraction, val_seed)
-    return make_bundle(arrays, labels, split_values, name=name, kinds=kinds, encoders=encoders, check=check, skip_bad=skip_bad)
+    return make_bundle(arrays, labels, split_values, name=name, kinds=kinds, encoders=encoders, check=check, skip_bad=skip_bad,
+                       standardize_numbers=standardize_numbers)

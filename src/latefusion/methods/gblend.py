@@ -119,6 +119,7 @@ class GradientBlending(Method):
         self.register_buffer("overfitting", torch.zeros(len(self.heads)))
         self.training_part: Split | None = None  # train minus the held-out slice, set by `prepare`
         self.measured: tuple[Split, Split] | None = None  # (a train sample, the held-out slice), set by `prepare`
+        self.n_train: int | None = None  # the whole train split's size (what data.batch_size=auto is chosen from), set by `prepare`
 
     def prepare(self, model: nn.Module, context: TrainingContext) -> Split:
         # The slice is a function of the seed alone, so a resumed run holds out the same samples.
@@ -127,6 +128,7 @@ class GradientBlending(Method):
         n = max(1, round(self.options.holdout * len(train)))
         self.measured = (train.subset(order[n : 2 * n]).deterministic(), train.subset(order[:n]).deterministic())
         self.training_part = train.subset(order[n:])
+        self.n_train = len(train)
         return self.training_part
 
     def head_logits(self, model: nn.Module, inputs: Inputs) -> list[Tensor]:
@@ -169,7 +171,7 @@ class GradientBlending(Method):
                 scheduler.step()
         for e in range(self.options.estimate_epochs or self.options.every):
             net.train()
-            for inputs, labels in make_loader(self.training_part, config, train=True, epoch=epoch + e):
+            for inputs, labels in make_loader(self.training_part, config, train=True, epoch=epoch + e, n_train=self.n_train):
                 inputs, labels = to_device(inputs, labels, device)
                 with autocast(device, config.train.precision):
                     loss = F.cross_entropy(net(inputs), labels)

@@ -10,6 +10,8 @@ and the CPU does no float work; what is left runs here, where a GPU does it in m
                    loader already negated the x component of flipped clips (as 256 - v, exact in int16).
 * log-spectrogram: int16 waveform window -> STFT magnitude -> log(|S| + 1e-7), (B, 1, freq, time);
                    the STFT is `Spectrogram`, the same front-end as the audio-cnn encoder's log-mel.
+* standardize:     number features -> (x - mean) / std per feature, with the training split's
+                   statistics, stored in the stage itself (data/standardize.py).
 
 A data set names the stage of each modality in `Modality.stage` (stored with every run, so a loaded
 model rebuilds it); `build_late_fusion` wraps the chosen encoder in `Staged`, so any encoder, and
@@ -84,7 +86,25 @@ class LogSpectrogramInput(nn.Module):
         return torch.log(self.spectrogram(x.float() / 32768.0) + 1e-7).unsqueeze(1)
 
 
-INPUT_STAGES: dict[str, type[nn.Module]] = {"imagenet": ImageNetInput, "flow": FlowInput, "log-spectrogram": LogSpectrogramInput}
+class StandardizeInput(nn.Module):
+    """Number features (B, *shape) -> (x - mean) / std, per feature. `mean` and `std` (lists of the
+    sample's shape) are the training split's, computed by data/standardize.py; a feature constant in
+    training has std 1 there (centred only)."""
+
+    def __init__(self, mean: list | None = None, std: list | None = None) -> None:
+        super().__init__()
+        if mean is None or std is None:
+            raise ConfigError("the input stage 'standardize' holds no statistics: build the data with latefusion.data.build_dataset "
+                              "(or from_arrays / from_dataframe), which computes them from the train split")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+INPUT_STAGES: dict[str, type[nn.Module]] = {"imagenet": ImageNetInput, "flow": FlowInput, "log-spectrogram": LogSpectrogramInput,
+                                            "standardize": StandardizeInput}
 
 
 def build_input_stage(stage: dict[str, Any]) -> nn.Module:
