@@ -76,7 +76,7 @@ MIX_OPTIONS = {"paired_strength": 1.5, "hard_strength": 3.0}
 # The folder-read cases built here train with these (batch 32: 10+ optimiser steps per epoch on the smallest).
 FOLDER_SETTINGS = ["data.batch_size=32", "train.epochs=30"]
 SUM_SETTINGS = ["data.batch_size=32", "train.epochs=60"]  # the sum is learnt slowly: best validation epoch ~35 of 60
-BYO_SETTINGS = ["data.batch_size=128", "train.epochs=30"]  # bench/umt_forms.py's (batch 128: the folder default it used)
+BYO_SETTINGS = ["train.epochs=30"]  # bench/umt_forms.py's epochs; the batch size is a new user's default (auto: 32 here)
 
 
 # ---------------------------------------------------------------------------------------------- cases
