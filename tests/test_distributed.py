@@ -89,6 +89,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
         for row, row_two in zip(metrics, metrics_two):
             shares, shares_two = row.pop("val_acc_by_modality", None), row_two.pop("val_acc_by_modality", None)
             assert shares_two == shares, name  # per-modality accuracies: counts over the same samples
-            assert row_two == pytest.approx(row, rel=1e-5, abs=1e-6), name  # losses (and per-method logs) to float precision
+            # losses (and per-method logs): float32 sums of two processes' shares, in another order
+            assert row_two == pytest.approx(row, rel=1e-4, abs=1e-6), name
     summary, summary_two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
     assert summary_two["probe"] == summary["probe"]
