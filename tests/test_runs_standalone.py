@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ from latefusion.report import write_report
 from latefusion.runs import RunDir
 from latefusion.style import Style
 from latefusion.train import train
+
+import paused_run
 
 TINY = ["data.options.train_size=300", "data.options.val_size=200", "data.options.test_size=200", "train.epochs=2", "train.progress=false"]
 
@@ -126,20 +127,23 @@ def train_command(out: Path, *overrides: str) -> list[str]:
 
 
 def test_a_second_training_into_the_same_folder_stops_with_a_clear_message(tmp_path):
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(train_command(out, "train.epochs=30", "data.options.train_size=2000"), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / "config.yaml").is_file() and time.time() < deadline:
-        time.sleep(0.1)
-    second = subprocess.run(train_command(out, "model.feature_dim=32"), env=env, capture_output=True, text=True)
-    first_out, first_err = first.communicate(timeout=300)
+    out, pause = tmp_path / "run", tmp_path / "pause"
+    first = paused_run.start(train_command(out, "train.checkpoint_every_steps=1"), pause)
+    try:
+        paused_run.wait_until_paused(first, pause)  # the first holds the folder, inside its first epoch
+        second = subprocess.run(train_command(out, "model.feature_dim=32"), env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                capture_output=True, text=True)
+        paused_run.release(pause)
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
     assert first.returncode == 0, first_err
     assert second.returncode == 2
     assert "is in use by another latefusion process" in second.stderr and f"pid {first.pid}" in second.stderr
     run = RunDir(out)
-    assert run.config().model.feature_dim == 64 and run.config().train.epochs == 30  # the first's files, consistent
+    assert run.config().model.feature_dim == 64 and run.config().train.checkpoint_every_steps == 1  # the first's files, consistent
     assert set(probe_run(out)) == {"a", "b"}
 
 
@@ -186,13 +190,11 @@ def test_resume_refuses_changed_data(tmp_path):
                                            (["--set", "model.encoders.b.options.hiden=3", "--set", "model.encoders.b.name=mlp"], "hiden")])
 def test_an_option_typo_in_a_demo_fails_before_any_training(tmp_path, capsys, option, named):
     out = tmp_path / "demo"
-    started = time.time()
     code = cli.main(["demo", "--data", "synthetic-unimodal", "--quick", "--out", str(out), *option])
-    elapsed = time.time() - started
     err = capsys.readouterr().err
-    assert code == 2 and elapsed < 10, (code, elapsed, err)
+    assert code == 2, (code, err)
     assert named in err and "Traceback" not in err
-    assert not any(out.glob("*/config.yaml")), "a run was started"
+    assert not any(out.glob("*/config.yaml")), "a run was started"  # refused before the first run, not after it
 
 
 class Echo(Naive):
