@@ -1,3 +1,4 @@
+import os
 import random
 
 import numpy as np
@@ -7,8 +8,11 @@ from hypothesis import settings
 
 from latefusion.resolve import resolve_config
 
-# Tiny models on 2 cores: one thread avoids OpenMP spin-waiting when other processes share the CPU.
-torch.set_num_threads(1)
+# Tiny models on 2 cores: one thread by default avoids OpenMP spin-waiting when other processes share
+# the CPU. An OMP_NUM_THREADS given explicitly is honoured, so that scripts/repeat_tests.sh can run the
+# numerical tests with the reduction orders of several threads too; the training processes tests
+# start and compare against this one get the same count.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
 
 # Hypothesis draws its examples from a fixed seed and replays nothing from a local example database,
 # so a run on a fresh clone tries exactly the examples every other run tries. Loaded here, before

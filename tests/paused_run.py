@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import torch
+
 PAUSE_FOLDER = "LATEFUSION_TEST_PAUSE_FOLDER"
 PAUSED, RELEASED = "paused.json", "released"
 DEADLINE_S = 120  # far above a tiny run's start and first steps on a loaded 2-core machine
@@ -28,7 +30,7 @@ POLL_S = 0.05
 def start(command: list[str], pause_folder: Path) -> subprocess.Popen:
     """`command` (a `python -m latefusion.cli train ...` list) with this pause imported into it."""
     pause_folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", PAUSE_FOLDER: str(pause_folder)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), PAUSE_FOLDER: str(pause_folder)}  # the tests' own count
     return subprocess.Popen([*command, "--import", __file__], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

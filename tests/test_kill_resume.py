@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from latefusion.cli import main
 from latefusion.runs import RunDir
@@ -91,6 +92,7 @@ def test_a_run_stopped_by_sigterm_sigint_and_sigkill_mid_epoch_resumes_to_identi
     assert process.wait() == -signal.SIGKILL
     assert position(out) == paused_at and not RunDir(out).is_finished()  # killed inside an epoch
 
-    done = subprocess.run(command(out, "--resume"), env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    same_threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as the uninterrupted run, made in this process
+    done = subprocess.run(command(out, "--resume"), env=same_threads, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert comparable(out) == uninterrupted
