@@ -1,3 +1,4 @@
+import importlib
 import json
 
 import pytest
@@ -51,6 +52,26 @@ def test_train_writes_run_folder_and_selects_on_validation(tmp_path, tiny_config
     inputs, labels = bundle.splits["val"].__getitems__(list(range(len(bundle.splits["val"]))))
     acc = (model(inputs).argmax(1) == labels).float().mean().item()
     assert acc == pytest.approx(result["val_acc"], abs=1e-6)  # float32 rounding of a fraction; one sample of 200 is 5e-3
+
+
+def test_the_kept_model_is_the_epoch_best_on_validation_not_the_last(tmp_path, tiny_config, monkeypatch):
+    """Validation accuracies scripted to peak at epoch 1 of 3: best.pt must hold epoch 1's weights."""
+    training = importlib.import_module("latefusion.train")  # the module; `latefusion.train` is also the function
+    real_evaluate, scripted, weights = training.evaluate, iter([0.5, 0.9, 0.3]), []
+
+    def evaluate(method, model, dataset, config, device, num_classes, *, per_sample=False):
+        result = real_evaluate(method, model, dataset, config, device, num_classes, per_sample=per_sample)
+        if not per_sample:  # the validation after each epoch (the final val and test ones keep per-sample flags)
+            weights.append({k: v.clone() for k, v in model.state_dict().items()})
+            result["acc"] = next(scripted)
+        return result
+
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    result = training.train(tiny_config("method.name=naive"), tmp_path / "run")
+    assert result["best_epoch"] == 1 and len(weights) == 3
+    kept = load_model(tmp_path / "run").state_dict()
+    assert all(torch.equal(kept[k], weights[1][k]) for k in kept)
+    assert not all(torch.equal(kept[k], weights[2][k]) for k in kept)  # the last epoch's weights are others
 
 
 def test_unknown_keys_and_values_get_specific_messages():
