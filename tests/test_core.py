@@ -13,6 +13,7 @@ from latefusion.probe import ProbeConfig, probe_run
 from latefusion.errors import RunFolderError
 from latefusion.runs import RunDir
 from latefusion.methods import load_model
+from latefusion.storage import load_checkpoint, save_checkpoint
 from latefusion.train import train
 
 
@@ -104,13 +105,26 @@ def test_pipeline_summary_has_the_documented_shape(tmp_path, tiny_config):
     assert summary["guide"]["choice"] in ("ume", "umt") and summary["guide"]["reason"]
     on_disk = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
-    # Probes are cached in each run folder, reused while their key holds, recomputed when it does not.
-    probe_file = tmp_path / "demo" / "naive" / "probe.json"
-    stored = json.loads(probe_file.read_text())
-    stored["results"]["a"]["test_acc"] = -1.0  # a value no probe computes: seen only if the cache is read
-    probe_file.write_text(json.dumps(stored))
-    assert probe_run(tmp_path / "demo" / "naive")["a"]["test_acc"] == -1.0
-    assert probe_run(tmp_path / "demo" / "naive", config=ProbeConfig(steps=50))["a"]["test_acc"] >= 0
+    # Probes are cached in each run folder, reused while their key holds, recomputed when any of its
+    # parts (the probe settings, the run's checkpoint, the data) changed.
+    naive = RunDir(tmp_path / "demo" / "naive")
+
+    def mark_the_cache():  # a value no probe computes: seen only if the cache is read
+        stored = json.loads(naive.probe_file.read_text())
+        stored["results"]["a"]["test_acc"] = -1.0
+        naive.probe_file.write_text(json.dumps(stored))
+
+    mark_the_cache()
+    assert probe_run(naive.path)["a"]["test_acc"] == -1.0
+    assert probe_run(naive.path, config=ProbeConfig(steps=50))["a"]["test_acc"] >= 0
+    mark_the_cache()
+    checkpoint = load_checkpoint(naive.best)
+    checkpoint["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in checkpoint["model"].items()}
+    save_checkpoint(naive.best, checkpoint)
+    assert probe_run(naive.path, config=ProbeConfig(steps=50))["a"]["test_acc"] >= 0
+    mark_the_cache()
+    other_data = build_dataset(tiny_config("data.options.seed=1").data)
+    assert probe_run(naive.path, config=ProbeConfig(steps=50), bundle=other_data)["a"]["test_acc"] >= 0
 
 
 def test_cli_resume_alone_continues_the_run_as_configured(tmp_path, capsys):
