@@ -11,7 +11,9 @@ import torch
 
 from latefusion import report, storage
 from latefusion.methods import METHODS
+from latefusion.methods.agm import AGM
 from latefusion.methods.naive import Naive
+from latefusion.methods.ogm_ge import OGMGE
 from latefusion.pipeline import run_pipeline
 from latefusion.errors import CheckpointError
 from latefusion.runs import RunDir
@@ -109,25 +111,35 @@ def test_a_crash_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
-# A method that fails at a chosen training step of this process: NaN loss, or a crash standing in
-# for a kill. Set by the tests through FAULT, not the config, so that a resumed run has the same config.
+# Methods that fail at a chosen training step of this process: NaN loss, or a crash standing in for a
+# kill. Set by the tests through FAULT, not the config, so that a resumed run has the same config.
 FAULT: dict = {"kind": None, "at_call": None}
 
 
-@METHODS.register("naive-with-faults")
-class NaiveWithFaults(Naive):
-    name = "naive-with-faults"
-    group = "other"
+def with_faults(base: type) -> type:
+    """`base` registered again as "<name>-with-faults", failing at the step FAULT names."""
 
-    def loss(self, model, inputs, labels, step):
-        self.calls = getattr(self, "calls", 0) + 1
-        output = super().loss(model, inputs, labels, step)
-        if self.calls == FAULT["at_call"]:
-            if FAULT["kind"] == "crash":
-                raise KeyboardInterrupt("simulated kill")
-            output.loss = output.loss * float("nan")
-            output.logs["loss"] = output.loss.detach()
-        return output
+    class WithFaults(base):
+        name = f"{base.name}-with-faults"
+        group = "other"
+
+        def loss(self, model, inputs, labels, step):
+            self.calls = getattr(self, "calls", 0) + 1
+            output = super().loss(model, inputs, labels, step)
+            if self.calls == FAULT["at_call"]:
+                if FAULT["kind"] == "crash":
+                    raise KeyboardInterrupt("simulated kill")
+                output.loss = output.loss * float("nan")
+                output.logs["loss"] = output.loss.detach()
+            return output
+
+    return METHODS.register(WithFaults.name)(WithFaults)
+
+
+# Naive fusion; OGM-GE, whose noise draws from the global generator every step (a resumed run must
+# restore its state); AGM, whose running scores change every step (a resumed run must restore them).
+for method_class in (Naive, OGMGE, AGM):
+    with_faults(method_class)
 
 
 @pytest.fixture
@@ -158,9 +170,12 @@ def comparable(path: Path):
     return result, run.metrics_file.read_text()
 
 
-@pytest.mark.parametrize("at_call", [9, 12, 13])  # inside epoch 1, just before its end, first step of epoch 2
-def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, at_call):
-    config = tiny_config("method.name=naive-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2")
+@pytest.mark.parametrize("method, at_call", [
+    ("naive", 9), ("naive", 12), ("naive", 13),  # inside epoch 1, just before its end, first step of epoch 2
+    ("ogm_ge", 9), ("agm", 9),
+])
+def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, method, at_call):
+    config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2")
     train(config, tmp_path / "whole")
     fault("crash", at_call)
     with pytest.raises(KeyboardInterrupt):

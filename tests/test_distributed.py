@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from latefusion import distributed
 from latefusion.cli import main
@@ -76,7 +77,8 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     """Every method (uni-modal, naive, UME, UMT with its teacher cache, and every baseline) in one `latefusion demo` launched by torchrun on 2 CPU processes, against one process."""
     assert main(demo_args(tmp_path / "one")) == 0
     done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "latefusion.cli", *demo_args(tmp_path / "two")],
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},  # as the one-process run here
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("wrote ") == 1  # the main process reports, the other stays quiet
 
@@ -89,6 +91,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
         for row, row_two in zip(metrics, metrics_two):
             shares, shares_two = row.pop("val_acc_by_modality", None), row_two.pop("val_acc_by_modality", None)
             assert shares_two == shares, name  # per-modality accuracies: counts over the same samples
-            assert row_two == pytest.approx(row, rel=1e-5, abs=1e-6), name  # losses (and per-method logs) to float precision
+            # losses (and per-method logs): float32 sums of two processes' shares, in another order
+            assert row_two == pytest.approx(row, rel=1e-4, abs=1e-6), name
     summary, summary_two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
     assert summary_two["probe"] == summary["probe"]

@@ -49,11 +49,12 @@ def encoder_grad(model, modality: str) -> torch.Tensor:
 
 
 def test_ogm_coefficients_follow_the_paper():
+    # float32 1 - tanh(1.5) against float64: the subtraction loses digits, so relative 1e-4.
     k = modulation_coefficients(torch.tensor([60.0, 20.0]), alpha=0.5).tolist()
-    assert k[1] == 1.0 and k[0] == pytest.approx(1 - math.tanh(0.5 * 3.0))
+    assert k[1] == 1.0 and k[0] == pytest.approx(1 - math.tanh(0.5 * 3.0), rel=1e-4)
     assert modulation_coefficients(torch.tensor([1.0, 1.0]), alpha=0.5).tolist() == [1.0, 1.0]
     k3 = modulation_coefficients(torch.tensor([6.0, 2.0, 2.0]), alpha=0.5).tolist()  # against the mean of the others
-    assert k3[0] == pytest.approx(1 - math.tanh(0.5 * 3.0)) and k3[1:] == [1.0, 1.0]
+    assert k3[0] == pytest.approx(1 - math.tanh(0.5 * 3.0), rel=1e-4) and k3[1:] == [1.0, 1.0]
 
 
 def test_ogm_ge_slows_the_dominant_encoder_relative_to_naive(tmp_path, tiny_config):
@@ -99,7 +100,7 @@ def test_blend_weights_reward_generalisation_per_unit_of_overfitting():
     start = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
     end = torch.tensor([[0.6, 0.2, 0.4], [0.7, 1.3, 0.8]])
     w = blend_weights(start, end, eps=1e-4)
-    assert w.sum().item() == pytest.approx(1.0)
+    assert w.sum().item() == pytest.approx(1.0, rel=1e-4)  # a float32 sum
     assert w[1] == 0 and w[0] > w[2] > 0
     assert blend_weights(start, torch.tensor([[0.5] * 3, [1.2] * 3]), eps=1e-4) is None  # nothing generalised
 
@@ -112,7 +113,7 @@ def test_gblend_weights_favour_the_modality_that_overfits_less(tmp_path, tiny_co
                          "train.epochs=7", "data.batch_size=32", "optim.lr=0.003")
     train(config, tmp_path / "gblend", bundle=bundle)
     state = load_checkpoint(RunDir(tmp_path / "gblend").last)
-    assert state["method"]["weights"].sum().item() == pytest.approx(1.0)  # saved with the run, for resuming
+    assert state["method"]["weights"].sum().item() == pytest.approx(1.0, rel=1e-4)  # saved with the run, for resuming
     # The weights each super-epoch trained with (estimated before epochs 0, 2, 4, 6), in metrics.jsonl.
     estimates = [(row["train_w_a"], row["train_w_b"], row["train_w_fused"]) for row in state["history"][::2]]
     history = state["history"]
@@ -131,8 +132,8 @@ def test_pareto_integration_never_opposes_either_loss():
         d = pareto_integrate(g_mm, g_u, gamma=1.5)
         assert d.dot(g_mm) >= -1e-5 and d.dot(g_u) >= -1e-5
         assert d.norm() >= 1.5 * (g_mm + g_u).norm() - 1e-5  # at least the sum's magnitude, times gamma
-        if g_mm.dot(g_u) > 0:
-            assert torch.allclose(d, 1.5 * (g_mm + g_u))
+        if g_mm.dot(g_u) > 0:  # float32, with the code's rescaling by a norm ratio of about 1: relative 1e-4
+            assert torch.allclose(d, 1.5 * (g_mm + g_u), rtol=1e-4, atol=1e-6)
 
 
 def test_mmpareto_encoder_update_agrees_with_both_losses_under_conflict(tiny_config):
@@ -154,7 +155,7 @@ def test_mmpareto_encoder_update_agrees_with_both_losses_under_conflict(tiny_con
     method.backward(model, output)
     # The heads still learn from their own loss only.
     fused_head_grad = torch.autograd.grad(F.cross_entropy(model(inputs), labels), model.head.linear.weight)[0]
-    assert torch.allclose(model.head.linear.weight.grad, fused_head_grad, atol=1e-6)
+    assert torch.allclose(model.head.linear.weight.grad, fused_head_grad, rtol=1e-4, atol=1e-6)  # float32 gradients; 1e-6 for entries near 0
 
 
 # ---------------------------------------------------------------- MLA
@@ -187,7 +188,7 @@ def test_mla_alternates_modalities_and_protects_what_the_shared_head_learnt(tiny
 def test_mla_test_time_fusion_favours_the_more_certain_modality(tmp_path, tiny_config):
     confident, flat = torch.tensor([[8.0, 0, 0, 0]]), torch.tensor([[0.3, 0, 0, 0]])
     w = entropy_weights(torch.stack([confident, flat]))
-    assert w[0, 0] > 0.5 > w[1, 0] and w.sum(0).item() == pytest.approx(1.0)
+    assert w[0, 0] > 0.5 > w[1, 0] and w.sum(0).item() == pytest.approx(1.0, rel=1e-4)
 
     # Trained end to end: a carries the label, b is noise; at test the fusion leans on a.
     bundle = prototype_bundle({"a": 3.0, "b": 0.0}, {"a": 16, "b": 16})

@@ -15,6 +15,9 @@ from latefusion.runs import RunDir
 from test_methods_baselines import one_batch, prototype_bundle
 
 SGD = ("optim.name=sgd", "optim.momentum=0", "optim.weight_decay=0", "optim.schedule=none")
+# float32 gradients recomputed here in another order than the code's: relative 1e-4, with an absolute
+# floor of 1e-6 for entries near zero (ten times the largest rounding difference these tests show).
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-6}
 
 
 def prepared_gblend(tiny_config, bundle, tmp_path, *overrides):
@@ -95,6 +98,7 @@ def test_gblend_independent_check_of_the_paper_estimate(tmp_path, tiny_config):
     expected = torch.tensor(raw) / sum(raw)
 
     method.on_epoch_start(0, model, context)
+    # weights in [0, 1] from losses of float32 copies trained in another order: absolute 1e-4
     assert torch.allclose(method.weights, expected, atol=1e-4), (method.weights, expected)
     assert expected.min() < 0.8 * expected.max()  # the heads do get different weights
 
@@ -150,8 +154,8 @@ def test_mla_independent_check_of_the_projected_head_gradient(tiny_config):
     r = r / r.norm()
     eye = torch.eye(len(r))
     projector = (1 - forget) * alpha * torch.linalg.inv(alpha * eye + torch.outer(r, r)) + forget * eye
-    assert torch.allclose(head_gradients[0], plain("a"), atol=1e-6)
-    assert torch.allclose(head_gradients[1], plain("b") @ projector, atol=1e-5)
+    assert torch.allclose(head_gradients[0], plain("a"), **FLOAT32)
+    assert torch.allclose(head_gradients[1], plain("b") @ projector, rtol=1e-4, atol=1e-5)  # through a matrix inverse: a wider floor
     assert not torch.allclose(head_gradients[1], plain("b"), atol=1e-3)  # the projection did something
 
 
@@ -210,13 +214,13 @@ def test_ogm_ge_independent_check_of_the_modulated_gradients(tiny_config):
     for name, g in plain.items():
         m = name.split(".")[1] if name.startswith("encoders.") else None
         factor = k[m] if m and name.endswith("weight") else 1.0
-        assert torch.allclose(got[name], factor * g, atol=1e-6), name
+        assert torch.allclose(got[name], factor * g, **FLOAT32), name
     torch.manual_seed(0)
     noisy = modulated()
     big = "encoders.a.net.1.weight"
     residual = noisy[big] - k["a"] * plain[big]
     assert residual.std().item() == pytest.approx(plain[big].std().item(), rel=0.15)
-    assert torch.allclose(noisy["encoders.a.net.1.bias"], plain["encoders.a.net.1.bias"], atol=1e-6)  # no noise on biases
+    assert torch.allclose(noisy["encoders.a.net.1.bias"], plain["encoders.a.net.1.bias"], **FLOAT32)  # no noise on biases
 
 
 # ---------------------------------------------------------------- MMPareto
@@ -259,6 +263,6 @@ def test_mmpareto_independent_check_of_the_integrated_gradients(tiny_config):
     method.backward(model, output)
     for m in ("a", "b"):
         for p, e in zip(model.encoders[m].parameters(), expected[m]):
-            assert torch.allclose(p.grad, e, atol=1e-6, rtol=1e-4)
+            assert torch.allclose(p.grad, e, **FLOAT32)
     # Per tensor, not over the whole encoder: a's tensors were scaled by different factors.
     assert len({round(s, 4) for m, s in scales if m == "a"}) > 1, scales

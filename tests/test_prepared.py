@@ -158,8 +158,9 @@ def test_resnet18_takes_every_input_kind_and_channels_last(shape):
     x = torch.randn(2, *shape)
     out = encoder(x)
     assert out.shape == (2, 16)
+    # float32 convolutions summed in another order (another memory layout, another frame order): relative 1e-4
     if len(shape) == 3:
-        torch.testing.assert_close(encoder(x.contiguous(memory_format=torch.channels_last)), out)
+        torch.testing.assert_close(encoder(x.contiguous(memory_format=torch.channels_last)), out, rtol=1e-4, atol=1e-5)
     if len(shape) == 4:  # frames are pooled: the clip's order does not matter
         torch.testing.assert_close(encoder(x.flip(1)), out, rtol=1e-4, atol=1e-5)
 

@@ -223,7 +223,8 @@ def test_confusion_matrices_are_the_runs_test_confusion(demo_once):
         result = RunDir(demo_once / run_folder(key)).result()
         assert matrix == result["test_confusion"]
         assert sum(map(sum, matrix)) == result["n_test"]
-        assert sum(matrix[i][i] for i in range(len(matrix))) / result["n_test"] == pytest.approx(result["test_acc"])
+        # test_acc went through float32; one sample of n_test = 200 is 5e-3
+        assert sum(matrix[i][i] for i in range(len(matrix))) / result["n_test"] == pytest.approx(result["test_acc"], abs=1e-6)
 
 
 def test_probe_gap_figure_draws_the_guides_numbers_on_the_guides_split(demo_once):

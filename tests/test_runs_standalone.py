@@ -4,11 +4,11 @@ option typos fail before training; a new method is one module."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ from latefusion.runs import RunDir
 from latefusion.style import Style
 from latefusion.train import train
 
+import paused_run
+
 TINY = ["data.options.train_size=300", "data.options.val_size=200", "data.options.test_size=200", "train.epochs=2", "train.progress=false"]
 
 
@@ -41,33 +43,48 @@ def demo_folder(tmp_path_factory):
     return out
 
 
+@contextlib.contextmanager
+def originals_moved_away(demo_folder: Path):
+    """The demo's own folder renamed for the duration: the absolute paths of the teachers and members
+    that its runs' config.yaml files name lead nowhere, so whatever still loads, loads from the copy."""
+    away = demo_folder.with_name(demo_folder.name + "-moved-away")
+    demo_folder.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(demo_folder)
+
+
 def test_a_moved_demo_folder_probes_reports_and_loads_from_another_directory(demo_folder, tmp_path, monkeypatch):
     moved = tmp_path / "elsewhere" / "moved"
     shutil.copytree(demo_folder, moved)
     for probe in moved.glob("*/probe.json"):
         probe.unlink()
+    assert str(demo_folder / "unimodal-a") in (moved / "umt" / "config.yaml").read_text()  # what the copy must not need
     monkeypatch.chdir(tmp_path)  # another working directory than the demo's
-    for run in sorted(p for p in moved.iterdir() if (p / "config.yaml").is_file()):
-        model = load_model(run)
-        assert set(model.encoders) <= {"a", "b"}
-        if run.name != "ume":
-            assert set(probe_run(run)) == set(model.encoders)
-    assert write_report([moved]).html.is_file()
-    assert cli.main(["guide", str(moved)]) == 0
+    with originals_moved_away(demo_folder):
+        for run in sorted(p for p in moved.iterdir() if (p / "config.yaml").is_file()):
+            model = load_model(run)
+            assert set(model.encoders) <= {"a", "b"}
+            if run.name != "ume":
+                assert set(probe_run(run)) == set(model.encoders)
+        assert write_report([moved]).html.is_file()
+        assert cli.main(["guide", str(moved)]) == 0
 
 
 def test_one_umt_folder_copied_alone_loads_and_predicts(demo_folder, tmp_path):
-    alone = tmp_path / "umt-alone"
-    shutil.copytree(demo_folder / "umt", alone)
-    ume_alone = tmp_path / "ume-alone"
-    shutil.copytree(demo_folder / "ume", ume_alone)
-    test = build_dataset(RunDir(alone).config().data).splits["test"]
+    copies = {name: tmp_path / f"{name}-alone" for name in ("umt", "ume")}
+    for name, folder in copies.items():
+        shutil.copytree(demo_folder / name, folder)
+        assert str(demo_folder / "unimodal-a") in (folder / "config.yaml").read_text()  # what the copy must not need
+    test = build_dataset(RunDir(copies["umt"]).config().data).splits["test"]
     inputs, labels = test.__getitems__(list(range(len(test))))
-    for folder, original in ((alone, demo_folder / "umt"), (ume_alone, demo_folder / "ume")):
-        with torch.no_grad():
-            scores = load_model(folder)(inputs)
-        # The very predictions the run was scored by.
-        assert (scores.argmax(1) == labels).float().mean().item() == pytest.approx(RunDir(original).result()["test_acc"])
+    with originals_moved_away(demo_folder):
+        for folder in copies.values():
+            with torch.no_grad():
+                scores = load_model(folder)(inputs)
+            # The very predictions the run was scored by (float32 fraction of 200 samples; one sample is 5e-3).
+            assert (scores.argmax(1) == labels).float().mean().item() == pytest.approx(RunDir(folder).result()["test_acc"], abs=1e-6)
 
 
 def test_a_reference_whose_checkpoint_changed_is_refused_by_name(demo_folder, tmp_path):
@@ -126,20 +143,23 @@ def train_command(out: Path, *overrides: str) -> list[str]:
 
 
 def test_a_second_training_into_the_same_folder_stops_with_a_clear_message(tmp_path):
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(train_command(out, "train.epochs=30", "data.options.train_size=2000"), env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / "config.yaml").is_file() and time.time() < deadline:
-        time.sleep(0.1)
-    second = subprocess.run(train_command(out, "model.feature_dim=32"), env=env, capture_output=True, text=True)
-    first_out, first_err = first.communicate(timeout=300)
+    out, pause = tmp_path / "run", tmp_path / "pause"
+    first = paused_run.start(train_command(out, "train.checkpoint_every_steps=1"), pause)
+    try:
+        paused_run.wait_until_paused(first, pause)  # the first holds the folder, inside its first epoch
+        second = subprocess.run(train_command(out, "model.feature_dim=32"), env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                capture_output=True, text=True)
+        paused_run.release(pause)
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
     assert first.returncode == 0, first_err
     assert second.returncode == 2
     assert "is in use by another latefusion process" in second.stderr and f"pid {first.pid}" in second.stderr
     run = RunDir(out)
-    assert run.config().model.feature_dim == 64 and run.config().train.epochs == 30  # the first's files, consistent
+    assert run.config().model.feature_dim == 64 and run.config().train.checkpoint_every_steps == 1  # the first's files, consistent
     assert set(probe_run(out)) == {"a", "b"}
 
 
@@ -186,13 +206,11 @@ def test_resume_refuses_changed_data(tmp_path):
                                            (["--set", "model.encoders.b.options.hiden=3", "--set", "model.encoders.b.name=mlp"], "hiden")])
 def test_an_option_typo_in_a_demo_fails_before_any_training(tmp_path, capsys, option, named):
     out = tmp_path / "demo"
-    started = time.time()
     code = cli.main(["demo", "--data", "synthetic-unimodal", "--quick", "--out", str(out), *option])
-    elapsed = time.time() - started
     err = capsys.readouterr().err
-    assert code == 2 and elapsed < 10, (code, elapsed, err)
+    assert code == 2, (code, err)
     assert named in err and "Traceback" not in err
-    assert not any(out.glob("*/config.yaml")), "a run was started"
+    assert not any(out.glob("*/config.yaml")), "a run was started"  # refused before the first run, not after it
 
 
 class Echo(Naive):
