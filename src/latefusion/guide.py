@@ -185,7 +185,8 @@ def decide(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], la
     naive_says = (f"naive fusion {naive.acc:.3f} vs UME {ume.acc:.3f}, alone right on {naive_vs_ume['first_only']} vs "
                   f"{naive_vs_ume['second_only']} samples, {p_text(naive_vs_ume['p_value'])}")
     if naive_vs_ume["first_better"]:
-        paired = f"Joint training finds what training each modality alone cannot ({naive_says}): the modalities hold paired features."
+        paired = (f"Joint training finds what the uni-modal ensemble misses ({naive_says}): paired features, or a better way "
+                  "to combine the modalities than averaging their predictions.")
     elif naive_vs_ume["second_better"]:
         paired = f"Even lazy joint training loses to UME ({naive_says}): paired features add little here."
     else:
