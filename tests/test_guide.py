@@ -138,7 +138,7 @@ def test_with_a_umt_run_the_one_ahead_beyond_the_margin_wins_else_the_preferred_
     assert verdict["evidence"]["margin"] == MARGIN and verdict["evidence"]["prefer"] == prefer
     gap = verdict["evidence"]["umt_vs_ume"]["gap"]
     if abs(gap) > MARGIN:
-        assert "within chance on this split" in verdict["headline"] and verdict["headline"].startswith(f"{choice.upper()}: it beats")
+        assert "(within chance: the better estimate" in verdict["headline"] and verdict["headline"].startswith(f"{choice.upper()}: it beats")
     else:
         assert f"the guide prefers {prefer.upper()}" in verdict["headline"]
 

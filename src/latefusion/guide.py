@@ -154,7 +154,7 @@ def select(gap: float, margin: float, prefer: str, measured: str, significant: b
     preferred one; with the headline that says so. `measured` is the comparison in words."""
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, got {prefer!r}")
-    chance = "" if significant else " (within chance on this split: the better estimate, not a sure one)"
+    chance = "" if significant else " (within chance: the better estimate, not a sure one)"
     if gap > margin:
         return "umt", f"UMT: it beats UME by {gap * 100:.1f} points ({measured}){chance}."
     if -gap > margin:
