@@ -60,15 +60,18 @@ def test_the_kept_model_is_the_epoch_best_on_validation_not_the_last(tmp_path, t
     training = importlib.import_module("latefusion.train")  # the module; `latefusion.train` is also the function
     real_evaluate, scripted, weights = training.evaluate, iter([0.5, 0.9, 0.3]), []
 
+    config = tiny_config("method.name=naive")
+    bundle = build_dataset(config.data)
+
     def evaluate(method, model, dataset, config, device, num_classes, *, per_sample=False):
         result = real_evaluate(method, model, dataset, config, device, num_classes, per_sample=per_sample)
-        if not per_sample:  # the validation after each epoch (the final val and test ones keep per-sample flags)
+        if dataset is bundle.splits["val"] and len(weights) < 3:  # the validation after each of the 3 epochs
             weights.append({k: v.clone() for k, v in model.state_dict().items()})
             result["acc"] = next(scripted)
         return result
 
     monkeypatch.setattr(training, "evaluate", evaluate)
-    result = training.train(tiny_config("method.name=naive"), tmp_path / "run")
+    result = training.train(config, tmp_path / "run", bundle=bundle)
     assert result["best_epoch"] == 1 and len(weights) == 3
     kept = load_model(tmp_path / "run").state_dict()
     assert all(torch.equal(kept[k], weights[1][k]) for k in kept)
