@@ -55,3 +55,14 @@ def test_quick_means_the_registered_quick_settings():
     assert resolve_config(None, ["data.name=avdigits"]).train.epochs == 30
     # The synthetic presets registered empty quick settings: small already, --quick accepted and changes nothing.
     assert resolve_config(None, ["data.name=synthetic-paired"], quick=True) == resolve_config(None, ["data.name=synthetic-paired"])
+
+
+def test_prepare_help_lists_every_registered_recipe(capsys):
+    from latefusion.cli import main
+    from latefusion.data.prepared import RECIPES
+
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert {"crema-d", "kinetics-sounds", "ave", "vggsound"} <= set(RECIPES.names())
+    assert all(name in text.replace("- ", "-") for name in RECIPES.names()), text

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import distributed
 from .config import dump_config, parse_overrides
 from .data import DATASETS, IN_MEMORY, build_dataset
+from .data.prepared import RECIPES
 from .errors import ConfigError, UserError
 from .interrupt import Interrupted, stop_on_signal
 from .methods import METHODS
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         return subparsers.add_parser(name, parents=[common], **kwargs)
 
     p = command("prepare", help="decode a downloaded data set into the prepared format training reads")
-    p.add_argument("dataset", help="ucf101, vggsound, kinetics400 or modelnet40")
+    p.add_argument("dataset", help=f"the data set's recipe: one of {', '.join(RECIPES.names())}")
     p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in README.md)")
     p.add_argument("--dst", type=Path, required=True, help="prepared folder to write (rerun the same command to resume)")
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
