@@ -291,3 +291,22 @@ def test_saved_per_sample_predictions_are_the_reloaded_models_and_feed_the_guide
     assert (test["first_only"], test["second_only"]) == (int((saved["naive"] & ~saved["ume"]).sum()), int((~saved["naive"] & saved["ume"]).sum()))
     # One epoch of a few steps: the guide says it cannot trust these runs.
     assert verdict["verdict"] == "inconclusive" and "too-few-steps" in kinds(verdict)
+
+
+def test_the_verdict_over_seeds_keeps_the_preference_the_seeds_were_judged_with(tmp_path):
+    from latefusion.runs import RunDir
+    from latefusion.seeds import pooled_guide
+    from latefusion.storage import write_arrays, write_json
+
+    folders = {}
+    for label in ("seed-0", "seed-1"):
+        folders[label] = tmp_path / label
+        for key, correct in seed_flags(6, 2).items():  # UMT ahead by 0.4 points: a near-tie
+            run = RunDir(folders[label] / key)
+            write_arrays(run.predictions_file, {"val_predicted": (~correct).astype(np.int32), "val_labels": np.zeros(correct.size, np.int32),
+                                                "test_predicted": np.zeros(1, np.int32), "test_labels": np.zeros(1, np.int32)})
+            write_json(run.result_file, {"fingerprints": {"data": "d"}})
+    for prefer in ("ume", "umt"):
+        verdicts = {label: {"warnings": [], "evidence": {"prefer": prefer}} for label in folders}
+        assert pooled_guide(verdicts, folders)["choice"] == prefer
+    assert pooled_guide({label: {"warnings": [], "evidence": {"prefer": "ume"}} for label in folders}, folders, prefer="umt")["choice"] == "umt"

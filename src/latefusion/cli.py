@@ -63,6 +63,12 @@ def command_prepare(args: argparse.Namespace) -> None:
     print(f"details in {args.dst / 'report.json'}")
 
 
+def add_prefer_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prefer", choices=["umt", "ume"], default="umt", help="the guide's method for a near-tie (UMT and UME "
+                        "within half a point on validation): umt (default: at least as good on test in every case of the guide's "
+                        "benchmark) or ume (cheaper: no joint training)")
+
+
 def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, metavar="N", help="repeat with seeds 0..N-1 into OUT/seed-K/: sets train.seed=K "
                         "and, for synthetic data, data.options.seed=K (fresh data per seed)")
@@ -193,9 +199,9 @@ def command_demo(args: argparse.Namespace) -> None:
     method_options, methods = parse_overrides(args.method_options), parse_methods(args.methods)
     log = print if distributed.is_main() else (lambda *_: None)  # under torchrun, the main process speaks and writes
     if args.seeds is None:
-        run_pipeline(base, out, method_options=method_options, methods=methods, log=log)
+        run_pipeline(base, out, method_options=method_options, methods=methods, prefer=args.prefer, log=log)
     else:
-        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods, log=log)
+        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods, prefer=args.prefer, log=log)
     if not distributed.is_main():
         return
     written = write_report([out])
@@ -328,9 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", metavar="DIR")
     p.add_argument("--ume", metavar="DIR")
     p.add_argument("--umt", metavar="DIR", help="a UMT run, compared with UME when given")
-    p.add_argument("--prefer", choices=["umt", "ume"], default="umt", help="the method a near-tie (UMT and UME within half a "
-                   "point on validation) goes to: umt (default: at least as good on test in every case of the guide's benchmark) "
-                   "or ume (cheaper: no joint training)")
+    add_prefer_argument(p)
     p.add_argument("--json", action="store_true", help="also print the evidence as JSON")
     p.set_defaults(handler=command_guide)
 
@@ -343,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paper: unimodal, naive, UME, UMT (default); all: also every baseline (see `latefusion methods`); "
                         "or the paper's set plus the methods named, e.g. ogm_ge,gblend")
     add_seeds_argument(p)
+    add_prefer_argument(p)
     p.set_defaults(handler=command_demo)
 
     p = command("report", help="write report.html (self-contained) and report.md from demo output folders")

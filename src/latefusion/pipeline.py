@@ -63,10 +63,11 @@ def planned_runs(base: RunConfig, out: Path, modalities: list[str], methods: Seq
 
 
 def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, dict[str, Any]] | None = None,
-                 methods: Sequence[str] = (), bundle: DataBundle | None = None, log=print) -> dict[str, Any]:
+                 methods: Sequence[str] = (), bundle: DataBundle | None = None, prefer: str = PREFER, log=print) -> dict[str, Any]:
     """`base` holds the shared sections (data, model, optim, train); `method_options` per method name
     (e.g. {"umt": {"weight": 50}}) are added to what the pipeline sets itself. `methods`: baselines
-    to run and probe after the paper's set. `bundle`: the data, when built already (in-memory data)."""
+    to run and probe after the paper's set. `bundle`: the data, when built already (in-memory data).
+    `prefer`: the guide's method for a near-tie between UMT and UME (guide.PREFERENCES)."""
     out = Path(out)
     selected = [*paper_methods(), *(m for m in methods if m not in paper_methods())]
     for name in selected:
@@ -88,7 +89,7 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
     probed = [key for key, config in plan.items() if METHODS.get(config.method.name).probed]
     probes = {key: probe_run(out / run_folder(key), bundle=bundle) for key in probed}
     unimodal_dirs = {m: str(out / run_folder(unimodal_key(m))) for m in modalities}
-    verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle,
+    verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle, prefer=prefer,
                               umt=str(out / run_folder("umt")) if "umt" in plan else None)
     fused = [key for key in probed if not key.startswith(UNIMODAL)]
 
@@ -110,12 +111,12 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
 
 
 def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
-                   methods: Sequence[str] = (), log=print) -> dict[str, Any]:
+                   methods: Sequence[str] = (), prefer: str = PREFER, log=print) -> dict[str, Any]:
     """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
     per_seed, folders = {}, {}
     for label, config, folder in each_seed(base, out, n):
         log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
-        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, log=log)
+        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, prefer=prefer, log=log)
         folders[label] = folder
     summary = aggregate_summaries(per_seed, folders)
     if distributed.is_main():

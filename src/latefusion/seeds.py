@@ -152,9 +152,12 @@ def aggregate_summaries(per_seed: dict[str, dict[str, Any]], folders: dict[str, 
     }
 
 
-def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path], prefer: str = PREFER) -> dict[str, Any] | None:
+def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path], prefer: str | None = None) -> dict[str, Any] | None:
     """The guide's verdict over the seeds (guide.pooled_verdict) from each seed's one-seed verdict and
-    its runs' saved validation predictions; None for one seed or for runs without predictions."""
+    its runs' saved validation predictions; None for one seed or for runs without predictions.
+    `prefer`: the near-tie preference; by default the one the seeds' verdicts declare (else PREFER)."""
+    declared = {v.get("evidence", {}).get("prefer", PREFER) for v in verdicts.values()}
+    prefer = prefer or (declared.pop() if len(declared) == 1 else PREFER)
     correct, data = {}, set()
     for label, folder in folders.items():
         runs = {key: RunDir(run_folder_in(folder, key)) for key in ("naive", "ume", "umt")}
