@@ -135,8 +135,10 @@ def test_cli_resume_alone_continues_the_run_as_configured(tmp_path, capsys):
 
     run = str(tmp_path / "run")
     assert main(["train", "--out", run, "--set", "train.epochs=2", "--set", "data.options.train_size=200", "--set", "train.progress=false"]) == 0
-    first = json.loads(capsys.readouterr().out)
-    assert main(["train", "--out", run, "--resume"]) == 0  # no config repeated: the stored one is used
-    assert json.loads(capsys.readouterr().out) == first
+    result = RunDir(run).result()
+    line = capsys.readouterr().out  # one line: the scores and where the rest is
+    assert line.count("\n") == 1 and f"val {result['val_acc']:.3f}  test {result['test_acc']:.3f}" in line and "result.json" in line
+    assert main(["train", "--out", run, "--resume", "--json"]) == 0  # no config repeated: the stored one is used
+    assert json.loads(capsys.readouterr().out) == {k: v for k, v in result.items() if k != "environment"}
 
 

@@ -100,7 +100,12 @@ def command_train(args: argparse.Namespace) -> None:
     if args.seeds is None:
         result = train(config, args.out, resume=args.resume)
         if distributed.is_main():  # under torchrun, once
-            print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+            if args.json:
+                print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+            else:
+                epochs = f"best epoch {result['best_epoch'] + 1} of {result['epochs_run']}" if result["epochs_run"] else "no training"
+                print(f"{args.out}: {result['method']} on {result['dataset']}: val {result['val_acc']:.3f}  test {result['test_acc']:.3f}  "
+                      f"({epochs}, {result['wall_time_s']:.0f} s); everything in {RunDir(args.out).result_file}")
         return
     scores = {label: {k: v for k, v in train(seed_config, folder, resume=args.resume).items() if k in ("val_acc", "test_acc")}
               for label, seed_config, folder in each_seed(config, args.out, args.seeds)}
@@ -306,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="drop the samples the data checks find bad instead of stopping (data.skip_bad=true)")
+    p.add_argument("--json", action="store_true", help="print result.json (without the environment) instead of one line")
     add_seeds_argument(p)
     p.set_defaults(handler=command_train)
 
