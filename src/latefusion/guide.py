@@ -86,6 +86,11 @@ def warning(kind: str, message: str, next_step: str) -> dict[str, str]:
     return {"kind": kind, "message": message, "next_step": next_step}
 
 
+def inconclusive_headline(choice: str, first: dict[str, str]) -> str:
+    """An inconclusive verdict's headline: the method it leans to, the first warning and its next step."""
+    return f"Inconclusive (leaning {choice.upper()}): {first['message']}. Next: {first['next_step']}."
+
+
 def input_warnings(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], chance: float,
                    umt_vs_ume: dict[str, Any] | None) -> list[dict[str, str]]:
     """Every reason these runs cannot support a verdict (section 1 of the module docstring)."""
@@ -205,18 +210,19 @@ def decide(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], la
         choice, rule = "ume", "naive fusion vs UME (no UMT run)"
         headline = f"UME: naive fusion does not beat it beyond chance ({naive_says}), so training each modality alone is enough."
 
-    warnings = input_warnings(runs, probe_val, chance_rate(labels), umt_vs_ume)
+    chance = chance_rate(labels)
+    warnings = input_warnings(runs, probe_val, chance, umt_vs_ume)
     if umt is None and lazy and not naive_vs_ume["first_better"] and not naive_vs_ume["second_better"]:
         warnings.append(warning(
             "laziness-may-hide-paired-features", "naive fusion ties with UME while its encoders are lazy, so laziness may hide "
             "paired features that UMT would keep", "train UMT as well (`latefusion demo` does) and ask the guide again"))
     verdict = "inconclusive" if warnings else choice
     if warnings:
-        headline = (f"Inconclusive (leaning {choice.upper()}): {warnings[0]['message']}. Next: {warnings[0]['next_step']}."
+        headline = (inconclusive_headline(choice, warnings[0])
                     + (f" ({len(warnings) - 1} more warning{'s' if len(warnings) > 2 else ''} below.)" if len(warnings) > 1 else ""))
     reason = " ".join([headline, paired, laziness])
     evidence = {"rule": rule, "margin": margin, "prefer": prefer, "val_acc": {key: facts.acc for key, facts in runs.items()}, "n_val": n,
-                "chance": chance_rate(labels), "naive_vs_ume": naive_vs_ume, "probe_val": probe_val, "probe_gap": gaps,
+                "chance": chance, "naive_vs_ume": naive_vs_ume, "probe_val": probe_val, "probe_gap": gaps,
                 "probe_margin": probe_margin, "split": "val", **({"umt_vs_ume": umt_vs_ume} if umt_vs_ume else {})}
     return {"choice": choice, "verdict": verdict, "headline": headline, "reason": reason, "warnings": warnings, "evidence": evidence}
 
@@ -235,14 +241,15 @@ def pooled_verdict(per_seed: dict[str, dict[str, Any]], correct: dict[str, dict[
     if len(per_seed) < 2:
         return None
     first = "umt" if all("umt" in flags for flags in correct.values()) else "naive"
-    pair = [np.stack([flags[key] for flags in correct.values()]).astype(np.float64) for key in (first, "ume")]
+    # (seeds, samples) of correct flags for each of the two compared runs
+    flags, ume_flags = (np.stack([by_key[key] for by_key in correct.values()]) for key in (first, "ume"))
     if same_samples:
-        difference = (pair[0] - pair[1]).mean(axis=0)
+        difference = (flags.astype(np.float64) - ume_flags).mean(axis=0)
         p, gap = sign_flip_test(difference), float(difference.mean())
         test = {"test": f"{SIGN_FLIP}, per-sample correctness averaged over {len(per_seed)} seeds that share their validation samples"}
     else:
-        first_only, ume_only = int((pair[0] > pair[1]).sum()), int((pair[0] < pair[1]).sum())
-        p, gap = mcnemar_exact(first_only, ume_only), float((pair[0] - pair[1]).mean())
+        first_only, ume_only = paired_counts(flags.ravel(), ume_flags.ravel())
+        p, gap = mcnemar_exact(first_only, ume_only), (first_only - ume_only) / flags.size
         test = {"test": f"{MCNEMAR} on the discordant counts of {len(per_seed)} seeds with their own validation samples",
                 "first_only": first_only, "ume_only": ume_only}
     significant = p < alpha
@@ -265,7 +272,7 @@ def pooled_verdict(per_seed: dict[str, dict[str, Any]], correct: dict[str, dict[
                 for kind, labels in seeds_by_kind.items()]
     verdict = "inconclusive" if warnings else choice
     if warnings:
-        headline = f"Inconclusive (leaning {choice.upper()}): {warnings[0]['message']}. Next: {warnings[0]['next_step']}."
+        headline = inconclusive_headline(choice, warnings[0])
     return {"choice": choice, "verdict": verdict, "headline": headline, "warnings": warnings, "compared": f"{first} vs ume",
             "gap": gap, "p_value": p, "significant": significant, "same_samples": same_samples, "seeds": list(per_seed), **test}
 

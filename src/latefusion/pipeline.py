@@ -182,11 +182,11 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     same_data(paths, results=results)
     bundle = bundle or build_dataset(RunDir(naive).config().data)
     same_data(paths, bundle, results=results)
-    runs = {key: RunFacts(RunDir(path).correct("val"), results[key].get("steps_per_epoch"), results[key].get("optimizer_steps"))
-            for key, path in paths.items()}
+    predictions = {key: RunDir(path).predictions("val") for key, path in paths.items()}
+    runs = {key: RunFacts(predicted == labels, results[key].get("steps_per_epoch"), results[key].get("optimizer_steps"))
+            for key, (predicted, labels) in predictions.items()}
     probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()},
                  "naive": {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}}
-    _, labels = RunDir(naive).predictions("val")
-    return decide(runs, probe_val, labels, margin=margin, prefer=prefer, alpha=alpha)
+    return decide(runs, probe_val, predictions["naive"][1], margin=margin, prefer=prefer, alpha=alpha)
 
 
