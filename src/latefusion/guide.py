@@ -86,9 +86,14 @@ def warning(kind: str, message: str, next_step: str) -> dict[str, str]:
     return {"kind": kind, "message": message, "next_step": next_step}
 
 
+def warning_text(item: dict[str, str]) -> str:
+    """A warning as a sentence: what was found, then the next step."""
+    return f"{item['message']}. Next: {item['next_step']}."
+
+
 def inconclusive_headline(choice: str, first: dict[str, str]) -> str:
     """An inconclusive verdict's headline: the method it leans to, the first warning and its next step."""
-    return f"Inconclusive (leaning {choice.upper()}): {first['message']}. Next: {first['next_step']}."
+    return f"Inconclusive (leaning {choice.upper()}): {warning_text(first)}"
 
 
 def input_warnings(runs: dict[str, RunFacts], probe_val: dict[str, dict[str, float]], chance: float,
@@ -280,6 +285,6 @@ def pooled_verdict(per_seed: dict[str, dict[str, Any]], correct: dict[str, dict[
 def verdict_text(verdict: dict[str, Any]) -> str:
     """The verdict as the console and the report open with it: the choice (or "INCONCLUSIVE"), the headline, the warnings."""
     lines = [f"Verdict: {verdict['verdict'].upper()}", verdict["headline"]]
-    lines += [f"warning ({w['kind']}): {w['message']}. Next: {w['next_step']}." for w in verdict.get("warnings", [])[1:]]
+    lines += [f"warning ({w['kind']}): {warning_text(w)}" for w in verdict.get("warnings", [])[1:]]
     return "\n".join(lines)
 

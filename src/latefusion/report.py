@@ -43,6 +43,7 @@ from typing import Any
 from .errors import RunFolderError
 from .figures import (accuracy_figure, confusion_figure, curves_figure, distill_figure, laziness_figure, method_style,
                       modality_accuracy_figure, probe_gap_figure, probe_style)
+from .guide import warning_text
 from .stats import p_text
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
@@ -577,7 +578,7 @@ def verdict_label(report: Report) -> str:
 
 
 def warning_lines(report: Report) -> list[str]:
-    return [f"{w['message']}. Next: {w['next_step']}." for w in verdict_of(report).get("warnings", [])]
+    return [warning_text(w) for w in verdict_of(report).get("warnings", [])]
 
 
 def verdict_html(report: Report) -> str:

@@ -236,8 +236,8 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         "n_test": test["n"],
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
-        # How much optimisation the model had: the guide warns when it is too little to trust.
-        # The global batch trained with: data.batch_size, or what "auto" resolved to (engine.train_batch_size).
+        # How much optimisation the model had (the guide warns when it is too little to trust), with the global
+        # batch trained with: data.batch_size, or what "auto" resolved to (engine.train_batch_size).
         **({"batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
             "optimizer_steps": steps_per_epoch * len(history) * method.steps_per_batch} if method.trains else {}),
         "wall_time_s": round(time.time() - started, 2),
