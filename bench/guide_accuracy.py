@@ -261,7 +261,7 @@ def score_case_seed(case: Case, seed: int, folder: Path) -> dict[str, Any]:
     results = {key: RunDir(path).result() for key, path in paths.items()}
     val_acc = {key: r["val_acc"] for key, r in results.items()}
     test_acc = {key: r["test_acc"] for key, r in results.items()}
-    test_correct = {key: RunDir(paths[key]).correct("test") for key in CANDIDATES}
+    test_correct = {key: RunDir(paths[key]).predictions()["test"].correct for key in CANDIDATES}
     best = max(CANDIDATES, key=lambda key: (test_acc[key], key == "ume"))  # a tie counts for UME; its regret is 0 either way
     config = RunDir(runs["naive"]).config()
     verdict = guide_folder(folder)

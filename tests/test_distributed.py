@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from latefusion import distributed
 from latefusion.cli import main
 from latefusion.pipeline import baseline_methods
 from latefusion.config import ConfigError
+from latefusion.runs import RunDir
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
@@ -93,5 +95,10 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
             assert shares_two == shares, name  # per-modality accuracies: counts over the same samples
             # losses (and per-method logs): float32 sums of two processes' shares, in another order
             assert row_two == pytest.approx(row, rel=1e-4, abs=1e-6), name
+        # each sample's prediction, gathered from the two processes' shares into the split's order
+        saved, saved_two = (RunDir(tmp_path / root / name).predictions() for root in ("one", "two"))
+        for split in ("val", "test"):
+            assert np.array_equal(saved_two[split].labels, saved[split].labels), (name, split)
+            assert np.array_equal(saved_two[split].predicted, saved[split].predicted), (name, split)
     summary, summary_two = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
     assert summary_two["probe"] == summary["probe"]

@@ -275,15 +275,14 @@ def test_saved_per_sample_predictions_are_the_reloaded_models_and_feed_the_guide
     saved = {}
     for name in ("naive", "ume"):
         run = RunDir(folders[name])
-        saved[name] = run.correct("val")
+        saved[name] = run.predictions()["val"].correct
         result = run.result()
         assert saved[name].dtype == bool and saved[name].size == result["n_val"]
         assert saved[name].mean() == pytest.approx(result["val_acc"])
         fresh = evaluate(build_method(run.config(), run.spec()), load_model(run, torch.device("cpu")), bundle.splits["val"],
                          run.config(), torch.device("cpu"), bundle.num_classes, per_sample=True)
         assert np.array_equal(saved[name], (fresh["predicted"] == fresh["labels"]).numpy())
-        predicted, labels = run.predictions("test")
-        assert (predicted == labels).mean() == pytest.approx(result["test_acc"])
+        assert run.predictions()["test"].correct.mean() == pytest.approx(result["test_acc"])
     assert RunDir(folders["naive"]).result()["steps_per_epoch"] == 300 // config.data.batch_size + (300 % config.data.batch_size > 0)
     verdict = guide_from_runs({"a": str(folders["unimodal-a"]), "b": str(folders["unimodal-b"])}, str(folders["naive"]),
                               str(folders["ume"]), bundle=bundle)

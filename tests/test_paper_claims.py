@@ -27,7 +27,7 @@ def assert_the_guide_picks_an_acceptable_method(folder, summary):
     pick = summary["guide"]["choice"]
     other = "umt" if pick == "ume" else "ume"
     assert summary["guide"]["verdict"] == pick, summary["guide"]["headline"]
-    picked, rival = (RunDir(folder / key).correct("test") for key in (pick, other))
+    picked, rival = (RunDir(folder / key).predictions()["test"].correct for key in (pick, other))
     behind = summary["methods"][other]["test_acc"] - summary["methods"][pick]["test_acc"]
     p = mcnemar_exact(int((rival & ~picked).sum()), int((picked & ~rival).sum()))
     assert behind <= 0.005 or p >= 0.05, f"{pick} picked, {behind * 100:.1f} points behind {other} on test (p = {p:.3g})"

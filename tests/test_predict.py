@@ -19,10 +19,10 @@ def test_predict_writes_the_runs_own_test_predictions_with_probabilities(tmp_pat
     rows = list(csv.DictReader(out.open()))
     assert [r["split"] for r in rows] == ["val"] * 200 + ["test"] * 200
     names = RunDir(run).spec().class_names or [str(k) for k in range(RunDir(run).spec().num_classes)]
-    predicted, labels = RunDir(run).predictions("test")
+    saved = RunDir(run).predictions()["test"]
     test_rows = rows[200:]
-    assert [r["predicted"] for r in test_rows] == [names[k] for k in predicted]
-    assert [r["label"] for r in test_rows] == [names[k] for k in labels]
+    assert [r["predicted"] for r in test_rows] == [names[k] for k in saved.predicted]
+    assert [r["label"] for r in test_rows] == [names[k] for k in saved.labels]
     probabilities = np.array([[float(r[f"p_{name}"]) for name in names] for r in rows])
     assert np.allclose(probabilities.sum(1), 1, atol=1e-4)  # six decimals per class
     assert [names[k] for k in probabilities.argmax(1)] == [r["predicted"] for r in rows]

@@ -101,7 +101,7 @@ def command_train(args: argparse.Namespace) -> None:
         result = train(config, args.out, resume=args.resume)
         if distributed.is_main():  # under torchrun, once
             if args.json:
-                print(json.dumps({k: v for k, v in result.items() if k != "environment"}, indent=2))
+                print(json.dumps({k: v for k, v in result.metrics.items() if k != "environment"}, indent=2))
             else:
                 epochs = f"best epoch {result['best_epoch'] + 1} of {result['epochs_run']}" if result["epochs_run"] else "no training"
                 print(f"{args.out}: {result['method']} on {result['dataset']}: val {result['val_acc']:.3f}  test {result['test_acc']:.3f}  "
@@ -195,18 +195,15 @@ def parse_methods(value: str) -> list[str]:
 
 
 def command_demo(args: argparse.Namespace) -> None:
-    from .pipeline import run_pipeline
+    from .pipeline import run_demo
     from .report import terminal_summary, write_report
-    from .pipeline import run_demo_seeds
 
     base = resolve_config(args.config, [*data_overrides(args.data), *args.overrides], quick=args.quick)
     out = args.out or Path("runs") / f"demo-{Path(base.data.path).stem if base.data.path else base.data.name}"
     method_options, methods = parse_overrides(args.method_options), parse_methods(args.methods)
     log = print if distributed.is_main() else (lambda *_: None)  # under torchrun, the main process speaks and writes
-    if args.seeds is None:
-        run_pipeline(base, out, method_options=method_options, methods=methods, prefer=args.prefer, log=log)
-    else:
-        run_demo_seeds(base, out, args.seeds, method_options=method_options, methods=methods, prefer=args.prefer, log=log)
+    # The report is written here rather than by run_demo, to print the summary it was drawn from.
+    run_demo(base, out, seeds=args.seeds, method_options=method_options, methods=methods, prefer=args.prefer, report=False, log=log)
     if not distributed.is_main():
         return
     written = write_report([out])

@@ -93,6 +93,19 @@ def part(dataset: Dataset) -> Dataset:
     return dataset if world_size() == 1 else Subset(dataset, range(rank(), len(dataset), world_size()))
 
 
+def gather_parts(values: Tensor, n: int) -> Tensor:
+    """Per-sample values computed by every process on its `part` of an n-sample split, put together in
+    the split's order (sample i is the (i // world_size)-th of process i % world_size), on every process."""
+    if world_size() == 1:
+        return values
+    longest = -(-n // world_size())
+    padded = torch.zeros(longest, dtype=values.dtype, device=_device)
+    padded[:len(values)] = values.to(_device)
+    parts = [torch.empty_like(padded) for _ in range(world_size())]
+    dist.all_gather(parts, padded)
+    return torch.stack(parts, 1).flatten()[:n].to(values.device)
+
+
 def _all_reduce(values: list[float], op=dist.ReduceOp.SUM) -> list[float]:
     if world_size() == 1:
         return values

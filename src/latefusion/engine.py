@@ -134,14 +134,14 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
     model's scores (`method.modality_scores`), how laziness shows while a joint model trains.
 
     `per_sample=True` adds "predicted" and "labels": int64 tensors (CPU), one entry per sample of
-    `dataset` in its order. Paired tests need them (the guide's McNemar test); this process then
-    evaluates the whole of `dataset` itself, not its share."""
+    `dataset` in its order, gathered from every process's share. Paired tests need them (the guide's
+    McNemar test)."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     by_modality: dict[str, torch.Tensor] = {}
     predictions, targets = [], []
-    for inputs, labels in make_loader(dataset if per_sample else distributed.part(dataset), config, train=False):
+    for inputs, labels in make_loader(distributed.part(dataset), config, train=False):
         inputs, labels = to_device(inputs, labels, device)
         with autocast(device, config.train.precision):
             if len(method.modalities()) > 1:
@@ -157,17 +157,16 @@ def evaluate(method, model: nn.Module, dataset: Dataset, config: RunConfig, devi
         if per_sample:
             predictions.append(predicted)
             targets.append(labels)
-    if not per_sample:
-        confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
-        by_modality = {m: distributed.sum_tensor(hits) for m, hits in by_modality.items()}
+    confusion, loss_sum = distributed.sum_tensor(confusion), distributed.sum_tensor(loss_sum)
+    by_modality = {m: distributed.sum_tensor(hits) for m, hits in by_modality.items()}
     total = max(confusion.sum().item(), 1)
     result = {**classification_metrics(confusion.cpu()), "loss": loss_sum.item() / total}
     if by_modality:
         result["acc_by_modality"] = {m: hits.item() / total for m, hits in by_modality.items()}
     if per_sample:
-        empty = torch.zeros(0, dtype=torch.long)
-        result["predicted"] = torch.cat(predictions).cpu() if predictions else empty
-        result["labels"] = torch.cat(targets).cpu() if targets else empty
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        for key, parts in (("predicted", predictions), ("labels", targets)):
+            result[key] = distributed.gather_parts(torch.cat(parts) if parts else empty, len(dataset)).cpu()
     return result
 
 

@@ -13,6 +13,7 @@ demo picks up where it stopped; `latefusion report` (report.py) turns the folder
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .methods import METHODS
 from .probe import probe_run
 from .registry import did_you_mean
 from .resolve import check_free_form_options
-from .runs import RunDir
+from .runs import RunDir, RunResult
 from .seeds import aggregate_summaries, each_seed, pooled_guide, seed_folders
 from .stats import ALPHA
 from .storage import write_json
@@ -62,12 +63,66 @@ def planned_runs(base: RunConfig, out: Path, modalities: list[str], methods: Seq
     return plan
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """One demo, in memory: each run's result as training returned it (metrics and per-sample
+    predictions), each probed run's linear probes ({key: {modality: probe result}}), and the guide's
+    verdict read from both. summary.json is its written form (`summary()`), written once."""
+    dataset: str
+    modalities: list[str]
+    data_fingerprint: str
+    runs: dict[str, RunResult]
+    probes: dict[str, dict[str, dict[str, Any]]]
+    verdict: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        unimodal = {m: self.probes[unimodal_key(m)][m] for m in self.modalities}
+        fused = [key for key in self.probes if not key.startswith(UNIMODAL)]
+        return Summary(
+            dataset=self.dataset,
+            modalities=self.modalities,
+            data_fingerprint=self.data_fingerprint,
+            methods={key: {k: r[k] for k in Scores.model_fields if k in r} for key, r in self.runs.items()},
+            probe={UNIMODAL: {m: unimodal[m]["test_acc"] for m in self.modalities},
+                   **{key: {m: self.probes[key][m]["test_acc"] for m in self.modalities} for key in fused}},
+            # Uni-modal minus each fusion method's encoder probe: on validation (what the guide reads) and on test.
+            probe_gap={split: {key: {m: unimodal[m][f"{split}_acc"] - self.probes[key][m][f"{split}_acc"] for m in self.modalities}
+                               for key in fused} for split in ("val", "test")},
+            guide=self.verdict,
+        ).model_dump(mode="json", exclude_none=True)
+
+
+def run_demo(base: RunConfig, out: str | Path, *, seeds: int | None = None, method_options: dict[str, dict[str, Any]] | None = None,
+             methods: Sequence[str] = (), bundle: DataBundle | None = None, prefer: str = PREFER, report: bool = True,
+             log=print) -> dict[str, Any]:
+    """What `latefusion demo` does, from Python: the pipeline once (`seeds=None`, into `out`) or once per
+    seed (into out/seed-K/), summary.json, and, with `report`, report.html and report.md in `out`.
+    Returns the summary (the one-seed or the several-seed form: summary.py)."""
+    options = dict(method_options=method_options, methods=methods, bundle=bundle, prefer=prefer, log=log)
+    summary = run_pipeline(base, out, **options) if seeds is None else run_demo_seeds(base, out, seeds, **options)
+    if report and distributed.is_main():
+        from .report import write_report  # drawing needs matplotlib: imported only when a report is written
+
+        write_report([out])
+    return summary
+
+
 def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, dict[str, Any]] | None = None,
                  methods: Sequence[str] = (), bundle: DataBundle | None = None, prefer: str = PREFER, log=print) -> dict[str, Any]:
-    """`base` holds the shared sections (data, model, optim, train); `method_options` per method name
-    (e.g. {"umt": {"weight": 50}}) are added to what the pipeline sets itself. `methods`: baselines
-    to run and probe after the paper's set. `bundle`: the data, when built already (in-memory data).
-    `prefer`: the guide's method for a near-tie between UMT and UME (guide.PREFERENCES)."""
+    """The pipeline once, into `out`: its summary, also written to out/summary.json (see `run_experiment`)."""
+    summary = run_experiment(base, out, method_options=method_options, methods=methods, bundle=bundle, prefer=prefer, log=log).summary()
+    if distributed.is_main():
+        write_json(Path(out) / "summary.json", summary)
+    return summary
+
+
+def run_experiment(base: RunConfig, out: str | Path, *, method_options: dict[str, dict[str, Any]] | None = None,
+                   methods: Sequence[str] = (), bundle: DataBundle | None = None, prefer: str = PREFER, log=print) -> Experiment:
+    """Train every planned run into `out` (reusing finished ones), probe, and decide. `base` holds the
+    shared sections (data, model, optim, train); `method_options` per method name (e.g. {"umt": {"weight":
+    50}}) are added to what the pipeline sets itself. `methods`: baselines to run and probe after the
+    paper's set. `bundle`: the data, when built already (in-memory data). `prefer`: the guide's method
+    for a near-tie between UMT and UME (guide.PREFERENCES)."""
     out = Path(out)
     selected = [*paper_methods(), *(m for m in methods if m not in paper_methods())]
     for name in selected:
@@ -86,37 +141,20 @@ def run_pipeline(base: RunConfig, out: str | Path, *, method_options: dict[str, 
         log(f"  {folder}: val {results[key]['val_acc']:.3f}  test {results[key]['test_acc']:.3f}  ({results[key]['wall_time_s']:.0f} s)")
 
     log("  probing encoders ...")
-    probed = [key for key, config in plan.items() if METHODS.get(config.method.name).probed]
-    probes = {key: probe_run(out / run_folder(key), bundle=bundle) for key in probed}
-    unimodal_dirs = {m: str(out / run_folder(unimodal_key(m))) for m in modalities}
-    verdict = guide_from_runs(unimodal_dirs, str(out / "naive"), str(out / "ume"), bundle=bundle, prefer=prefer,
-                              umt=str(out / run_folder("umt")) if "umt" in plan else None)
-    fused = [key for key in probed if not key.startswith(UNIMODAL)]
-
-    summary = Summary(
-        dataset=bundle.name,
-        modalities=modalities,
-        data_fingerprint=bundle.fingerprint,
-        methods={key: {k: r[k] for k in Scores.model_fields if k in r} for key, r in results.items()},
-        probe={UNIMODAL: {m: probes[unimodal_key(m)][m]["test_acc"] for m in modalities},
-               **{key: {m: probes[key][m]["test_acc"] for m in modalities} for key in fused}},
-        # Uni-modal minus each fusion method's encoder probe: on validation (what the guide reads) and on test.
-        probe_gap={split: {key: {m: probes[unimodal_key(m)][m][f"{split}_acc"] - probes[key][m][f"{split}_acc"] for m in modalities}
-                           for key in fused} for split in ("val", "test")},
-        guide=verdict,
-    ).model_dump(mode="json", exclude_none=True)
-    if distributed.is_main():
-        write_json(out / "summary.json", summary)
-    return summary
+    probes = {key: probe_run(out / run_folder(key), bundle=bundle) for key, config in plan.items() if METHODS.get(config.method.name).probed}
+    guided = [*(unimodal_key(m) for m in modalities), "naive", "ume", *(["umt"] if "umt" in plan else [])]
+    return Experiment(bundle.name, modalities, bundle.fingerprint, results, probes,
+                      decide_from({key: results[key] for key in guided}, probes, prefer=prefer))
 
 
 def run_demo_seeds(base: RunConfig, out: str | Path, n: int, *, method_options: dict[str, dict[str, Any]] | None = None,
-                   methods: Sequence[str] = (), prefer: str = PREFER, log=print) -> dict[str, Any]:
-    """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them."""
+                   methods: Sequence[str] = (), bundle: DataBundle | None = None, prefer: str = PREFER, log=print) -> dict[str, Any]:
+    """The whole demo pipeline once per seed, into OUT/seed-K/, then OUT/summary.json over all of them.
+    A `bundle` given is every seed's data (only training varies)."""
     per_seed, folders = {}, {}
     for label, config, folder in each_seed(base, out, n):
         log(f"{label} (train.seed={config.train.seed}, data.options.seed={config.data.options.get('seed', 'n/a')}):")
-        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, prefer=prefer, log=log)
+        per_seed[label] = run_pipeline(config, folder, method_options=method_options, methods=methods, bundle=bundle, prefer=prefer, log=log)
         folders[label] = folder
     summary = aggregate_summaries(per_seed, folders)
     if distributed.is_main():
@@ -178,15 +216,22 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     naive run's config. All of them must have been trained on one data set, and `bundle` must be it."""
     use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
     paths = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
-    results = {key: RunDir(path).result() for key, path in paths.items()}
+    results = {key: RunDir(path).run_result() for key, path in paths.items()}
     same_data(paths, results=results)
     bundle = bundle or build_dataset(RunDir(naive).config().data)
     same_data(paths, bundle, results=results)
-    predictions = {key: RunDir(path).predictions("val") for key, path in paths.items()}
-    runs = {key: RunFacts(predicted == labels, results[key].get("steps_per_epoch"), results[key].get("optimizer_steps"))
-            for key, (predicted, labels) in predictions.items()}
-    probe_val = {"unimodal": {m: probe_run(path, bundle=bundle)[m]["val_acc"] for m, path in unimodal.items()},
-                 "naive": {m: r["val_acc"] for m, r in probe_run(naive, bundle=bundle).items()}}
-    return decide(runs, probe_val, predictions["naive"][1], margin=margin, prefer=prefer, alpha=alpha)
+    probes = {key: probe_run(paths[key], bundle=bundle) for key in [*(unimodal_key(m) for m in unimodal), "naive"]}
+    return decide_from(results, probes, margin=margin, prefer=prefer, alpha=alpha)
+
+
+def decide_from(runs: dict[str, RunResult], probes: dict[str, dict[str, dict[str, Any]]], *, margin: float = MARGIN,
+                prefer: str = PREFER, alpha: float = ALPHA) -> dict[str, Any]:
+    """guide.decide on results in memory: `runs` by summary key ("unimodal:<m>", "naive", "ume", optionally
+    "umt"), `probes` the linear probes of the uni-modal runs and of the naive run, by the same keys."""
+    facts = {key: RunFacts(r.predictions["val"].correct, r.get("steps_per_epoch"), r.get("optimizer_steps")) for key, r in runs.items()}
+    modalities = [key.removeprefix(unimodal_key("")) for key in runs if key.startswith(UNIMODAL)]
+    probe_val = {"unimodal": {m: probes[unimodal_key(m)][m]["val_acc"] for m in modalities},
+                 "naive": {m: r["val_acc"] for m, r in probes["naive"].items()}}
+    return decide(facts, probe_val, runs["naive"].predictions["val"].labels, margin=margin, prefer=prefer, alpha=alpha)
 
 

@@ -28,8 +28,9 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -37,7 +38,7 @@ import numpy as np
 from .config import RunConfig, read_yaml, validate
 from .data import DataSpec
 from .errors import RunFolderError
-from .storage import atomic_write_text, file_sha256, read_arrays, read_json, write_json
+from .storage import atomic_write_text, file_sha256, read_arrays, read_json, write_arrays, write_json
 
 
 class RunDir:
@@ -69,18 +70,24 @@ class RunDir:
             raise RunFolderError(f"{self.path} is not a finished run: {self.result_file.name} is missing")
         return read_json(self.result_file)
 
-    def predictions(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted class, label) of each sample of `split` ("val" or "test") of the finished run."""
+    def predictions(self) -> dict[str, SplitPredictions]:
+        """{"val", "test"}: each sample's predicted class and label, as the finished run saved them."""
         if not self.predictions_file.is_file():
             raise RunFolderError(f"{self.path} has no {self.predictions_file.name}: it was trained by a latefusion older than "
                                  f"0.2, or has not finished; retrain it (or train into a new folder)")
         arrays = read_arrays(self.predictions_file)
-        return arrays[f"{split}_predicted"], arrays[f"{split}_labels"]
+        try:
+            return {split: SplitPredictions(arrays[f"{split}_predicted"], arrays[f"{split}_labels"]) for split in SPLITS}
+        except KeyError as missing:
+            raise RunFolderError(f"{self.predictions_file} lacks the array {missing}; it was not written by latefusion") from None
 
-    def correct(self, split: str) -> np.ndarray:
-        """One bool per sample of `split`: True where the finished run's model is right."""
-        predicted, labels = self.predictions(split)
-        return predicted == labels
+    def write_predictions(self, predictions: dict[str, SplitPredictions]) -> None:
+        write_arrays(self.predictions_file, {f"{split}_{key}": getattr(predictions[split], key).astype(np.int32)
+                                             for split in SPLITS for key in ("predicted", "labels")})
+
+    def run_result(self) -> RunResult:
+        """The finished run's result.json and saved predictions, as `train` returned them."""
+        return RunResult(self.path, self.result(), self.predictions())
 
     def references(self) -> dict[str, dict[str, RunReference]]:
         """option -> modality -> the run this one learned from, as references.json records it."""
@@ -132,6 +139,40 @@ class RunDir:
         for folder in (self.path, self.path / "checkpoints", self.cache):
             for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
                 stale.unlink(missing_ok=True)
+
+
+SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """Each sample's predicted class and label on one split, in the split's order."""
+    predicted: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        """One bool per sample: True where the model is right (what the guide's paired tests compare)."""
+        return self.predicted == self.labels
+
+
+@dataclass(frozen=True)
+class RunResult(Mapping[str, Any]):
+    """One finished run: its folder, its metrics (result.json: `result["test_acc"]`, ...; read-only) and
+    the per-sample predictions on validation and test (`result.predictions["val"].correct`).
+    `train` returns it; `RunDir(path).run_result()` reads it back from the folder alone."""
+    path: Path
+    metrics: Mapping[str, Any]
+    predictions: Mapping[str, SplitPredictions]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,6 @@ def pooled_guide(verdicts: dict[str, dict[str, Any]], folders: dict[str, Path], 
         runs = {key: run for key, run in runs.items() if run.is_finished()}
         if not all(run.predictions_file.is_file() for run in runs.values()):
             return None
-        correct[label] = {key: run.correct("val") for key, run in runs.items()}
+        correct[label] = {key: run.predictions()["val"].correct for key, run in runs.items()}
         data.add(runs["ume"].result().get("fingerprints", {}).get("data"))
     return pooled_verdict(verdicts, correct, same_samples=len(data) == 1, prefer=prefer)

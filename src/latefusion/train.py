@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,8 +32,8 @@ from .loggers import MetricsLoggers
 from .methods import Method, StepInfo, TrainingContext, build_method
 from .models import load_pretrained_weights
 from .progress import TrainProgress
-from .runs import RunDir
-from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_arrays, write_json
+from .runs import RunDir, RunResult, SplitPredictions
+from .storage import atomic_write_text, load_checkpoint, save_checkpoint, write_json
 
 
 def train_step(method: Method, step_loss: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
@@ -76,14 +75,15 @@ class Totals:
         return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": self.counts}
 
 
-def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: DataBundle | None = None) -> dict[str, Any]:
-    """Train (or, for methods that do not train, assemble) one run in folder `out`; returns result.json."""
+def train(config: RunConfig, out: str | Path, *, resume: bool = False, bundle: DataBundle | None = None) -> RunResult:
+    """Train (or, for methods that do not train, assemble) one run in folder `out`; returns its result
+    (result.json's metrics and the per-sample predictions, both also saved in the folder)."""
     run = RunDir(out)
     with run.lock() if distributed.is_main() else contextlib.nullcontext():
         return _train(config, run, resume, bundle)
 
 
-def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | None) -> dict[str, Any]:
+def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | None) -> RunResult:
     if run.config_file.exists():
         if not resume:
             raise RunFolderError(f"{run.path} already holds a run; pass --resume to continue it or choose another folder")
@@ -122,9 +122,8 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
 
     history: list[dict[str, Any]] = []
     best = {"val_acc": -1.0, "epoch": -1}
-    # One process evaluates the whole validation split each epoch with per-sample predictions, and the
-    # best epoch's evaluation is the final one: the reloaded best weights are not evaluated again.
-    whole_val = distributed.world_size() == 1
+    # The best epoch's validation evaluation (with per-sample predictions) is the final one: the
+    # reloaded best weights are not evaluated on validation again.
     best_val = None
     if method.trains:
         params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
@@ -190,7 +189,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
             scheduler.step()
             means = check_finite(totals, epoch, step)
 
-            val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=whole_val)
+            val = evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, "val_acc": val["acc"], "val_macro_f1": val["macro_f1"],
                    "val_loss": val["loss"], "lr": optimizer.param_groups[0]["lr"],
                    **({"val_acc_by_modality": val["acc_by_modality"]} if "acc_by_modality" in val else {})}
@@ -198,7 +197,7 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
             bar.epoch_end(epoch, means.get("loss", math.nan), val["acc"])
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch}
-                best_val = val if whole_val else None
+                best_val = val
                 if writes:
                     save_checkpoint(run.best, {"model": model.state_dict(), "epoch": epoch, "config": config.model_dump(mode="json"),
                                                "fingerprints": fingerprints})
@@ -215,9 +214,9 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
 
     val = best_val or evaluate(method, model, bundle.splits["val"], config, device, bundle.num_classes, per_sample=True)
     test = evaluate(method, model, bundle.splits["test"], config, device, bundle.num_classes, per_sample=True)
+    predictions = {split: SplitPredictions(scores["predicted"].numpy(), scores["labels"].numpy()) for split, scores in (("val", val), ("test", test))}
     if writes:  # before result.json: a finished run always has its predictions
-        write_arrays(run.predictions_file, {f"{split}_{key}": scores[key].numpy().astype(np.int32)
-                                            for split, scores in (("val", val), ("test", test)) for key in ("predicted", "labels")})
+        run.write_predictions(predictions)
     result = {
         "method": config.method.name,
         "dataset": bundle.name,
@@ -246,21 +245,20 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
     }
     if writes:
         write_json(run.result_file, result)
-    return result
+    return RunResult(run.path, result, predictions)
 
 
 def imbalance(acc_by_modality: dict[str, float]) -> float:
     return max(acc_by_modality.values()) - min(acc_by_modality.values())
 
 
-def finished_result(run: RunDir, bundle: DataBundle) -> dict[str, Any]:
+def finished_result(run: RunDir, bundle: DataBundle) -> RunResult:
     """A finished run's result, when the data it was trained on is the data given (as for an unfinished run)."""
-    result = run.result()
-    trained = result.get("fingerprints", {}).get("data")
+    trained = run.result().get("fingerprints", {}).get("data")
     if trained is not None and trained != bundle.fingerprint:
         raise RunFolderError(f"cannot resume {run.path}: it finished on other data: data fingerprint: {trained} -> {bundle.fingerprint} "
                              "(the data's contents changed since). Restore the data, or train into a new folder")
-    return result
+    return run.run_result()
 
 
 def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str], batch_size: int) -> None:
