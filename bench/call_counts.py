@@ -23,6 +23,7 @@ import torch
 COUNTED = {
     "JSON reads": ("latefusion.storage", "read_json"),
     "checkpoint hashes": ("latefusion.storage", "file_sha256"),
+    "saved-prediction reads": ("latefusion.storage", "read_arrays"),
     "evaluate calls": ("latefusion.engine", "evaluate"),
     "load_model calls": ("latefusion.methods.registry", "load_model"),
     "build_method calls": ("latefusion.methods.registry", "build_method"),
