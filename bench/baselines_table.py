@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Every method of `latefusion demo --methods all` on each data set, over several training seeds:
-prints a markdown table of test accuracy and per-modality linear-probe accuracy, mean ± std.
+prints one markdown table per data set, mean ± std over the seeds of test accuracy, macro-F1, each
+modality's accuracy (a joint model's accuracy from that modality's share of its scores; a uni-modal
+run's own accuracy), each encoder's linear-probe accuracy, and the wall time relative to naive fusion.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/baselines_table.py --data synthetic-unimodal synthetic-paired --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python bench/baselines_table.py --data synthetic-unimodal synthetic-paired --seeds 0 1 2 3 4
 
 Each (data set, seed) is one demo pipeline in `--out/<data>/seed<k>` (finished runs are reused, so an
-interrupted table resumes). The seed is `train.seed` (initialisation and batch order); the data set
-itself is the same for every seed. Defaults of each data set and method are used unchanged.
+interrupted table resumes; a reused run keeps the wall time it was trained in). The seed is
+`train.seed` (initialisation and batch order); the data set itself is the same for every seed.
+Defaults of each data set and method are used unchanged.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from latefusion.pipeline import baseline_methods, run_experiment
 from latefusion.resolve import resolve_config
-from latefusion.pipeline import baseline_methods, run_pipeline
 from latefusion.stats import mean_std
+from latefusion.summary import UNIMODAL
 
 
 def percent_mean_std(values: list[float]) -> str:
@@ -24,39 +28,41 @@ def percent_mean_std(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def collect(data: str, seeds: list[int], out: Path) -> dict[str, dict[str, list[float]]]:
-    """method -> {"test": [...], "probe:<modality>": [...]} over the seeds."""
+def ratio_mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def collect(data: str, seeds: list[int], out: Path) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+    """method -> {"test", "f1", "acc:<modality>", "probe:<modality>", "time": [one per seed]}, and the modalities."""
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
         base = resolve_config(None, [f"data.name={data}", f"train.seed={seed}", "train.progress=false"])
-        summary = run_pipeline(base, out / data / f"seed{seed}", methods=baseline_methods(), log=lambda *_: None)
-        probes = summary["probe"]
-        for name, result in summary["methods"].items():
+        experiment = run_experiment(base, out / data / f"seed{seed}", methods=baseline_methods(), log=lambda *_: None)
+        naive_time = experiment.runs["naive"]["wall_time_s"]
+        for name, result in experiment.runs.items():
             row = rows.setdefault(name, {})
             row.setdefault("test", []).append(result["test_acc"])
-            # A uni-modal run has the encoder of its own modality only; UME's encoders are those runs'.
-            if name.startswith("unimodal:"):
+            row.setdefault("f1", []).append(result["test_macro_f1"])
+            row.setdefault("time", []).append(result["wall_time_s"] / naive_time)
+            if name.startswith(f"{UNIMODAL}:"):  # a uni-modal run: its own modality's accuracy and encoder
                 modality = name.split(":", 1)[1]
-                row.setdefault(f"probe:{modality}", []).append(probes["unimodal"][modality])
-            elif name in probes:
-                for modality, acc in probes[name].items():
-                    row.setdefault(f"probe:{modality}", []).append(acc)
+                row.setdefault(f"acc:{modality}", []).append(result["test_acc"])
+            for modality, acc in result.get("test_acc_by_modality", {}).items():
+                row.setdefault(f"acc:{modality}", []).append(acc)
+            for modality, probe in experiment.probes.get(name, {}).items():
+                row.setdefault(f"probe:{modality}", []).append(probe["test_acc"])
         print(f"  {data} seed {seed} done", flush=True)
-    return rows
+    return rows, experiment.modalities
 
 
-def render(tables: dict[str, dict[str, dict[str, list[float]]]], modalities: dict[str, list[str]]) -> str:
-    header = ["method"]
-    for data, names in modalities.items():
-        header += [f"{data} test"] + [f"probe {m}" for m in names]
+def render(rows: dict[str, dict[str, list[float]]], modalities: list[str]) -> str:
+    header = ["method", "test acc", "macro-F1", *(f"acc {m}" for m in modalities), *(f"probe {m}" for m in modalities), "time / naive"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    methods = list(next(iter(tables.values())))
-    for method in methods:
-        cells = [method]
-        for data, names in modalities.items():
-            row = tables[data].get(method, {})
-            cells.append(percent_mean_std(row["test"]) if "test" in row else "—")
-            cells += [percent_mean_std(row[f"probe:{m}"]) if f"probe:{m}" in row else "—" for m in names]
+    for method, row in rows.items():
+        cells = [method, percent_mean_std(row["test"]), percent_mean_std(row["f1"])]
+        cells += [percent_mean_std(row[f"{kind}:{m}"]) if f"{kind}:{m}" in row else "—" for kind in ("acc", "probe") for m in modalities]
+        cells.append(ratio_mean_std(row["time"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -64,15 +70,14 @@ def render(tables: dict[str, dict[str, dict[str, list[float]]]], modalities: dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["synthetic-unimodal", "synthetic-paired"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-baselines"))
     args = parser.parse_args()
-    tables, modalities = {}, {}
     for data in args.data:
-        tables[data] = collect(data, args.seeds, args.out)
-        modalities[data] = sorted({key.split(":", 1)[1] for row in tables[data].values() for key in row if key.startswith("probe:")})
-    print(f"\nTest accuracy and linear-probe test accuracy (%), mean ± std over train.seed in {args.seeds}:\n")
-    print(render(tables, modalities))
+        rows, modalities = collect(data, args.seeds, args.out)
+        print(f"\n{data}: test accuracy, macro-F1, per-modality and linear-probe test accuracy (%), and wall time relative "
+              f"to naive fusion, mean ± std over train.seed in {args.seeds}:\n")
+        print(render(rows, modalities))
 
 
 if __name__ == "__main__":
