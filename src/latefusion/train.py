@@ -252,12 +252,15 @@ def imbalance(acc_by_modality: dict[str, float]) -> float:
     return max(acc_by_modality.values()) - min(acc_by_modality.values())
 
 
+def data_change(trained: str | None, given: str) -> list[str]:
+    """How the data given differ from those a run was trained on (its recorded fingerprint; None: not recorded)."""
+    return [] if trained in (None, given) else [f"data fingerprint: {trained} -> {given} (the data's contents changed since)"]
+
+
 def finished_result(run: RunDir, bundle: DataBundle) -> RunResult:
     """A finished run's result, when the data it was trained on is the data given (as for an unfinished run)."""
-    trained = run.result().get("fingerprints", {}).get("data")
-    if trained is not None and trained != bundle.fingerprint:
-        raise RunFolderError(f"cannot resume {run.path}: it finished on other data: data fingerprint: {trained} -> {bundle.fingerprint} "
-                             "(the data's contents changed since). Restore the data, or train into a new folder")
+    if changed := data_change(run.result().get("fingerprints", {}).get("data"), bundle.fingerprint):
+        raise RunFolderError(f"cannot resume {run.path}: it finished on other data: {changed[0]}. Restore the data, or train into a new folder")
     return run.run_result()
 
 
@@ -269,8 +272,7 @@ def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfi
     if resumed.get("batch_size", batch_size) != batch_size:
         changed.append(f"training batch size: {resumed['batch_size']} -> {batch_size} (data.batch_size={config.data.batch_size} "
                        f"resolves to a multiple of the number of processes; resume with as many processes as before)")
-    if resumed["fingerprints"]["data"] != fingerprints["data"]:
-        changed.append(f"data fingerprint: {resumed['fingerprints']['data']} -> {fingerprints['data']} (the data's contents changed)")
+    changed += data_change(resumed["fingerprints"]["data"], fingerprints["data"])
     if changed:
         raise RunFolderError(f"cannot resume {run.path}: its last checkpoint was trained with other settings or data "
                              f"({run.config_file.name} or the data changed since): " + "; ".join(changed)
