@@ -331,3 +331,236 @@ def test_prepare_workers_die_with_a_killed_parent(tmp_path):
         if parent.poll() is None:
             parent.kill()
         parent.stderr.close()
+
+
+# 6. fuzzed image and audio headers: read as the file says, or refused by name
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from latefusion.data.folder import read_audio_file, read_image_file  # noqa: E402
+from latefusion.data.media import read_image  # noqa: E402
+
+FUZZ_IMAGES, FUZZ_WAVS, FUZZ_FLACS = 150, 300, 60
+# What the header fields are set to: zero, one, off by one, the largest values their bytes hold.
+ABSURD = [0, 1, 2, 3, 7, 255, 999, 1000, 65535, 2**24, 2**31 - 1, 2**32 - 1]
+FUZZ_SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+IMAGE_MODES = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "JPEG": ["L", "RGB", "CMYK"]}
+GREY = {"1", "L", "LA", "I;16"}
+
+
+def image_bytes(image_format: str, mode: str, width: int, height: int, seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8), "RGBA").convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def png_with_header(data: bytes, width: int, height: int, fix_crc: bool) -> bytes:
+    """`data` (a PNG) with IHDR's width and height replaced, its checksum recomputed or left stale."""
+    import zlib
+
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    crc = struct.pack(">I", zlib.crc32(bytes(ihdr))) if fix_crc else data[29:33]
+    return data[:12] + bytes(ihdr) + crc + data[33:]
+
+
+def jpeg_with_header(data: bytes, width: int, height: int) -> bytes:
+    """`data` (a JPEG) with the frame header's (SOF0) height and width replaced (16 bits each)."""
+    start = data.index(b"\xff\xc0") + 5
+    return data[:start] + struct.pack(">HH", height % 65536, width % 65536) + data[start + 4:]
+
+
+@st.composite
+def damaged_images(draw):
+    image_format = draw(st.sampled_from(sorted(IMAGE_MODES)))
+    mode = draw(st.sampled_from(IMAGE_MODES[image_format]))
+    width, height = draw(st.integers(1, 24)), draw(st.integers(1, 24))
+    data = image_bytes(image_format, mode, width, height, draw(st.integers(0, 2**32 - 1)))
+    edit = draw(st.sampled_from(["none", "truncate", "header", "byte"]))
+    if edit == "truncate":
+        data = data[: draw(st.integers(0, len(data) - 1))]
+    elif edit == "header":
+        new_width, new_height = draw(st.sampled_from(ABSURD + [width + 1])), draw(st.sampled_from(ABSURD + [height]))
+        data = (png_with_header(data, new_width, new_height, draw(st.booleans())) if image_format == "PNG"
+                else jpeg_with_header(data, new_width, new_height))
+    elif edit == "byte":
+        at = draw(st.integers(0, min(len(data) - 1, 40)))  # within the headers
+        data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1:]
+    return image_format, mode, width, height, edit, data
+
+
+def test_fuzzed_images_are_read_at_their_size_or_refused_by_name(tmp_path):
+    """Truncated PNGs and JPEGs, every mode they are saved in, headers declaring absurd sizes (with and
+    without a valid checksum), a byte of the headers changed: each image reader returns an image of the
+    size asked for, or names the problem (MediaError, a UserError; for the folder reader a FileProblem,
+    which check-data reports as a problem of its sample). Never another exception."""
+    from latefusion.errors import UserError
+
+    path = tmp_path / "x.png"
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=FUZZ_IMAGES, **FUZZ_SETTINGS)
+    @given(case=damaged_images(), size=st.sampled_from([None, 8]))
+    def check(case, size):
+        image_format, mode, width, height, edit, data = case
+        path.write_bytes(data)
+        try:
+            scaled = read_image_file(path, size)
+        except FileProblem as problem:
+            assert problem.kind in ("unreadable-file", "too-large") and str(problem), problem
+            assert edit != "none", (mode, problem)
+            with pytest.raises(UserError, match=str(path)):  # the reader `prepare` uses refuses it as well
+                read_image(path, size)
+            seen["refused"] += 1
+            return
+        channels = 1 if mode in GREY else 3
+        expected = (channels, size, size) if size else (channels, scaled.shape[1], scaled.shape[2])
+        assert scaled.shape == expected and scaled.dtype == np.float32, (scaled.shape, expected)
+        assert np.isfinite(scaled).all() and scaled.min() >= 0 and scaled.max() <= 1
+        if edit == "none":
+            assert scaled.shape[1:] == (size or height, size or width)
+        eight = read_image(path, size, mode=None)
+        assert eight.dtype == np.uint8 and eight.shape[:2] == scaled.shape[1:]
+        seen["read"] += 1
+
+    check()
+    print(f"fuzzed images: {seen}")
+    assert seen["read"] >= FUZZ_IMAGES // 10 and seen["refused"] >= FUZZ_IMAGES // 10, seen
+
+
+# The fields of a canonical 44-byte WAV header: (offset, struct format).
+WAV_FIELDS = {"riff size": (4, "<I"), "fmt size": (16, "<I"), "format tag": (20, "<H"), "channels": (22, "<H"), "rate": (24, "<I"),
+              "byte rate": (28, "<I"), "block align": (32, "<H"), "bits": (34, "<H"), "data size": (40, "<I")}
+WAV_ENCODINGS = [(1, 8, "u1"), (1, 16, "<i2"), (1, 24, None), (1, 32, "<i4"), (3, 32, "<f4"), (3, 64, "<f8")]
+
+
+def wav_file(tag: int, bits: int, dtype: str | None, channels: int, rate: int, frames: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    if dtype is None:  # 24-bit: three bytes a sample
+        data = rng.integers(0, 256, frames * channels * 3, dtype=np.uint8).tobytes()
+    elif dtype[-2] == "f":
+        data = rng.uniform(-1, 1, frames * channels).astype(dtype).tobytes()
+    else:
+        data = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, frames * channels, dtype=dtype, endpoint=True).tobytes()
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+
+
+@st.composite
+def damaged_wavs(draw):
+    tag, bits, dtype = draw(st.sampled_from(WAV_ENCODINGS))
+    channels, rate, frames = draw(st.integers(1, 8)), draw(st.sampled_from([8000, 16000, 44100])), draw(st.integers(0, 300))
+    data = wav_file(tag, bits, dtype, channels, rate, frames, draw(st.integers(0, 2**32 - 1)))
+    edit, expected = draw(st.sampled_from(["none", "truncate", *WAV_FIELDS])), frames
+    if edit == "truncate":
+        data = data[: draw(st.integers(0, len(data) - 1))]
+        expected = None  # a header cut, or samples missing: refused either way
+    elif edit != "none":
+        offset, layout = WAV_FIELDS[edit]
+        value = draw(st.sampled_from(ABSURD + [struct.unpack_from(layout, data, offset)[0] + 1])) % 2 ** (8 * struct.calcsize(layout))
+        data = data[:offset] + struct.pack(layout, value) + data[offset + struct.calcsize(layout):]
+        if edit == "data size":
+            expected = value // (channels * bits // 8)  # what the header now says; fewer bytes than that: refused
+    return edit, channels, frames, expected, data
+
+
+def test_fuzzed_wav_headers_are_read_as_they_say_or_refused_by_name(tmp_path):
+    """Truncated WAVs and headers with each field set to absurd values (zero channels, rates of 0 or
+    4 GHz, wrong sizes and block alignments, other format tags): read_wav returns exactly the frames
+    the header declares, at a rate within the limits, or a FileProblem names the problem."""
+    path = tmp_path / "x.wav"
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=FUZZ_WAVS, **FUZZ_SETTINGS)
+    @given(case=damaged_wavs())
+    def check(case):
+        edit, channels, frames, expected, data = case
+        path.write_bytes(data)
+        try:
+            samples, rate = read_audio_file(path, 2**30, whole=True)
+        except FileProblem as problem:
+            assert problem.kind in ("unreadable-file", "truncated-file", "too-large") and str(problem), problem
+            assert edit != "none" or frames == 0, problem  # a whole file is refused only when it holds no samples
+            seen["refused"] += 1
+            return
+        assert expected is not None and len(samples) == expected > 0, (edit, len(samples), expected)
+        assert MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and samples.dtype == np.float32
+        if struct.unpack_from("<H", data, 20)[0] != 3:  # float samples are read as stored, NaN included (check-data names those)
+            assert np.abs(samples).max() <= 1
+        seen["read"] += 1
+
+    check()
+    print(f"fuzzed WAV headers: {seen}")
+    assert seen["read"] >= FUZZ_WAVS // 10 and seen["refused"] >= FUZZ_WAVS // 10, seen
+
+
+def flac_file(path: Path, channels: int, rate: int, frames: int, seed: int) -> bytes:
+    samples = np.random.default_rng(seed).integers(-20000, 20000, (frames, channels), dtype=np.int16)
+    return write_audio(path, samples, rate).read_bytes()
+
+
+# STREAMINFO follows "fLaC" and its block header: bits 80-99 hold the rate, 100-102 channels - 1,
+# 103-107 bits per sample - 1, 108-143 the total number of samples (big-endian, from its first byte).
+STREAMINFO_BITS = {"rate": (80, 20), "channels": (100, 3), "bits": (103, 5), "total samples": (108, 36)}
+
+
+def with_streaminfo_field(data: bytes, field: str, value: int) -> bytes:
+    start, width = STREAMINFO_BITS[field]
+    info = int.from_bytes(data[8:42], "big")
+    shift = 34 * 8 - start - width
+    info = info & ~(((1 << width) - 1) << shift) | (value % (1 << width)) << shift
+    return data[:8] + info.to_bytes(34, "big") + data[42:]
+
+
+@st.composite
+def damaged_flacs(draw):
+    channels, rate = draw(st.sampled_from([1, 2, 6, 8])), draw(st.sampled_from([8000, 16000, 44100]))
+    frames = draw(st.integers(1, 6000))
+    edit = draw(st.sampled_from(["none", "truncate", *STREAMINFO_BITS]))
+    cut = draw(st.integers(0, 10**6)) if edit == "truncate" else None
+    value = draw(st.sampled_from(ABSURD + [frames + 1, frames - 1])) if edit in STREAMINFO_BITS else None
+    return channels, rate, frames, edit, cut, value, draw(st.integers(0, 2**32 - 1))
+
+
+def test_fuzzed_flac_headers_are_read_whole_or_refused_by_name(tmp_path):
+    """FLACs of 1 to 8 channels, cut anywhere or with a STREAMINFO field (rate, channels, bits, total
+    samples) set to absurd values: decode_audio returns every sample written, or names the problem."""
+    path = tmp_path / "x.flac"
+    seen = {"read": 0, "refused": 0}
+
+    @settings(max_examples=FUZZ_FLACS, **FUZZ_SETTINGS)
+    @given(case=damaged_flacs())
+    def check(case):
+        channels, rate, frames, edit, cut, value, seed = case
+        data = flac_file(path, channels, rate, frames, seed)
+        assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
+        if edit == "truncate":
+            data = data[: cut % len(data)]
+        elif edit is not None and edit != "none":
+            data = with_streaminfo_field(data, edit, value)
+        path.write_bytes(data)
+        try:
+            samples, read_rate = read_audio_file(path, 2**30, whole=True)
+        except FileProblem as problem:
+            assert problem.kind in ("unreadable-file", "too-large") and str(problem), problem
+            assert edit != "none", problem
+            seen["refused"] += 1
+            return
+        assert len(samples) == frames, (edit, value, cut, len(samples), frames)
+        assert MIN_SAMPLE_RATE <= read_rate <= MAX_SAMPLE_RATE and np.isfinite(samples).all()
+        seen["read"] += 1
+
+    check()
+    print(f"fuzzed FLAC headers: {seen}")
+    assert seen["read"] >= FUZZ_FLACS // 10 and seen["refused"] >= FUZZ_FLACS // 10, seen

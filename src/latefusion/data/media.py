@@ -139,20 +139,22 @@ def audio_stream(container, path: Path):
 
 def check_complete(wave: np.ndarray, rate: int, stream, path: Path) -> np.ndarray:
     """`wave` (at `rate`), decoded from `stream`, unless it holds no samples or falls short of the
-    duration the file's header declares by more than TRUNCATION_SLACK of it: a file cut short (an MP3
-    cut in half decodes without an error)."""
+    duration the file's header declares by more than two of the codec's frames (a lossy codec's delay
+    and padding), or by more than FRAMELESS_SLACK_SECONDS where the codec names no frame size (FLAC,
+    Vorbis, Opus): a file cut short (an MP3 cut in half decodes without an error)."""
     if not len(wave):
         raise MediaError(f"{path}: the audio stream holds no samples")
     if stream.duration and stream.time_base:
         declared, decoded = float(stream.duration * stream.time_base), len(wave) / rate
-        if decoded < declared * (1 - TRUNCATION_SLACK):
+        frame = stream.codec_context.frame_size
+        if declared - decoded > (2 * frame / stream.codec_context.sample_rate if frame else FRAMELESS_SLACK_SECONDS):
             raise MediaError(f"{path}: truncated or damaged: {decoded:.3f} s of audio decoded, its header declares {declared:.3f} s")
     return wave
 
 
-# A decoded clip may fall short of its declared duration by this share (encoders pad, containers round
-# the duration); more is a file cut short.
-TRUNCATION_SLACK = 0.05
+# An Opus stream declares its 6.5 ms pre-skip in its duration; a FLAC frame lasts 85 ms or more (4096
+# samples at up to 48 kHz), so a lost frame is still found.
+FRAMELESS_SLACK_SECONDS = 0.05
 
 
 def decode_audio(path: Path) -> tuple[np.ndarray, int]:
@@ -218,7 +220,9 @@ def converted(image, mode: str, path: Path):
         raise MediaError(f"{path}: a {UNSCALED_MODES[image.mode]} image (Pillow mode {image.mode}): its pixels have no fixed range to "
                          "scale to [0, 1]; save it as an 8- or 16-bit PNG, or its array as a .npy file")
     try:
-        return image.convert(CONVERTED_VIA[image.mode]).convert(mode) if image.mode in CONVERTED_VIA else image.convert(mode)
+        # A palette with transparency goes through RGBA too: the same colours, without Pillow's warning.
+        via = CONVERTED_VIA.get(image.mode) or ("RGBA" if image.mode == "P" and "transparency" in image.info else None)
+        return image.convert(via).convert(mode) if via else image.convert(mode)
     except ValueError as error:  # a mode Pillow cannot convert
         raise MediaError(f"{path}: an image of Pillow mode {image.mode}, which cannot be read as {mode} ({error}); save it as an 8- or "
                          "16-bit PNG") from None
