@@ -21,7 +21,7 @@ from latefusion.data import DATASETS
 from latefusion.data.checks import check_bundle
 from latefusion.data.cremad import CremaDOptions, actor_split
 from latefusion.data.files import DataFormatError, FileProblem, read_wav
-from latefusion.data.media import MediaError, decode_audio
+from latefusion.data.media import MediaError, decode_audio, read_audio
 from latefusion.data.prepared import prepare
 from latefusion.resolve import resolve_config
 
@@ -136,6 +136,8 @@ def test_a_wav_declaring_one_hertz_is_named_before_it_is_resampled(tmp_path):
     with pytest.raises(FileProblem, match=r"declares a sample rate of 4,000,000 Hz"):
         (folder / "fast.wav").write_bytes(wav_bytes(tone(8000, 0.025), 4_000_000))
         read_wav(folder / "fast.wav")
+    with pytest.raises(MediaError, match=r"slow\.wav: declares a sample rate of 1 Hz"):  # prepare's reader: the clip is left out, named
+        read_audio(folder / "slow.wav", 16000)
 
 
 def test_a_clip_longer_than_the_limit_is_too_large_unless_clips_are_cut(tmp_path):
@@ -399,11 +401,12 @@ def damaged_images(draw):
     return image_format, mode, width, height, edit, data
 
 
+@pytest.mark.filterwarnings("error")  # a reader that warns on a file it reads speaks to every user of check-data
 def test_fuzzed_images_are_read_at_their_size_or_refused_by_name(tmp_path):
     """Truncated PNGs and JPEGs, every mode they are saved in, headers declaring absurd sizes (with and
     without a valid checksum), a byte of the headers changed: each image reader returns an image of the
     size asked for, or names the problem (MediaError, a UserError; for the folder reader a FileProblem,
-    which check-data reports as a problem of its sample). Never another exception."""
+    which check-data reports as a problem of its sample). Never another exception, nor a warning."""
     from latefusion.errors import UserError
 
     path = tmp_path / "x.png"
