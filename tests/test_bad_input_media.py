@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latefusion.config import MAX_CLIP_SECONDS, MAX_FRAMES, MAX_IMAGE_SIDE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ConfigError, DataConfig
+from latefusion.config import (MAX_CHANNELS, MAX_CLIP_SECONDS, MAX_FRAMES, MAX_IMAGE_SIDE, MAX_LAYERS, MAX_MEL_BINS, MAX_SAMPLE_RATE, MAX_WINDOW,
+                               MIN_SAMPLE_RATE, ConfigError, DataConfig, EncoderConfig)
 from latefusion.data import DATASETS
 from latefusion.data.checks import check_bundle
 from latefusion.data.cremad import CremaDOptions, actor_split
@@ -202,6 +203,30 @@ def test_prepare_size_options_are_bounded_before_any_file_is_read(tmp_path, reci
         prepare(recipe, tmp_path / "no-raw-folder", tmp_path / "out", option, workers=1, progress=False)
     assert next(iter(option)) in str(raised.value) and f"{bound}" in str(raised.value), raised.value
     assert not (tmp_path / "out").exists()
+
+
+
+@pytest.mark.parametrize("encoder, option, value, bound", [
+    ("audio-cnn", "n_mels", 10**6, MAX_MEL_BINS), ("audio-cnn", "n_fft", 10**7, MAX_WINDOW), ("audio-cnn", "hop", 10**7, MAX_WINDOW),
+    ("audio-cnn", "sample_rate", 1, MIN_SAMPLE_RATE), ("audio-cnn", "width", 10**6, MAX_CHANNELS), ("mlp", "hidden", 10**7, MAX_CHANNELS),
+    ("mlp", "depth", 10**5, MAX_LAYERS), ("cnn", "blocks", 1000, MAX_LAYERS), ("resnet18", "width", 10**4, MAX_CHANNELS // 8),
+])
+def test_encoder_size_options_are_bounded_when_the_config_is_resolved(encoder, option, value, bound):
+    """`n_mels=1000000` asked for a filter bank of 129 x 10^6 floats per encoder; refused by name instead."""
+    with pytest.raises(ConfigError) as raised:
+        resolve_config(None, [f"model.encoders.a.name={encoder}", f"model.encoders.a.options.{option}={value}"])
+    message = str(raised.value)
+    assert message.startswith(f"model.encoders.a.options.{option}: Input should be ") and f" {bound} (found {value}); encoder {encoder!r}" in message
+    assert resolve_config(None, [f"model.encoders.a.name={encoder}", f"model.encoders.a.options.{option}={bound}"])
+
+
+def test_a_cnn_whose_last_block_is_too_wide_is_refused_before_it_is_built():
+    from latefusion.models import build_encoder
+
+    with pytest.raises(ConfigError, match=rf"cnn: width 1024 doubled over 8 blocks is 131,072 channels in the last block, over the limit of "
+                                          rf"{MAX_CHANNELS} \(latefusion.config.MAX_CHANNELS\)"):
+        build_encoder(EncoderConfig(name="cnn", options={"width": 1024, "blocks": 8}), (3, 8, 8), 16)
+    assert build_encoder(EncoderConfig(name="cnn", options={"width": 4, "blocks": 4}), (3, 8, 8), 16).out_dim == 16
 
 
 # 4. clips that lose samples without a word

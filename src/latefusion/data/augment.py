@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..errors import DataError
-from ..config import ClipSeconds, ImageSide, Section
+from ..config import MAX_WINDOW, ClipSeconds, ImageSide, Section, Window
 from .base import Inputs
 
 
@@ -38,8 +38,8 @@ class ImageAugment(Section):
 
 class AudioAugment(Section):
     seconds: ClipSeconds = 5.0
-    n_fft: int = Field(256, ge=8)
-    hop: int = Field(128, gt=0)
+    n_fft: int = Field(256, ge=8, le=MAX_WINDOW)
+    hop: Window = 128
 
 
 def random_boxes(n: int, height: int, width: int, options: ImageAugment) -> list[tuple[int, int, int, int]]:
