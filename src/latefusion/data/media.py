@@ -141,7 +141,7 @@ def check_complete(wave: np.ndarray, rate: int, stream, path: Path) -> np.ndarra
     """`wave` (at `rate`), decoded from `stream`, unless it holds no samples or falls short of the
     duration the file's header declares by more than two of the codec's frames (a lossy codec's delay
     and padding), or by more than FRAMELESS_SLACK_SECONDS where the codec names no frame size (FLAC,
-    Vorbis, Opus): a file cut short (an MP3 cut in half decodes without an error)."""
+    Opus): a file cut short (an MP3 cut in half decodes without an error)."""
     if not len(wave):
         raise MediaError(f"{path}: the audio stream holds no samples")
     if stream.duration and stream.time_base:
@@ -152,8 +152,8 @@ def check_complete(wave: np.ndarray, rate: int, stream, path: Path) -> np.ndarra
     return wave
 
 
-# An Opus stream declares its 6.5 ms pre-skip in its duration; a FLAC frame lasts 85 ms or more (4096
-# samples at up to 48 kHz), so a lost frame is still found.
+# An Opus stream counts its 6.5 ms pre-skip in its declared duration; a FLAC frame of the usual 4096
+# samples (FFmpeg's and libFLAC's default) lasts 85 ms at 48 kHz, so losing one is still found.
 FRAMELESS_SLACK_SECONDS = 0.05
 
 
