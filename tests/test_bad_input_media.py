@@ -100,14 +100,14 @@ def test_an_eight_channel_flac_is_read_averaged_to_mono_not_a_crash(tmp_path):
     script = textwrap.dedent(f"""
         from pathlib import Path
         import numpy as np
-        from latefusion.data.media import decode_audio
+        from latefusion.data.media import decode_audio, read_audio
         wave, rate = decode_audio(Path({str(path)!r}))
         np.save({str(tmp_path / 'wave.npy')!r}, wave)
-        print(rate)
+        print(rate, len(read_audio(Path({str(path)!r}), 8000)))  # prepare's reader: downmixed and resampled by FFmpeg
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert done.stdout.split() == ["16000"]
+    assert done.stdout.split() == ["16000", "2000"]
     wave = np.load(tmp_path / "wave.npy")
     np.testing.assert_allclose(wave, tone(16000, 0.25) / 32768, atol=1e-4)  # every channel the same tone: the mean is the tone
 
