@@ -29,6 +29,28 @@ MAX_WORKERS = 256           # data.num_workers
 MAX_FEATURE_DIM = 65536     # model.feature_dim
 MAX_EPOCHS = 100_000        # train.epochs, train.patience, optim.step_size
 MAX_STEPS = 10**9           # train.checkpoint_every_steps, train.log_every_steps
+# Sizes of the data, checked where data set and prepare options are validated (an image side of 20,000
+# is 4.8 GB of float32 per image) and when a file is read: an audio file's sample rate outside the
+# rates is a damaged header (a WAV saying 1 Hz, resampled to 16 kHz, became 25.6 M samples a clip).
+MAX_IMAGE_SIDE = 4096       # data.options.image_size, prepare's size, augmentation crops
+MAX_FRAMES = 1024           # frames (and flow frames) per clip
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000  # Hz: audio files and data.options.sample_rate, prepare's rate
+MAX_CLIP_SECONDS = 600      # s: an audio clip read whole (no data.options.audio_seconds), audio_seconds, clip_seconds
+# Encoder options (model.encoders.<modality>.options), checked when the config is resolved (a width
+# of 10^6 or 10^7 mel bins asks for terabytes of weights or filters).
+MAX_CHANNELS = 8192         # the widest layer of an encoder: mlp hidden, cnn width x 2^(blocks - 1), resnet18 8 x width
+MAX_LAYERS = 64             # mlp depth, cnn blocks
+MAX_MEL_BINS = 1024         # audio-cnn n_mels
+MAX_WINDOW = 65536          # samples: audio-cnn n_fft and hop, the augmentation's n_fft and hop
+
+ImageSide = Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE)]
+FrameCount = Annotated[int, Field(gt=0, le=MAX_FRAMES)]
+SampleRate = Annotated[int, Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)]
+ClipSeconds = Annotated[float, Field(gt=0, le=MAX_CLIP_SECONDS)]
+Channels = Annotated[int, Field(gt=0, le=MAX_CHANNELS)]
+Layers = Annotated[int, Field(gt=0, le=MAX_LAYERS)]
+MelBins = Annotated[int, Field(gt=0, le=MAX_MEL_BINS)]
+Window = Annotated[int, Field(gt=0, le=MAX_WINDOW)]
 
 
 class Section(BaseModel):

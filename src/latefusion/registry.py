@@ -24,15 +24,19 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._defaults: dict[str, dict[str, Any]] = {}
+        self._options: dict[str, type | None] = {}
 
-    def register(self, name: str, defaults: dict[str, Any] | None = None) -> Callable[[T], T]:
-        """`defaults`: run-config values that suit this entry (a user's config overrides them)."""
+    def register(self, name: str, defaults: dict[str, Any] | None = None, options: type | None = None) -> Callable[[T], T]:
+        """`defaults`: run-config values that suit this entry (a user's config overrides them). `options`:
+        the model (a config Section) its options are validated with, so that a config naming this entry
+        is checked when it is resolved, before any work (None: checked by the entry itself)."""
 
         def add(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = entry
             self._defaults[name] = defaults or {}
+            self._options[name] = options
             return entry
 
         return add
@@ -48,6 +52,10 @@ class Registry(Generic[T]):
     def defaults(self, name: str) -> dict[str, Any]:
         self.get(name)
         return self._defaults[name]
+
+    def options(self, name: str) -> type | None:
+        self.get(name)
+        return self._options[name]
 
     def names(self) -> list[str]:
         return sorted(self._entries)

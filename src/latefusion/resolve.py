@@ -44,9 +44,12 @@ def check_quick(name: Any, settings: dict[str, Any] | None, user: dict[str, Any]
 
 
 def check_free_form_options(config: RunConfig, method_options: dict[str, Any] | None = None) -> None:
-    """The data set and method exist, the method's options (or `method_options`, for a method the
-    pipeline completes itself) and each encoder's options are ones they take."""
-    DATASETS.get(config.data.name)
+    """The data set and method exist, the data set's options (where it registered their model: sizes
+    are bounded there), the method's options (or `method_options`, for a method the pipeline completes
+    itself) and each encoder's options are ones they take."""
+    data_options = DATASETS.options(config.data.name)
+    if data_options is not None:
+        validate(data_options, config.data.options, f"data.options of {config.data.name}")
     method = METHODS.get(config.method.name)
     if method_options is None or config.method.options:
         validate_options(method, config.method.options)

@@ -26,20 +26,20 @@ from pydantic import Field
 from torch import Tensor
 
 from ..errors import DataError
-from ..config import Section
+from ..config import MAX_WINDOW, ClipSeconds, ImageSide, Section, Window
 from .base import Inputs
 
 
 class ImageAugment(Section):
-    crop: int = Field(224, gt=0)  # output side in pixels
+    crop: ImageSide = 224  # output side in pixels
     scale_min: float = Field(0.08, gt=0, le=1)  # a training crop covers [scale_min, 1] of the frame's area
     flip: bool = True
 
 
 class AudioAugment(Section):
-    seconds: float = Field(5.0, gt=0)
-    n_fft: int = Field(256, ge=8)
-    hop: int = Field(128, gt=0)
+    seconds: ClipSeconds = 5.0
+    n_fft: int = Field(256, ge=8, le=MAX_WINDOW)
+    hop: Window = 128
 
 
 def random_boxes(n: int, height: int, width: int, options: ImageAugment) -> list[tuple[int, int, int, int]]:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from ..config import DataConfig, validate
+from ..config import ClipSeconds, DataConfig, FrameCount, ImageSide, SampleRate, validate
 from ..errors import DataError
 from .media import MediaError, fit_length, read_audio, read_video_frames
 from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared
@@ -47,10 +47,10 @@ HEADER = "Category&VideoID&Quality&StartTime&EndTime"
 
 class AVEOptions(PrepareOptions):
     val_fraction: float = Field(0.0, ge=0, lt=1)  # AVE has an official validation set
-    frames: int = Field(3, gt=0)  # [3P] OGM-GE: 3 frames per video
-    size: int = Field(224, gt=0)  # [3P] OGM-GE: 224
-    rate: int = Field(16000, gt=0)  # [3P] OGM-GE: 16 kHz mono
-    clip_seconds: float = Field(10.0, gt=0)  # AVE's videos last 10 s
+    frames: FrameCount = 3  # [3P] OGM-GE: 3 frames per video
+    size: ImageSide = 224  # [3P] OGM-GE: 224
+    rate: SampleRate = 16000  # [3P] OGM-GE: 16 kHz mono
+    clip_seconds: ClipSeconds = 10.0  # AVE's videos last 10 s
     videos: str = "AVE"
 
 
@@ -115,6 +115,6 @@ class AVERecipe(Recipe):
         return {"audio": fit_length(wave, round(options.clip_seconds * options.rate)), "visual": visual}, None
 
 
-@DATASETS.register("ave")
+@DATASETS.register("ave", options=AudioVisualData)
 def build_ave(config: DataConfig):
     return audio_visual_bundle(open_prepared(config.path, "ave"), validate(AudioVisualData, config.options, "data.options of ave"))

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from ..config import DataConfig, validate
+from ..config import ClipSeconds, DataConfig, FrameCount, ImageSide, SampleRate, validate
 from ..errors import DataError
 from .media import MediaError, decode_video, fit_length, read_audio
 from .prepared import RECIPES, PrepareOptions, Recipe, Sample, Scan, Stored, open_prepared
@@ -62,10 +62,10 @@ CLIP_NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A
 class CremaDOptions(PrepareOptions):
     split_lists: str | None = None  # a folder with OGM-GE's train.csv and test.csv: its split instead of the actor-disjoint one
     test_fraction: float = Field(0.2, gt=0, lt=1)  # [ours] share of the actors held out as test (split=actors)
-    frames: int = Field(1, gt=0)  # [3P] OGM-GE: --fps 1 frame per clip (BalanceBenchmark: 2)
-    size: int = Field(224, gt=0)  # [3P] OGM-GE: 224
-    rate: int = Field(22050, gt=0)  # [3P] OGM-GE: librosa.load(sr=22050)
-    clip_seconds: float = Field(3.0, gt=0)  # [3P] OGM-GE: tiled to 3 s
+    frames: FrameCount = 1  # [3P] OGM-GE: --fps 1 frame per clip (BalanceBenchmark: 2)
+    size: ImageSide = 224  # [3P] OGM-GE: 224
+    rate: SampleRate = 22050  # [3P] OGM-GE: librosa.load(sr=22050)
+    clip_seconds: ClipSeconds = 3.0  # [3P] OGM-GE: tiled to 3 s
     audio: str = "AudioWAV"
     video: str = "VideoFlash"
 
@@ -181,6 +181,6 @@ def frames_per_second(frames: list, count: int, size: int) -> np.ndarray:
     return np.stack([frames[k].to_ndarray(width=size, height=size, format="rgb24") for k in picks])
 
 
-@DATASETS.register("crema-d")
+@DATASETS.register("crema-d", options=AudioVisualData)
 def build_cremad(config: DataConfig):
     return audio_visual_bundle(open_prepared(config.path, "crema-d"), validate(AudioVisualData, config.options, "data.options of crema-d"))

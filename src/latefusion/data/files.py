@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..errors import DataError
 
 # A .npy sample whose header declares more data than this is refused before it is read (a sparse or
@@ -126,8 +127,14 @@ def wav_samples(raw: bytes, tag: int, bits: int) -> np.ndarray:
                                          "(convert it, e.g. `ffmpeg -i IN -c:a pcm_s16le OUT.wav`)")
 
 
+def rate_problem(rate: int) -> str:
+    return (f"declares a sample rate of {rate:,} Hz, outside {MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz (the limits of "
+            "latefusion.config.MIN_SAMPLE_RATE and MAX_SAMPLE_RATE): a damaged header, or not audio")
+
+
 def read_wav(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1) (channels averaged) and the sample rate."""
+    """Mono float32 samples in [-1, 1) (channels averaged) and the sample rate. FileProblem for a rate
+    outside the limits (rate_problem) and for a file holding no samples."""
     if not path.is_file():
         raise FileProblem("missing-file", "does not exist")
     if path.stat().st_size > max_bytes:
@@ -143,11 +150,16 @@ def read_wav(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, 
         raise FileProblem("unreadable-file", f"is not a WAV file ({type(error).__name__}: {error})") from None
     if (tag, bits) not in SUPPORTED_WAV:
         wav_samples(b"", tag, bits)  # raises the message naming the format
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise FileProblem("unreadable-file", rate_problem(rate))
     start, declared = chunks[b"data"]
     frame_bytes = channels * (bits // 8)
     frames, present = declared // frame_bytes, len(data) - start
     if present < frames * frame_bytes:
         raise FileProblem("truncated-file", f"holds {present // frame_bytes} of the {frames} frames its header declares")
+    if not frames:
+        after = f", yet {present:,} bytes follow it (a recording never finished?)" if present else ""
+        raise FileProblem("unreadable-file", f"holds no audio samples (its data chunk declares {declared} bytes{after})")
     samples = wav_samples(data[start : start + frames * frame_bytes], tag, bits)
     return samples.reshape(-1, channels).mean(axis=1, dtype=np.float32), rate
 

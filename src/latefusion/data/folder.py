@@ -41,10 +41,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field
 from torch import nn
 
-from ..config import ConfigError, DataConfig, Section, validate
+from ..config import MAX_CLIP_SECONDS, ClipSeconds, ConfigError, DataConfig, ImageSide, SampleRate, Section, validate
 from .registry import DATASETS
 from .base import SPLITS, DataBundle, Modality, TensorSplit
 from .carve import carve_validation
@@ -72,17 +72,17 @@ MAX_SAMPLE_RANK = 3
 class FolderOptions(Section):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     val_seed: int = 0
-    audio_seconds: float | None = Field(None, gt=0)
+    audio_seconds: ClipSeconds | None = None
     # Manifest paths must stay inside the data folder unless this is set: a shared manifest should not
     # make training read arbitrary files of the machine it runs on.
     allow_outside_paths: bool = False
     # Images of an image modality resized to this size ([height, width], or one int for a square) by
     # `image_fit`: `resize` stretches each whole image, `center-crop` keeps its aspect ratio and cuts the
     # overhang. Without it, every image must already have the same size.
-    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    image_size: ImageSide | tuple[ImageSide, ImageSide] | None = None
     image_fit: Literal["resize", "center-crop"] = "resize"
     # Audio is resampled to this rate; default: the rate of the first train clip read.
-    sample_rate: PositiveInt | None = None
+    sample_rate: SampleRate | None = None
     # A .npy (or .wav) sample declaring more data than this many MiB is refused before it is read.
     max_array_mb: float = Field(MAX_ARRAY_BYTES / 1024**2, gt=0)
     # Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) standardised per
@@ -144,14 +144,22 @@ def read_array_file(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
     return array.astype(np.float32).reshape(array.shape or (1,))  # a scalar is a one-feature vector
 
 
-def read_audio_file(path: Path, max_bytes: int) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and their rate: a .wav parsed here, any other audio file through PyAV."""
+def read_audio_file(path: Path, max_bytes: int, whole: bool = False) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate: a .wav parsed here, any other audio file through PyAV. A
+    clip kept `whole` (not cut to audio_seconds) lasts at most MAX_CLIP_SECONDS: every clip is padded
+    to the longest, at the modality's rate."""
     if path.suffix.lower() == ".wav":
-        return read_wav(path, max_bytes)
-    try:
-        return decode_audio(path)
-    except MediaError as error:
-        raise FileProblem("unreadable-file", f"is not readable audio ({str(error).removeprefix(f'{path}: ')})") from None
+        samples, rate = read_wav(path, max_bytes)
+    else:
+        try:
+            samples, rate = decode_audio(path)
+        except MediaError as error:
+            raise FileProblem("unreadable-file", f"is not readable audio ({str(error).removeprefix(f'{path}: ')})") from None
+    if whole and len(samples) > MAX_CLIP_SECONDS * rate:
+        raise FileProblem("too-large", f"lasts {len(samples) / rate:,.1f} s, over the limit of {MAX_CLIP_SECONDS} s for a clip read whole "
+                                       "(latefusion.config.MAX_CLIP_SECONDS; every clip is padded to the longest); set "
+                                       "data.options.audio_seconds to cut the clips to one length")
+    return samples, rate
 
 
 def outside_reason(folder: Path, cell: str) -> str | None:
@@ -207,7 +215,7 @@ def read_column(folder: Path, name: str, cells: list[str], where: list[str], spl
                 bad(row, "missing-file", f"{cell} does not exist")
                 continue
             if kind == "audio":
-                values[row], rates[row] = read_audio_file(folder / cell, max_bytes)
+                values[row], rates[row] = read_audio_file(folder / cell, max_bytes, options.audio_seconds is None)
             elif kind == "image":
                 values[row] = read_image_file(folder / cell, options.image_size, options.image_fit)
             else:
@@ -533,7 +541,7 @@ def folder_splits(table: Table, splits: list[str], targets: list[int], problems:
     return result
 
 
-@DATASETS.register("folder")
+@DATASETS.register("folder", options=FolderOptions)
 def build(config: DataConfig) -> DataBundle:
     if config.path is None:
         raise ConfigError("data.name=folder needs data.path: a folder with manifest.csv, or an .npz file")

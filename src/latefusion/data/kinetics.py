@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from ..errors import DataError
-from ..config import DataConfig, validate
+from ..config import ClipSeconds, DataConfig, FrameCount, ImageSide, SampleRate, validate
 from .registry import DATASETS
 from .flow import video_flow
 from .media import MediaError, decode_video, fit_length, read_audio, read_video_frames, spread_frames
@@ -45,13 +44,13 @@ COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
 class KineticsOptions(PrepareOptions):
     annotations: str = "annotations"
-    frames: int = Field(3, gt=0)  # [ours] as VGG-Sound; G-Blending's 3D networks take 8-32 frames
-    size: int = Field(224, gt=0)
-    rate: int = Field(16000, gt=0)
-    clip_seconds: float = Field(10.0, gt=0)
+    frames: FrameCount = 3  # [ours] as VGG-Sound; G-Blending's 3D networks take 8-32 frames
+    size: ImageSide = 224
+    rate: SampleRate = 16000
+    clip_seconds: ClipSeconds = 10.0
     missing_audio: Literal["silence", "skip"] = "silence"
     modalities: Literal["audio_visual", "rgb_flow"] = "audio_visual"
-    flow_frames: int = Field(5, gt=0)  # [3P] as UCF101: TSN stacks 5 flow fields
+    flow_frames: FrameCount = 5  # [3P] as UCF101: TSN stacks 5 flow fields
 
 
 def read_annotations(path: Path, split: str, clips: dict[str, Path]) -> tuple[list[tuple], list[dict]]:

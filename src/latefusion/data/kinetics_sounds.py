@@ -98,7 +98,7 @@ class KineticsSoundsRecipe(KineticsRecipe):
         return Scan(samples, [kinetics.class_names[known[normalise(name)]] for name in wanted], kinetics.skipped)
 
 
-@DATASETS.register("kinetics-sounds")
+@DATASETS.register("kinetics-sounds", options=AudioVisualData)
 def build_kinetics_sounds(config: DataConfig):
     return audio_visual_bundle(open_prepared(config.path, "kinetics-sounds"),
                                validate(AudioVisualData, config.options, "data.options of kinetics-sounds"))

@@ -9,13 +9,16 @@ the prepare report can say which sample was left out and why.
 from __future__ import annotations
 
 import importlib
+import itertools
 import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..errors import DataError
+from .files import rate_problem
 
 
 class MediaError(DataError):
@@ -97,22 +100,23 @@ def read_frame_folder(folder: Path, count: int, size: int) -> np.ndarray:
 
 def read_audio(path: Path, rate: int) -> np.ndarray | None:
     """The first audio stream, downmixed to mono and resampled to `rate`: (samples,) int16.
-    None when the file has no audio stream (a clip without sound); MediaError when it cannot be read."""
+    None when the file has no audio stream (a clip without sound); MediaError when it cannot be read,
+    declares a sample rate outside the limits (see audio_stream) or holds fewer samples than it declares."""
     av = _import("av")
     with open_container(path) as container:
         if not container.streams.audio:
             return None
+        stream = audio_stream(container, path)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         chunks = []
         try:
-            for frame in container.decode(audio=0):
+            for frame in container.decode(stream):
                 chunks += [f.to_ndarray() for f in resampler.resample(frame)]
             chunks += [f.to_ndarray() for f in resampler.resample(None)]
         except av.FFmpegError as error:
             raise MediaError(f"{path}: audio stream is damaged ({error})") from None
-    if not chunks:
-        raise MediaError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks, axis=1)[0]
+    wave = np.concatenate(chunks, axis=1)[0] if chunks else np.zeros(0, np.int16)
+    return check_complete(wave, rate, stream, path)
 
 
 def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
@@ -122,26 +126,59 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
     return np.tile(wave, -(-length // len(wave)))[:length]
 
 
+def audio_stream(container, path: Path):
+    """The first audio stream, its sample rate checked before anything is decoded: a rate outside
+    [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] is a damaged header or no audio (a clip at 1 Hz resampled to
+    16 kHz would hold 16,000 samples for each one stored)."""
+    stream = container.streams.audio[0]
+    rate = stream.codec_context.sample_rate
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise MediaError(f"{path}: {rate_problem(rate)}")
+    return stream
+
+
+def check_complete(wave: np.ndarray, rate: int, stream, path: Path) -> np.ndarray:
+    """`wave` (at `rate`), decoded from `stream`, unless it holds no samples or falls short of the
+    duration the file's header declares by more than two of the codec's frames (a lossy codec's delay
+    and padding), or by more than FRAMELESS_SLACK_SECONDS where the codec names no frame size (FLAC,
+    Opus): a file cut short (an MP3 cut in half decodes without an error)."""
+    if not len(wave):
+        raise MediaError(f"{path}: the audio stream holds no samples")
+    if stream.duration and stream.time_base:
+        declared, decoded = float(stream.duration * stream.time_base), len(wave) / rate
+        frame = stream.codec_context.frame_size
+        if declared - decoded > (2 * frame / stream.codec_context.sample_rate if frame else FRAMELESS_SLACK_SECONDS):
+            raise MediaError(f"{path}: truncated or damaged: {decoded:.3f} s of audio decoded, its header declares {declared:.3f} s")
+    return wave
+
+
+# An Opus stream counts its 6.5 ms pre-skip in its declared duration; a FLAC frame of the usual 4096
+# samples (FFmpeg's and libFLAC's default) lasts 85 ms at 48 kHz, so losing one is still found.
+FRAMELESS_SLACK_SECONDS = 0.05
+
+
 def decode_audio(path: Path) -> tuple[np.ndarray, int]:
     """Every sample of the first audio stream (FLAC, MP3, Ogg Vorbis/Opus, AAC... whatever FFmpeg reads)
-    at its own rate, channels averaged to mono: (float32 samples, rate)."""
+    at its own rate, channels averaged to mono: (float32 samples, rate). MediaError for a rate outside
+    the limits (audio_stream), a file with no samples or fewer than it declares (check_complete)."""
     av = _import("av")
     with open_container(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path}: no audio stream")
-        resampler = av.AudioResampler(format="fltp")  # planar float, the stream's own layout and rate
-        chunks, rate = [], None
+        stream = audio_stream(container, path)
+        # Packed (interleaved) float at the stream's own layout and rate: one plane whatever the channel
+        # count (PyAV's to_ndarray crashes the process on planar frames of 8 planes or more).
+        resampler = av.AudioResampler(format="flt")
+        chunks, rate = [], stream.codec_context.sample_rate
         try:
-            for frame in container.decode(audio=0):
+            for frame in itertools.chain(container.decode(stream), [None]):  # None: what the resampler still holds
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().mean(axis=0))
+                    chunks.append(out.to_ndarray().reshape(-1, out.layout.nb_channels).mean(axis=1))
                     rate = out.sample_rate
-            chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
         except av.FFmpegError as error:
             raise MediaError(f"{path}: audio stream is damaged ({error})") from None
-    if not chunks or rate is None:
-        raise MediaError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks).astype(np.float32), int(rate)
+    wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return check_complete(wave, rate, stream, path), int(rate)
 
 
 def fit_image(image, size: int | tuple[int, int], fit: str = "resize"):
@@ -183,7 +220,9 @@ def converted(image, mode: str, path: Path):
         raise MediaError(f"{path}: a {UNSCALED_MODES[image.mode]} image (Pillow mode {image.mode}): its pixels have no fixed range to "
                          "scale to [0, 1]; save it as an 8- or 16-bit PNG, or its array as a .npy file")
     try:
-        return image.convert(CONVERTED_VIA[image.mode]).convert(mode) if image.mode in CONVERTED_VIA else image.convert(mode)
+        # A palette with transparency goes through RGBA too: the same colours, without Pillow's warning.
+        via = CONVERTED_VIA.get(image.mode) or ("RGBA" if image.mode == "P" and "transparency" in image.info else None)
+        return image.convert(via).convert(mode) if via else image.convert(mode)
     except ValueError as error:  # a mode Pillow cannot convert
         raise MediaError(f"{path}: an image of Pillow mode {image.mode}, which cannot be read as {mode} ({error}); save it as an 8- or "
                          "16-bit PNG") from None

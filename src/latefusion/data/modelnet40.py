@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ..errors import DataError
-from ..config import DataConfig, Section, validate
+from ..config import DataConfig, ImageSide, Section, validate
 from .registry import DATASETS
 from .augment import FrameTransform, ImageAugment, Transforms
 from .media import read_image
@@ -33,7 +33,7 @@ VIEW_FILE = re.compile(r"^(?P<object>.+_\d+)\D*?(?P<view>\d{3})\.png$")
 class ModelNetOptions(PrepareOptions):
     val_fraction: float = Field(0.2, ge=0, lt=1)  # [3P] Greedy holds out 20% of train
     views: int = Field(12, gt=0)
-    size: int = Field(224, gt=0)  # MVCNN renders are 224 x 224 already
+    size: ImageSide = 224  # MVCNN renders are 224 x 224 already
 
 
 def view_name(view: int) -> str:
@@ -86,7 +86,7 @@ class ModelNetData(Section):
         return views
 
 
-@DATASETS.register("modelnet40")
+@DATASETS.register("modelnet40", options=ModelNetData)
 def build_modelnet40(config: DataConfig):
     options = validate(ModelNetData, config.options, "data.options of modelnet40")
     prepared = open_prepared(config.path, "modelnet40")

@@ -35,6 +35,10 @@ import io
 import json
 import os
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -220,6 +224,34 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.blake2b(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
+def refuse_empty_splits(what: str, verb: str, counts: Mapping[str, int], options: PrepareOptions, hint: str) -> None:
+    """DataFormatError naming each split without a sample: a model needs samples to train on, to choose
+    its epoch on and to be tested on (val may stay empty when val_fraction=0 asks for none)."""
+    needed = ("train", "val", "test") if options.val_fraction > 0 else ("train", "test")
+    empty = [split for split in needed if not counts.get(split)]
+    if empty:
+        sizes = ", ".join(f"{split} {counts.get(split, 0)}" for split in ("train", "val", "test"))
+        raise DataFormatError(f"{what}: the {' and '.join(empty)} split {verb} no sample ({sizes}): {hint}")
+
+
+def start_worker() -> None:
+    """A decoding worker: one torch thread (a worker per core already fills the machine, and torch's own
+    threads, for flow computed during prepare, would oversubscribe it), and a watch that ends it when the
+    process that started it is gone: a `prepare` killed outright (SIGKILL) cannot stop its pool."""
+    torch.set_num_threads(1)
+    threading.Thread(target=exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+# How often a decoding worker checks that its parent is alive: the longest an orphan outlives it.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:  # a process whose parent dies is handed to another (init)
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
             workers: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
@@ -243,6 +275,9 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         print(f"warning: prepare {name}: {warning}", file=sys.stderr)
     carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
     samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
+    refuse_empty_splits(f"prepare {name}: {src}", "would hold", Counter(s.split for s in samples), opts,
+                        f"{len(samples)} samples of {len({s.group for s in samples})} groups (speakers, source videos, objects: a "
+                        "group never straddles two splits); add data, or change the split options (val_fraction, test_fraction...)")
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
     manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
@@ -260,9 +295,7 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
             manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
             bar.update(len(shards[k]))
     else:
-        # One thread per worker: a worker per core already fills the machine, and torch's own threads
-        # (flow computed during prepare) would oversubscribe it.
-        with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        with ProcessPoolExecutor(workers, initializer=start_worker) as pool:
             futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k]): k for k in pending}
             for future in as_completed(futures):
                 manifests[futures[future]] = future.result()
@@ -285,6 +318,8 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     if not sum(report["written"].values()):
         raise DataFormatError(f"prepare {name}: no sample of {src} could be prepared ({len(report['skipped'])} left out); "
                               f"{dst / 'report.json'} says why for each")
+    refuse_empty_splits(f"prepare {name}: {src}", "holds", report["written"], opts,
+                        f"{len(report['skipped'])} samples were left out; {dst / 'report.json'} says why for each")
     write_json(dst / "index.json", {
         "format": FORMAT, "dataset": name, "class_names": scan.class_names,
         "stored": [asdict(s) for s in stored], "splits": splits,

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import DataError
-from ..config import DataConfig, Section, validate
+from ..config import DataConfig, FrameCount, ImageSide, Section, validate
 from .registry import DATASETS
 from .augment import FlowTransform, FrameTransform, ImageAugment, Transforms
 from .flow import video_flow
@@ -47,9 +47,9 @@ CLIP_NAME = re.compile(r"^v_(?P<action>\w+?)_g(?P<group>\d+)_c(?P<clip>\d+)$")
 
 class UCF101Options(PrepareOptions):
     split: Literal[1, 2, 3] = 1
-    frames: int = Field(3, gt=0)  # [ours] RGB frames per clip
-    flow_frames: int = Field(5, gt=0)  # [3P] TSN stacks 5 flow fields (10 channels)
-    size: int = Field(224, gt=0)  # stored frames are resized (squashed) to size x size
+    frames: FrameCount = 3  # [ours] RGB frames per clip
+    flow_frames: FrameCount = 5  # [3P] TSN stacks 5 flow fields (10 channels)
+    size: ImageSide = 224  # stored frames are resized (squashed) to size x size
     lists: str = "ucfTrainTestlist"
     videos: str = "UCF-101"
     flow: str = "tvl1_flow"
@@ -142,6 +142,6 @@ def rgb_flow_bundle(prepared: Prepared, options: RGBFlowData):
     return prepared_bundle(prepared, transforms, {"rgb": "frames", "flow": "flow"}, {"rgb": {"name": "resnet18"}, "flow": {"name": "resnet18"}})
 
 
-@DATASETS.register("ucf101")
+@DATASETS.register("ucf101", options=RGBFlowData)
 def build_ucf101(config: DataConfig):
     return rgb_flow_bundle(open_prepared(config.path, "ucf101"), validate(RGBFlowData, config.options, "data.options of ucf101"))

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import DataError
-from ..config import DataConfig, Section, validate
+from ..config import ClipSeconds, DataConfig, FrameCount, ImageSide, SampleRate, Section, validate
 from .registry import DATASETS
 from .augment import AudioAugment, AudioTransform, FrameTransform, ImageAugment, Transforms
 from .media import MediaError, fit_length, read_audio, read_frame_folder, read_video_frames
@@ -33,10 +33,10 @@ from .prepared import RECIPES, Prepared, PrepareOptions, Recipe, Sample, Scan, S
 class VGGSoundOptions(PrepareOptions):
     csv: str = "vggsound.csv"
     name_format: str = "{ytid}_{start:06d}"
-    frames: int = Field(3, gt=0)  # [3P] OGM-GE: 3 frames
-    size: int = Field(224, gt=0)  # [3P] OGM-GE trains at 224; stored frames are squashed to size x size
-    rate: int = Field(16000, gt=0)  # [3P] OGM-GE: 16 kHz mono
-    clip_seconds: float = Field(10.0, gt=0)
+    frames: FrameCount = 3  # [3P] OGM-GE: 3 frames
+    size: ImageSide = 224  # [3P] OGM-GE trains at 224; stored frames are squashed to size x size
+    rate: SampleRate = 16000  # [3P] OGM-GE: 16 kHz mono
+    clip_seconds: ClipSeconds = 10.0
 
 
 def audio_and_frames(video: Path, audio: Path, frames: Path, options) -> tuple[np.ndarray | None, np.ndarray]:
@@ -103,6 +103,6 @@ def audio_visual_bundle(prepared: Prepared, options: AudioVisualData):
     return prepared_bundle(prepared, transforms, {"audio": "audio", "visual": "frames"}, {"audio": {"name": "resnet18"}, "visual": {"name": "resnet18"}})
 
 
-@DATASETS.register("vggsound")
+@DATASETS.register("vggsound", options=AudioVisualData)
 def build_vggsound(config: DataConfig):
     return audio_visual_bundle(open_prepared(config.path, "vggsound"), validate(AudioVisualData, config.options, "data.options of vggsound"))

@@ -4,11 +4,14 @@ registers a class taking `(input_shape, out_dim, **options)` and exposing `out_d
 from __future__ import annotations
 
 import inspect
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from ..config import EncoderConfig, ModelConfig
 from ..errors import ConfigError
+from ..yamlfile import short_repr
 from . import audio, encoders, resnet  # noqa: F401  (register the built-in encoders)
 from .fusion import LateFusion
 from .input_stage import Staged, build_input_stage
@@ -16,11 +19,35 @@ from .registry import ENCODERS
 
 
 def check_encoder_options(config: EncoderConfig, where: str) -> None:
-    """Refuse options the encoder's constructor does not take, before anything is built or trained."""
+    """Refuse options the encoder's constructor does not take, or values outside the bounds its
+    annotations declare (the config's Annotated types: `n_mels: MelBins`), before anything is built."""
+    encoder = ENCODERS.get(config.name)
     try:
-        inspect.signature(ENCODERS.get(config.name)).bind(None, None, **config.options)
+        inspect.signature(encoder).bind(None, None, **config.options)
     except TypeError as error:
         raise ConfigError(f"{where}: encoder {config.name!r} does not take options {config.options}: {error}") from None
+    hints = bounded_hints(encoder)
+    for name, value in config.options.items():
+        if name in hints:
+            try:
+                TypeAdapter(hints[name]).validate_python(value)
+            except ValidationError as error:
+                raise ConfigError(f"{where}.options.{name}: {error.errors()[0]['msg']} (found {short_repr(value)}); "
+                                  f"encoder {config.name!r}") from None
+
+
+def bounded_hints(encoder) -> dict[str, Any]:
+    """The constructor's parameters annotated with bounds (Annotated, maybe inside `X | None`); a
+    plug-in's other annotations are left to it."""
+
+    def bounded(hint) -> bool:
+        return get_origin(hint) is Annotated or any(bounded(arg) for arg in get_args(hint))
+
+    try:
+        hints = get_type_hints(encoder.__init__, include_extras=True)
+    except Exception:  # a plug-in's annotation that does not resolve: nothing to check
+        return {}
+    return {name: hint for name, hint in hints.items() if bounded(hint)}
 
 
 def build_encoder(config: EncoderConfig, input_shape: tuple[int, ...], out_dim: int) -> nn.Module:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..config import Channels, Layers, MelBins, SampleRate, Window
 from ..errors import ConfigError
 from .registry import ENCODERS
 from .encoders import SmallCNN
@@ -50,8 +51,8 @@ class LogMel(nn.Module):
 
 @ENCODERS.register("audio-cnn")
 class AudioCNN(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, sample_rate: int = 16000, n_fft: int = 256,
-                 hop: int | None = None, n_mels: int = 40, width: int = 32, blocks: int = 3) -> None:
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, sample_rate: SampleRate = 16000, n_fft: Window = 256,
+                 hop: Window | None = None, n_mels: MelBins = 40, width: Channels = 32, blocks: Layers = 3) -> None:
         super().__init__()
         if len(input_shape) != 1:
             raise ConfigError(f"audio-cnn expects 1-D waveforms (samples,), got input shape {input_shape}")

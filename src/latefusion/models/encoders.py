@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..config import MAX_CHANNELS, Channels, Layers
+from ..errors import ConfigError
 from .registry import ENCODERS
 
 
@@ -14,7 +16,7 @@ from .registry import ENCODERS
 class MLPEncoder(nn.Module):
     """Flattens its input and applies `depth` Linear-ReLU layers."""
 
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: int = 128, depth: int = 2) -> None:
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, hidden: Channels = 128, depth: Layers = 2) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
@@ -33,8 +35,11 @@ class SmallCNN(nn.Module):
     """Conv-BN-ReLU blocks, each halving the resolution, then global average pooling and a linear map.
     Takes (C, H, W) inputs; a (H, W) input is treated as one channel."""
 
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: int = 32, blocks: int = 3) -> None:
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: Channels = 32, blocks: Layers = 3) -> None:
         super().__init__()
+        if width * 2 ** (blocks - 1) > MAX_CHANNELS:
+            raise ConfigError(f"cnn: width {width} doubled over {blocks} blocks is {width * 2 ** (blocks - 1):,} channels in the last block, "
+                              f"over the limit of {MAX_CHANNELS} (latefusion.config.MAX_CHANNELS); use a smaller width or fewer blocks")
         channels = input_shape[0] if len(input_shape) == 3 else 1
         layers: list[nn.Module] = []
         for i in range(blocks):

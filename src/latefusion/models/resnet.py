@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from ..config import MAX_CHANNELS
 from ..errors import ConfigError
 from .registry import ENCODERS
 
@@ -49,9 +52,13 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+# The last stage has 8 x width channels.
+StemWidth = Annotated[int, Field(gt=0, le=MAX_CHANNELS // 8)]
+
+
 @ENCODERS.register("resnet18")
 class ResNet18(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: int = 64, weights: str | None = None) -> None:
+    def __init__(self, input_shape: tuple[int, ...], out_dim: int, width: StemWidth = 64, weights: str | None = None) -> None:
         super().__init__()
         if len(input_shape) not in (2, 3, 4):
             raise ConfigError(f"resnet18 takes (H, W), (C, H, W) or (T, C, H, W) inputs, not shape {input_shape}")
