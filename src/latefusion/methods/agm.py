@@ -118,6 +118,7 @@ def modulation_coefficients(scores: Tensor, running: Tensor, alpha: float, clip:
 class AGM(Method):
     name = "agm"
     Options = AGMOptions
+    group = "baseline"
     style = Style("AGM", "#117733", "h", (0, (1, 1)), "**")
 
     def __init__(self, config, spec) -> None:

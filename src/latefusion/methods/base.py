@@ -18,7 +18,7 @@ Logged values stay on the device; the loop reads them once per logging interval.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,6 +33,21 @@ from ..style import METHOD_STYLES, Style
 
 class NoOptions(Section):
     pass
+
+
+Group = Literal["unimodal", "paper", "baseline", "other"]
+GROUPS: tuple[str, ...] = get_args(Group)
+
+
+def check_group(cls: type) -> None:
+    """A method class (one that sets `name`) declares its own `group`, one of GROUPS: inheriting it
+    would let a subclass join the runs of its parent's group unasked."""
+    group = cls.__dict__.get("group")
+    if group not in GROUPS:
+        found = f"group = {group!r}" if "group" in cls.__dict__ else "no group"
+        raise TypeError(f"method class {cls.__module__}.{cls.__qualname__} (name {cls.__dict__['name']!r}) declares {found}; "
+                        f"declare `group = ...` in its class body, one of {', '.join(map(repr, GROUPS))} "
+                        f"(\"baseline\" joins `demo --methods all`, \"other\" runs only when named)")
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,11 @@ class Method(nn.Module):
     Options: ClassVar[type[Section]] = NoOptions
     # How reports and figures show the method.
     style: ClassVar[Style]
-    # "unimodal": trained once per modality; "paper": the paper's set, always in the demo; "baseline": the
-    # field's methods (`demo --methods all`); "other": run only when named.
-    group: ClassVar[Literal["unimodal", "paper", "baseline", "other"]] = "baseline"
+    # Which runs include the method, declared by every method class (no default, so a new method never
+    # joins `--methods all` by accident): "unimodal": trained once per modality; "paper": the paper's
+    # set, always in the demo; "baseline": the field's methods (`demo --methods all`); "other": run
+    # only when named.
+    group: ClassVar[Group]
     # The option the pipeline fills with {modality: uni-modal run folder} (UMT's teachers, UME's members).
     unimodal_runs_option: ClassVar[str | None] = None
     # False for methods that only combine already-trained runs (UME): the loop then just evaluates.
@@ -86,10 +103,13 @@ class Method(nn.Module):
     steps_per_batch: int = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a helper base class, not a method of its own
+            return
+        check_group(cls)
         # The figures and the report draw a method by name from style.METHOD_STYLES, so that they
         # need not import the methods (nor the training stack behind them).
-        super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__ and hasattr(cls, "style"):
+        if hasattr(cls, "style"):
             METHOD_STYLES[cls.name] = cls.style
 
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:

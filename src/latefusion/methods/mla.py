@@ -125,6 +125,7 @@ class SharedHeadModel(nn.Module):
 class MLA(Method):
     name = "mla"
     Options = MLAOptions
+    group = "baseline"
     style = Style("MLA", "#999999", "*", (0, (5, 1)), "oo")
     leaves_parameters_unused = True  # each step trains one modality's encoder
 

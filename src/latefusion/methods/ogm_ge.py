@@ -80,6 +80,7 @@ def modulation_coefficients(scores: Tensor, alpha: float) -> Tensor:
 class OGMGE(Method):
     name = "ogm_ge"
     Options = OGMGEOptions
+    group = "baseline"
     style = Style("OGM-GE", "#000000", "P", "-.", "\\\\")
 
     def __init__(self, config, spec) -> None:

@@ -103,6 +103,7 @@ def rebalance_coefficients(scores: Tensor, rule: str = "ratio") -> tuple[Tensor,
 class PMR(Method):
     name = "pmr"
     Options = PMROptions
+    group = "baseline"
     style = Style("PMR", "#882255", "D", (0, (3, 1, 1, 1)), "..")
 
     def __init__(self, config, spec) -> None:
