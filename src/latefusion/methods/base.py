@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..config import RunConfig, Section, validate
@@ -33,6 +34,23 @@ from ..style import METHOD_STYLES, Style
 
 class NoOptions(Section):
     pass
+
+
+class EpochWindow(Section):
+    """Options of a method that acts during a window of epochs, `start_epoch <= epoch <= end_epoch`;
+    a subclass sets its source's `end_epoch`. Checked when the config is resolved."""
+
+    start_epoch: int = Field(0, ge=0, description="first epoch of the window")
+    end_epoch: int = Field(..., ge=0, description="last epoch of the window (inclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EpochWindow:
+        if self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch {self.end_epoch} is before start_epoch {self.start_epoch}")
+        return self
+
+    def in_window(self, epoch: int) -> bool:
+        return self.start_epoch <= epoch <= self.end_epoch
 
 
 Group = Literal["unimodal", "paper", "baseline", "other"]

@@ -61,23 +61,20 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import Section
 from ..data import Inputs
 from ..engine import make_loader, to_device
-from ..errors import ConfigError
 from ..style import Style
-from .base import Method, StepInfo, StepOutput, TrainingContext
+from .base import EpochWindow, Method, StepInfo, StepOutput, TrainingContext
 from .registry import METHODS
 
 
-class PMROptions(Section):
+class PMROptions(EpochWindow):
     alpha: float = Field(1.0, ge=0, description="strength of the prototypical cross-entropy on the slow modality")
     mu: float = Field(0.01, ge=0, description="strength of the prototypical entropy regularisation on the dominant modality")
     per_epochs: int = Field(10, ge=0, description="PER acts during the first this many epochs of the window")
     momentum: float = Field(0.2, ge=0, lt=1, description="weight of the previous prototypes at each re-estimate")
     prototype_fraction: float = Field(1.0, gt=0, le=1, description="fraction of the train split the prototypes are estimated on")
     coefficients: Literal["ratio", "constant"] = Field("ratio", description="ratio: clip(rho - 1, 0, 1) (paper); constant: 1 (official code)")
-    start_epoch: int = Field(0, ge=0, description="first epoch rebalanced")
     end_epoch: int = Field(100, ge=0, description="last epoch rebalanced (inclusive)")
 
 
@@ -109,8 +106,6 @@ class PMR(Method):
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
-        if self.options.end_epoch < self.options.start_epoch:
-            raise ConfigError(f"method.options: end_epoch {self.options.end_epoch} is before start_epoch {self.options.start_epoch}")
         # Saved in checkpoints: a resumed run measures against the prototypes the interrupted one had.
         self.register_buffer("prototypes", torch.zeros(len(self.modalities()), spec.num_classes, config.model.feature_dim))
         self.register_buffer("estimates", torch.zeros((), dtype=torch.long))  # how many times they were estimated
@@ -166,7 +161,7 @@ class PMR(Method):
         with torch.no_grad():
             scores = distributed.sum_tensor(torch.stack(sums))  # over the global batch
             beta, gamma = rebalance_coefficients(scores, self.options.coefficients)
-            window = self.options.start_epoch <= step.epoch <= self.options.end_epoch
+            window = self.options.in_window(step.epoch)
             early = step.epoch < self.options.start_epoch + self.options.per_epochs
             beta = beta * window
             gamma = gamma * (window and early)
