@@ -1,9 +1,20 @@
 """The method protocol: what every training method declares and implements.
 
-A method is the training objective; the model is what it trains. The model (`build_model`) is rebuilt
-from the run's config and data spec alone, so a finished run loads from its own folder. Everything
-else a method needs to train (teachers, projections, extra heads, balancing state) is the method's:
-set up in `prepare`, saved in last.pt to resume, never needed to predict.
+A method is the training objective; the model is what it trains. The model (`build_model`) follows
+the fused-model protocol (models/protocol.py: `modalities`, `encoders`, `features`, `scores`, and
+for late fusion the `head`) and is rebuilt from the run's config and data spec alone, so a finished
+run loads from its own folder. Everything else a method needs to train is the method's own, saved in
+last.pt to resume and never needed to predict:
+  * what it trains or keeps (extra heads, projections, balancing state as buffers) is built in its
+    constructor, so it exists before the optimiser is built over the model's and the method's
+    parameters, and a resumed run loads into it whatever `prepare` does;
+  * what it only reads (UMT's and G2D's frozen teachers, the slices of train G-Blending holds out)
+    is set up in `prepare`, which may fill weights already built (UMT's teacher initialisation) but
+    builds nothing trained or saved (tests/test_method_protocol.py checks every registered method).
+
+A method class declares `name`, `group` (no default: refused when the class is defined without
+one), `style`, and, if it has options, `Options` (a Section, checked when the config is resolved;
+`EpochWindow` for a window of epochs).
 
 The loop (train.py) calls, in this order:
   prepare(model, context) -> the dataset to train on      once, before the optimiser is built
@@ -166,9 +177,9 @@ class Method(nn.Module):
         return model(inputs)
 
     def scores(self, model: nn.Module, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
-        """`predict`'s scores and each modality's own share of them (for late fusion, the fused head's
-        logits from that modality's features alone: its weight columns, or its own linear layer),
-        from one pass of the encoders: every model class implements `scores(inputs)`."""
+        """`predict`'s scores and each modality's own scores (for late fusion, its share of the fused
+        logits: the head's weight columns of that modality, or its own linear layer), from one pass of
+        the encoders: the fused-model protocol's `scores(inputs)` (models/protocol.py)."""
         return model.scores(inputs)
 
     def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
