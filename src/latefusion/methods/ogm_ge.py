@@ -30,8 +30,8 @@ Where each detail comes from:
   * the window `start_epoch <= epoch <= end_epoch` (defaults 0 and 50): official code
     (`--modulation_starts`, `--modulation_ends`); alpha is a required flag there; the README's
     "default modulation setting" is `--alpha 0.1`, and its tips recommend 0.1 for VGG-Sound and 0.8
-    for CREMA-D, so our default is 0.1 and configs/vggsound/ogm_ge.yaml sets 0.1 (no source gives a
-    value for our other data sets);
+    for CREMA-D, so our default is 0.1, configs/vggsound/ogm_ge.yaml sets 0.1 and
+    configs/crema-d/ogm_ge.yaml 0.8 (no source gives a value for our other data sets);
   * more than two modalities (rho_m against the mean of the others; every modality with rho_m > 1
     is slowed) and the weight matrices of encoders without convolutions: ours [design choice]. With
     two modalities the rule is the paper's.

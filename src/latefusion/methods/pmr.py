@@ -29,11 +29,15 @@ Where each detail comes from:
     based softmax and L_PCE, the ratio of summed true-class prototype probabilities over the batch,
     PCE on the slow modality, PER on the dominant modality during the first epochs only: the paper;
   * the coefficients beta = clip(1/rho - 1, 0, 1) and gamma = clip(rho - 1, 0, 1), with alpha and mu
-    as strengths: the paper's rule as GeWu-Lab's BalanceBenchmark implements it (`PMRTrainer`);
-    the paper's PDF could not be consulted here, so this form is taken from that implementation,
-    which follows the paper's PER term (the official code has none). `coefficients: constant` is
-    the official code's rule instead (fanyunfeng-bit/Modal-Imbalance-PMR `main_Prototype_grad.py`):
-    beta = 1 for the slower modality, 0 for the other, whatever the size of the gap;
+    as strengths (`coefficients: ratio`): the paper's rule as GeWu-Lab's BalanceBenchmark had it at
+    commit 01458a1 ("PMR & gbl modified", 2024-11-26; `balancemm/trainer/PMR_trainer.py` lines
+    176-191: the ratio's clip weighting the slower modality's PCE, and the PER of the leading one).
+    Its next commit to that file (59c3446) replaced the clip by a constant `alpha`, which its
+    current version keeps; the paper's PDF could not be consulted here, so the ratio form rests on
+    that earlier implementation, which follows the paper's PER term (the official code has none).
+    `coefficients: constant` is the official code's rule instead (fanyunfeng-bit/Modal-Imbalance-PMR
+    `main_Prototype_grad.py`): beta = 1 for the slower modality, 0 for the other, whatever the size
+    of the gap;
   * Euclidean (not squared) distance with no temperature, the momentum update of the prototypes
     with the old ones weighted 0.2 (`--momentum_coef`), alpha = 1 (`--alpha`) and the modulation
     window epochs 0..100 (`--modulation_starts/ends`): the official code;
@@ -74,7 +78,7 @@ class PMROptions(EpochWindow):
     per_epochs: int = Field(10, ge=0, description="PER acts during the first this many epochs of the window")
     momentum: float = Field(0.2, ge=0, lt=1, description="weight of the previous prototypes at each re-estimate")
     prototype_fraction: float = Field(1.0, gt=0, le=1, description="fraction of the train split the prototypes are estimated on")
-    coefficients: Literal["ratio", "constant"] = Field("ratio", description="ratio: clip(rho - 1, 0, 1) (paper); constant: 1 (official code)")
+    coefficients: Literal["ratio", "constant"] = Field("ratio", description="ratio: clip(rho - 1, 0, 1) (BalanceBenchmark 01458a1); constant: 1 (official code)")
     end_epoch: int = Field(100, ge=0, description="last epoch rebalanced (inclusive)")
 
 
