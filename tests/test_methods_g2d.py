@@ -150,3 +150,13 @@ def test_g2d_options_are_checked_when_the_config_is_resolved(option, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config(None, ["method.name=g2d", "method.options.teachers.a=x", "method.options.teachers.b=y",
                               "method.options.start_epoch=5", option])
+
+
+def test_g2d_prioritises_the_first_half_of_the_run_by_default(teachers):
+    """The official window is epochs 0..150 of 300; by default here 0..train.epochs // 2."""
+    _, bundle, base, runs = teachers
+    for epochs, given, end in ((9, [], 4), (300, [], 150), (9, ["method.options.end_epoch=7"], 7)):
+        config = resolve_config(None, [f"data.name={base.data.name}", f"train.epochs={epochs}", "method.name=g2d",
+                                       *[f"method.options.teachers.{m}={path}" for m, path in runs.items()], *given])
+        options = build_method(config, bundle.spec).options
+        assert options.end_epoch == end and options.in_window(end) and not options.in_window(end + 1)

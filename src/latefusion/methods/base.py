@@ -49,14 +49,15 @@ class NoOptions(Section):
 
 class EpochWindow(Section):
     """Options of a method that acts during a window of epochs, `start_epoch <= epoch <= end_epoch`;
-    a subclass sets its source's `end_epoch`. Checked when the config is resolved."""
+    a subclass sets its source's `end_epoch` (or None, for a default its method resolves from the
+    run's config before training). Checked when the config is resolved."""
 
     start_epoch: int = Field(0, ge=0, description="first epoch of the window")
     end_epoch: int = Field(..., ge=0, description="last epoch of the window (inclusive)")
 
     @model_validator(mode="after")
     def _ordered(self) -> EpochWindow:
-        if self.end_epoch < self.start_epoch:
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
             raise ValueError(f"end_epoch {self.end_epoch} is before start_epoch {self.start_epoch}")
         return self
 

@@ -33,7 +33,11 @@ taken from the official code, rAIson-Lab/G2D (code files of commit 8a60cf3; line
     teacher confidences as the batch sums of the true-class softmax probabilities, coefficient 0
     for the modality whose teacher is the more confident and 1 for the other, multiplied into the
     gradients of each encoder's 4-D (convolution) weights after the backward pass (lines 275-286),
-    on epochs `modulation_starts`..`modulation_ends` = 0..150 of 300 (config.py lines 37, 50-51);
+    on epochs `modulation_starts`..`modulation_ends` = 0..150 of 300 (config.py lines 37, 50-51):
+    here epochs 0..train.epochs // 2 by default, the same first half of the run [design choice: a
+    run shorter than 151 epochs would otherwise be prioritised throughout, and a modality whose
+    teacher is the more confident on every batch would then never train its weights; measured in
+    docs/methods.md];
   * students from scratch (`student.py` line 223, `weight_init`), and features distilled as they are
     (`distill: plain`, `init: scratch` here; UMT's projected form and teacher initialisation stay
     available as options).
@@ -76,7 +80,7 @@ class G2DOptions(UMTOptions, EpochWindow):
     logit_weight: float = Field(1.0, ge=0, description="weight of the logit distillation (KL from each teacher's logits)")
     temperature: float = Field(1.0, gt=0, description="temperature of the logit distillation")
     prioritise: bool = Field(True, description="switch off the encoder of the most confident teacher's modality (SMP)")
-    end_epoch: int = Field(150, ge=0, description="last epoch prioritised (inclusive)")
+    end_epoch: int | None = Field(None, ge=0, description="last epoch prioritised (inclusive; default train.epochs // 2, the official 150 of 300)")
 
 
 def prioritised(confidences: Tensor) -> Tensor:
@@ -102,6 +106,8 @@ class G2D(UMT):
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
+        if self.options.end_epoch is None:
+            self.options = self.options.model_copy(update={"end_epoch": config.train.epochs // 2})
 
     def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         options = self.options
