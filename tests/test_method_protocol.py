@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from latefusion.data import build_dataset
+from latefusion.errors import ConfigError
 from latefusion.methods import METHODS, Method, TrainingContext, build_method
 from latefusion.methods.base import GROUPS
 from latefusion.methods.naive import Naive
@@ -125,3 +126,17 @@ def test_every_method_trains_a_model_of_the_fused_model_protocol(tmp_path, unimo
             shares = model.head.modality_logits(features)
             for m in model.modalities:
                 torch.testing.assert_close(shares[m], own[m])
+
+
+def test_umt_builds_its_projectors_before_the_teachers_are_loaded_and_refuses_teachers_of_another_size(tmp_path, unimodal_runs):
+    config = tiny("method.name=umt", *method_options("umt", unimodal_runs), "method.options.teacher_dim=7")
+    bundle = build_dataset(config.data)
+    method = build_method(config, bundle.spec)
+    assert {m: p.out_features for m, p in method.projectors.items()} == {"a": 7, "b": 7}
+    size = config.model.feature_dim  # the teachers'
+    with pytest.raises(ConfigError, match=rf"teachers' features have sizes \{{'a': {size}, 'b': {size}\}}, but this run expects 7 .*"
+                                          rf"set method.options.teacher_dim={size}"):
+        method.prepare(method.build_model(), TrainingContext(config, bundle, RunDir(tmp_path / "run"), torch.device("cpu")))
+    with pytest.raises(ConfigError, match=rf"distill=plain needs teacher features of the student's size {size}"):
+        build_method(tiny("method.name=umt", *method_options("umt", unimodal_runs), "method.options.teacher_dim=7",
+                          "method.options.distill=plain"), bundle.spec)

@@ -17,6 +17,11 @@ trained on that modality alone:
     them. On our measurements it is never worse than the paper's form beyond noise and better where
     paired features matter (synthetic-paired: the plain forms fall 1-2 points below naive fusion).
 
+The projector g_m maps to the teachers' feature size, `teacher_dim` (default: the student's
+`model.feature_dim`, what the demo's teachers have); it is built with the method, before the
+teachers are loaded, so the optimiser and a resumed checkpoint find it, and `prepare` refuses
+teachers of another size with the option to set.
+
 Teacher-feature cache (`teacher_cache: auto`, default): when the train split declares that it does
 not augment, each teacher's features are the same every epoch, so they are computed once, stored in
 this run's folder (`cache/teacher-<modality>-<key>.pt`, the key a hash of the teacher's checkpoint,
