@@ -116,11 +116,11 @@ def test_a_crash_while_writing_keeps_the_old_file(tmp_path, monkeypatch):
 FAULT: dict = {"kind": None, "at_call": None}
 
 
-def with_faults(base: type) -> type:
-    """`base` registered again as "<name>-with-faults", failing at the step FAULT names."""
+def faulty(base: type, suffix: str = "with-faults") -> type:
+    """`base` as a method of its own, "<name>-<suffix>", failing at the step FAULT names."""
 
     class WithFaults(base):
-        name = f"{base.name}-with-faults"
+        name = f"{base.name}-{suffix}"
         group = "other"
 
         def loss(self, model, inputs, labels, step):
@@ -133,13 +133,13 @@ def with_faults(base: type) -> type:
                 output.logs["loss"] = output.loss.detach()
             return output
 
-    return METHODS.register(WithFaults.name)(WithFaults)
+    return WithFaults
 
 
 # Naive fusion; OGM-GE, whose noise draws from the global generator every step (a resumed run must
 # restore its state); AGM, whose running scores change every step (a resumed run must restore them).
 for method_class in (Naive, OGMGE, AGM):
-    with_faults(method_class)
+    METHODS.register(faulty(method_class).name)(faulty(method_class))
 
 
 @pytest.fixture
@@ -180,6 +180,44 @@ def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, ti
     fault("crash", at_call)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed")
+    fault(None, None)
+    train(config, tmp_path / "resumed", resume=True)
+    assert comparable(tmp_path / "resumed") == comparable(tmp_path / "whole")
+
+
+@pytest.fixture(scope="module")
+def unimodal_runs(tmp_path_factory):
+    """The uni-modal runs of the tiny data below (batch 50), for the methods that reuse them."""
+    from latefusion.resolve import resolve_config
+    folder = tmp_path_factory.mktemp("unimodal")
+    runs = {m: str(folder / m) for m in ("a", "b")}
+    for m, path in runs.items():
+        train(resolve_config(None, [*TINY_RESUMED, "method.name=unimodal", f"method.options.modality={m}"]), path)
+    return runs
+
+
+TINY_RESUMED = ["data.name=synthetic-unimodal", "data.options.train_size=300", "data.options.val_size=200", "data.options.test_size=200",
+                "train.epochs=3", "train.progress=false", "data.batch_size=50", "train.checkpoint_every_steps=2"]
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).trains and not n.endswith("-with-faults")])
+def test_every_registered_method_resumes_mid_epoch_to_identical_metrics(tmp_path, fault, monkeypatch, unimodal_runs, name):
+    """Every method's state (its buffers, extra modules, what it draws at random) is in last.pt: a run
+    killed in the middle of epoch 1 and resumed ends exactly as the uninterrupted run."""
+    from latefusion.resolve import resolve_config
+    method = faulty(METHODS.get(name), "crashing")
+    monkeypatch.setitem(METHODS._entries, method.name, method)
+    monkeypatch.setitem(METHODS._defaults, method.name, {})
+    option = method.unimodal_runs_option
+    options = [f"method.options.{option}.{m}={path}" for m, path in unimodal_runs.items()] if option else []
+    options += ["method.options.modality=a"] if name == "unimodal" else []
+    config = resolve_config(None, [*TINY_RESUMED, f"method.name={method.name}", *options])
+    train(config, tmp_path / "whole")
+    # 6 batches an epoch, a checkpoint every 2: the 10th loss is in epoch 1 (in epoch 0 for MLA's two a batch).
+    fault("crash", 10)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed")
+    assert load_checkpoint(RunDir(tmp_path / "resumed").last)["step"] > 0  # resumed inside an epoch
     fault(None, None)
     train(config, tmp_path / "resumed", resume=True)
     assert comparable(tmp_path / "resumed") == comparable(tmp_path / "whole")

@@ -17,7 +17,7 @@ CONFIGS = ROOT / "configs"
 FOLDERS = ["ave", "crema-d", "kinetics-sounds", "kinetics400", "kinetics400/rgb_flow", "modelnet40", "ucf101", "vggsound"]
 METHOD_FILES = ["naive", "ume", "umt", "unimodal"]
 # Baseline overlays, only where the baseline's source gives a value for that data set.
-BASELINE_FILES = {"vggsound": ["ogm_ge"]}
+BASELINE_FILES = {"vggsound": ["ogm_ge"], "crema-d": ["ogm_ge"]}
 RECIPES = [CONFIGS / folder / f"{method}.yaml" for folder in FOLDERS for method in [*METHOD_FILES, *BASELINE_FILES.get(folder, [])]]
 
 
@@ -47,6 +47,13 @@ def test_each_recipe_resolves_to_a_valid_run_config(path):
     # The recipe is its base with the method section added: nothing of the base is lost or changed.
     base = read_yaml(path.parent / "base.yaml")
     assert read_yaml(path) == {**base, "method": written(path)["method"]}
+
+
+def test_ogm_ge_overlays_set_the_alpha_the_ogm_ge_readme_gives_for_their_data_set():
+    # GeWu-Lab/OGM-GE_CVPR2022 README, Tips: "alpha=0.1 for VGGSound and alpha=0.8 for CREMA-D".
+    alphas = {folder: resolve_config(CONFIGS / folder / "ogm_ge.yaml").method.options["alpha"]
+              for folder, files in BASELINE_FILES.items() if "ogm_ge" in files}
+    assert alphas == {"vggsound": 0.1, "crema-d": 0.8}
 
 
 def test_every_configs_path_the_docs_name_exists():

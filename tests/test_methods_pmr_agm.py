@@ -181,23 +181,21 @@ def test_agm_coefficients_follow_the_paper():
 
 
 def test_agm_responses_are_the_official_shapley_formulas(tiny_config):
-    from latefusion.methods.agm import absent_features, shapley_responses
+    from latefusion.methods.agm import padded_features, shapley_responses
 
-    def fused(model, inputs, absent=()):  # the model with the modalities in `absent` fed zeros (eval mode, as the official code)
-        features = {}
-        for m in model.modalities:
-            if m in absent:
-                model.encoders[m].eval()
-                features[m] = model.encoders[m](torch.zeros_like(inputs[m]))
-                model.encoders[m].train()
-            else:
-                features[m] = model.encoders[m](inputs[m])
-        return model.head(features)
+    def fused(model, inputs, absent=()):
+        """The model with the modalities in `absent` fed zeros; a padded pass runs the whole network in
+        eval mode, as the official code does (model/CREMAD_net.py lines 57-66)."""
+        if absent:
+            model.eval()
+        logits = model.head({m: model.encoders[m](torch.zeros_like(inputs[m]) if m in absent else inputs[m]) for m in model.modalities})
+        model.train()
+        return logits
 
     bundle = prototype_bundle({"a": 2.0, "b": 1.0}, {"a": 8, "b": 8})
     model = build_method(tiny_config("method.name=agm"), bundle.spec).build_model().train()
     inputs, _ = one_batch(bundle, 32)
-    o = shapley_responses(model.head, model.features(inputs), absent_features(model, inputs))
+    o = shapley_responses(model.head, model.features(inputs), *padded_features(model, inputs))
     # Sums and differences of float32 logits about 1 in size, in another order than the code's: an
     # absolute bound, 1e-5, some hundred roundings of such a logit and far below any wrong formula's error.
     # two modalities (official code): o_a = (f(a,v) - f(0,v) + f(a,0)) / 2
@@ -209,7 +207,7 @@ def test_agm_responses_are_the_official_shapley_formulas(tiny_config):
     bundle3 = prototype_bundle({"a": 2.0, "v": 1.0, "t": 1.0}, {"a": 8, "v": 8, "t": 8})
     model = build_method(tiny_config("method.name=agm", "model.fusion=sum"), bundle3.spec).build_model().train()
     inputs, _ = one_batch(bundle3, 32)
-    o = shapley_responses(model.head, model.features(inputs), absent_features(model, inputs))
+    o = shapley_responses(model.head, model.features(inputs), *padded_features(model, inputs))
     f = lambda *present: fused(model, inputs, [m for m in "avt" if m not in present])
     expected_a = (f("a", "v", "t") - f("v", "t")) / 3 + (f("a", "v") - f("v") + f("a", "t") - f("t")) / 6 + f("a") / 3
     assert torch.allclose(o["a"], expected_a, atol=1e-5)
@@ -252,13 +250,85 @@ def test_agm_update_scales_each_response_gradient(tiny_config):
     # the running means take this step's scores: (4 * old + new) / 5
     assert torch.allclose(method.running_scores, (4 * torch.tensor([1.2, 1.5]) + s) / 5, rtol=1e-4) and method.steps.item() == 5
 
-    # Outside the window the update is naive late fusion's.
+    # After the window (epochs 0..20) the coefficients are this last step's, not recomputed.
+    assert torch.allclose(method.coefficients, k, rtol=1e-4)
     model.zero_grad()
-    F.cross_entropy(model(inputs), labels).backward()
-    naive = gradients(model)
+    after = method.loss(model, inputs, labels, StepInfo(21))
+    assert torch.equal(after.saved["coefficients"], method.coefficients)
+    method.backward(model, after)
+    assert_same_gradients(gradients(model), expected)
+
+
+class NormedEncoder(torch.nn.Module):
+    """Linear -> batch norm -> ReLU: train and eval mode give different features."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(in_dim, out_dim), torch.nn.BatchNorm1d(out_dim), torch.nn.ReLU())
+        self.out_dim = out_dim
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_agm_padded_passes_run_the_whole_network_in_eval_mode(tiny_config):
+    """Official code (model/CREMAD_net.py lines 57-66): f(a, v) from the train-mode pass; f(0, v),
+    f(a, 0), f(0, 0) with the whole network in eval mode, the present encoder on its real input
+    included; gradients flow through every pass."""
+    bundle = prototype_bundle({"a": 3.0, "b": 1.0}, {"a": 8, "b": 8})
+    method = build_method(tiny_config("method.name=agm", "model.feature_dim=16"), bundle.spec)
+    model = method.build_model()
+    for m in ("a", "b"):
+        model.encoders[m] = NormedEncoder(8, 16)
+    model.train()
+    method.running_scores.copy_(torch.tensor([1.1, 1.6]))
+    method.steps.fill_(3)
+    inputs, labels = one_batch(bundle, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    trained = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}  # updates the running statistics once
+    model.eval()
+    evaluated = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}
+    zero = {m: model.encoders[m](torch.zeros_like(inputs[m])) for m in ("a", "b")}
+    model.train()
+    assert not torch.allclose(trained["a"], evaluated["a"], atol=1e-3)  # the modes differ, so the test can tell them apart
+    f = lambda a, b: model.head({"a": a, "b": b})
+    both = f(trained["a"], trained["b"])
+    o = {"a": 0.5 * (both - f(zero["a"], evaluated["b"]) + f(evaluated["a"], zero["b"])),
+         "b": 0.5 * (both - f(evaluated["a"], zero["b"]) + f(zero["a"], evaluated["b"]))}
+    s = torch.stack([F.cross_entropy(o[m].detach(), labels) for m in ("a", "b")])
+    k = torch.exp(torch.exp(torch.tensor([0.5, -0.5])) - torch.exp(s.flip(0) - s))  # alpha 1, rbar from (1.1, 1.6)
+    fused = o["a"] + o["b"]
+    g = torch.autograd.grad(F.cross_entropy(fused, labels), fused, retain_graph=True)[0]
+    (k[0] * (o["a"] * g).sum() + k[1] * (o["b"] * g).sum()).backward()
+    expected, statistics = gradients(model), {k: v.clone() for k, v in model.state_dict().items()}
+
+    model.load_state_dict(before)
     model.zero_grad()
-    method.backward(model, method.loss(model, inputs, labels, StepInfo(21)))
-    assert_same_gradients(gradients(model), naive)
+    output = method.loss(model, inputs, labels, StepInfo(0))
+    assert torch.allclose(output.saved["scores"], s, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(output.saved["coefficients"], k, rtol=1e-4)
+    method.backward(model, output)
+    assert_same_gradients(gradients(model), expected)
+    assert all(torch.equal(model.state_dict()[key], statistics[key]) for key in statistics)  # running statistics: one train pass
+    assert all(module.training for module in model.modules())  # every module back in train mode
+
+
+def test_agm_coefficients_are_one_before_the_window_and_keep_their_last_value_after_it(tiny_config):
+    bundle = prototype_bundle({"a": 3.0, "b": 1.0}, {"a": 8, "b": 8})
+    method = build_method(tiny_config("method.name=agm", "method.options.start_epoch=1", "method.options.end_epoch=2"), bundle.spec)
+    model = method.build_model().train()
+    applied = []
+    for epoch, start in ((0, 0), (1, 32), (2, 64), (3, 96), (5, 128)):
+        inputs, labels = bundle.splits["train"].__getitems__(list(range(start, start + 32)))
+        output = method.loss(model, inputs, labels, StepInfo(epoch))
+        model.zero_grad()
+        method.backward(model, output)
+        applied.append(output.saved["coefficients"].clone())
+    assert applied[0].tolist() == [1.0, 1.0]  # before the window
+    assert (applied[1] != 1).all() and (applied[2] != applied[1]).all()  # recomputed inside it
+    assert torch.equal(applied[3], applied[2]) and torch.equal(applied[4], applied[2])  # after it: the window's last
+    assert torch.equal(method.state_dict()["coefficients"], applied[2])  # in the checkpointed state
 
 
 def test_agm_speeds_up_the_weak_encoder_while_the_strong_one_pulls_ahead(tiny_config):
@@ -278,7 +348,7 @@ def test_agm_speeds_up_the_weak_encoder_while_the_strong_one_pulls_ahead(tiny_co
 # ---------------------------------------------------------------- both, through the one loop
 
 
-@pytest.mark.parametrize("name, state", [("pmr", ["prototypes", "estimates"]), ("agm", ["running_scores", "steps"])])
+@pytest.mark.parametrize("name, state", [("pmr", ["prototypes", "estimates"]), ("agm", ["running_scores", "steps", "coefficients"])])
 def test_trains_in_the_loop_and_checkpoints_its_state(tmp_path, tiny_config, name, state):
     result = train(tiny_config(f"method.name={name}", "train.epochs=2"), tmp_path / name)
     assert 0 <= result["test_acc"] <= 1 and result["epochs_run"] == 2

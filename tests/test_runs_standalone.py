@@ -217,6 +217,7 @@ class Echo(Naive):
     """A method registered from a test module: naive fusion under another name."""
 
     name = "echo-test"
+    group = "other"
     style = Style("Echo", "#000000", "o")
 
 

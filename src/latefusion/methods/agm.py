@@ -6,7 +6,8 @@ the modalities as players, an absent modality being fed zeros; the loss is the c
 their sum (which equals the fused output), and the gradient that reaches each response is scaled by
 a coefficient that pushes the modalities' relative standing back toward its running average:
 
-    f(S)    = the model's logits with the modalities outside S fed zeros     (S a set of modalities)
+    f(S)    = the model's logits with the modalities outside S fed zeros     (S a set of modalities;
+              f(all) from the training pass, every other f(S) from the whole network in eval mode)
     phi^m   = sum over S not holding m of |S|! (M - |S| - 1)! / M! * (f(S + m) - f(S))   (Shapley)
     o^m     = phi^m + f({})/M          (so sum_m o^m = f(all): the fused logits)
     s^m     = mean over the batch of -log max(softmax(o^m)[y], 1e-8)     (mono-modal cross-entropy)
@@ -14,6 +15,7 @@ a coefficient that pushes the modalities' relative standing back toward its runn
     rbar^m  = the same from the running means sbar^n of the s^n over all steps so far
     k^m     = exp(alpha * min(rbar^m - r^m, clip))                       (modulation coefficient)
     L       = CE(sum_m o^m, y);   dL/do^m <- k^m * dL/do^m       then   sbar^m <- running mean with s^m
+    outside start_epoch..end_epoch, k^m is not recomputed: 1 before the window, the window's last after
 
 A modality that is doing worse than usual relative to the others (r^m below its average) gets
 k^m > 1, one doing better gets k^m < 1. The forward pass, and so the predictions, are those of the
@@ -32,10 +34,16 @@ Where each detail comes from:
     epochs; zero before the first step, so rbar = 1 at the first step), the clip of the exponent at
     10, alpha = 1 and the window epochs 0..20: the official code (`--alpha`, `--modulation_starts`,
     `--modulation_ends`); its three-modality script clips at 7 instead (set `clip`);
-  * the padded passes run with the encoders in eval mode (batch-norm statistics of real data) and
-    gradients flowing through them: the official code. Zeros are fed to the encoder once per
-    modality and step and shared by the batch [design choice]: in eval mode every sample's output
-    is the same;
+  * f(all) from the train-mode pass, and every padded pass (each coalition but the full one) through
+    the whole network in eval mode, the present modalities' encoders on their real inputs included
+    (batch-norm running statistics, no dropout), with gradients flowing through them: the official
+    code (`model/CREMAD_net.py` lines 57-66: `total_out` in train mode, then `self.net.eval()` for
+    the three padded passes, then `self.net.train()`). Zeros are fed to each encoder once per step
+    and shared by the batch [design choice]: in eval mode every sample's output is the same;
+  * the coefficients after the window keep their last value: the official code sets the scale of
+    its backward hooks only inside the window (`run/CREMAD_main.py` lines 159-166) and the hooks
+    (`model/CREMAD_net.py` lines 42-51) keep applying the last scale set after it; before the window
+    the scale is its initial 1 (`CREMAD_net.py` lines 39-40). Kept in checkpoints;
   * scaling the gradient by the detach trick k * o + (1 - k) * o.detach() instead of a backward
     hook [design choice]: the same gradients, and it leaves the model's modules untouched;
   * not adopted: the official code's clipping of every gradient to norm 1 whenever an entry of the
@@ -44,8 +52,10 @@ Where each detail comes from:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,42 +63,50 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import Section
 from ..data import Inputs
-from ..errors import ConfigError
 from ..style import Style
-from .base import Method, StepInfo, StepOutput
+from .base import EpochWindow, Method, StepInfo, StepOutput
 from .registry import METHODS
 
 FLOOR = 1e-8  # the official code's floor on the true-class probability in the mono-modal score
 
 
-class AGMOptions(Section):
+class AGMOptions(EpochWindow):
     alpha: float = Field(1.0, ge=0, description="strength of the modulation")
     clip: float = Field(10.0, gt=0, description="upper bound on rbar - r in the exponent")
-    start_epoch: int = Field(0, ge=0, description="first epoch modulated")
     end_epoch: int = Field(20, ge=0, description="last epoch modulated (inclusive)")
 
 
-def absent_features(model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:
-    """Each encoder's output for an all-zero input (one sample, eval mode), with its gradient."""
-    absent = {}
-    for m in model.modalities:
-        encoder = model.encoders[m]
-        training = encoder.training
-        encoder.eval()
-        absent[m] = encoder(torch.zeros_like(inputs[m][:1]))
-        encoder.train(training)
-    return absent
+@contextlib.contextmanager
+def evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """`module` and all its submodules in eval mode inside the block; each one's own mode restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
-def shapley_responses(head: nn.Module, present: dict[str, Tensor], absent: dict[str, Tensor]) -> dict[str, Tensor]:
-    """o^m = phi^m + f({})/M for every modality, from the fused head over all 2^M coalitions."""
-    names = list(present)
+def padded_features(model: nn.Module, inputs: Inputs) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """For the padded passes, the whole network in eval mode (as the official code runs them): each
+    encoder's features of its real input, and of an all-zero input (one sample), with gradients."""
+    with evaluation_mode(model):
+        present = model.features(inputs)
+        absent = {m: model.encoders[m](torch.zeros_like(inputs[m][:1])) for m in model.modalities}
+    return present, absent
+
+
+def shapley_responses(head: nn.Module, trained: dict[str, Tensor], present: dict[str, Tensor], absent: dict[str, Tensor]) -> dict[str, Tensor]:
+    """o^m = phi^m + f({})/M for every modality, from the fused head over all 2^M coalitions: f(all)
+    from the train-mode features `trained`; every padded coalition from the eval-mode features
+    `present` of its members and `absent` (an all-zero input's) of the others."""
+    names = list(trained)
     M = len(names)
-    batch = next(iter(present.values())).shape[0]
-    values = {}
-    for size in range(M + 1):
+    batch = next(iter(trained.values())).shape[0]
+    values = {frozenset(names): head(trained)}
+    for size in range(M):
         for coalition in itertools.combinations(names, size):
             values[frozenset(coalition)] = head({m: present[m] if m in coalition else absent[m].expand(batch, -1) for m in names})
     responses = {}
@@ -118,35 +136,38 @@ def modulation_coefficients(scores: Tensor, running: Tensor, alpha: float, clip:
 class AGM(Method):
     name = "agm"
     Options = AGMOptions
+    group = "baseline"
     style = Style("AGM", "#117733", "h", (0, (1, 1)), "**")
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
-        if self.options.end_epoch < self.options.start_epoch:
-            raise ConfigError(f"method.options: end_epoch {self.options.end_epoch} is before start_epoch {self.options.start_epoch}")
-        # Saved in checkpoints: the running mean of each modality's score over every step so far.
+        # Saved in checkpoints: the running mean of each modality's score over every step so far, and the
+        # coefficients last applied (1 before the window; after it, the window's last ones).
         self.register_buffer("running_scores", torch.zeros(len(self.modalities())))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("coefficients", torch.ones(len(self.modalities())))
 
     def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
-        responses = shapley_responses(model.head, model.features(inputs), absent_features(model, inputs))
+        responses = shapley_responses(model.head, model.features(inputs), *padded_features(model, inputs))
         with torch.no_grad():
             scores = torch.stack([
                 -o.float().softmax(1).gather(1, labels[:, None]).clamp_min(FLOOR).log().mean() for o in responses.values()])
             scores = distributed.mean_tensor(scores)  # over the global batch
-            coefficients = modulation_coefficients(scores, self.running_scores, self.options.alpha, self.options.clip)
-            if not self.options.start_epoch <= step.epoch <= self.options.end_epoch:
-                coefficients = torch.ones_like(coefficients)
+            if self.options.in_window(step.epoch):
+                coefficients = modulation_coefficients(scores, self.running_scores, self.options.alpha, self.options.clip)
+            else:  # before the window the initial 1s, after it the last ones: the official hooks keep their scale
+                coefficients = self.coefficients.clone()
         # Forward: the fused logits; backward: the gradient reaching o^m scaled by k^m.
         fused = sum(k * o + (1 - k) * o.detach() for k, o in zip(coefficients.to(labels.device), responses.values()))
         loss = F.cross_entropy(fused, labels)
         logs = {"loss": loss.detach(), **{f"coeff_{m}": k for m, k in zip(responses, coefficients)},
                 **{f"score_{m}": s for m, s in zip(responses, scores)}}
-        return StepOutput(loss, logs, {"scores": scores})
+        return StepOutput(loss, logs, {"scores": scores, "coefficients": coefficients})
 
     def backward(self, model: nn.Module, output: StepOutput) -> None:
         output.loss.backward()
+        self.coefficients.copy_(output.saved["coefficients"])
         # sbar_t = sbar_{t-1} (t - 1) / t + s_t / t: the mean of the scores of every step so far.
         self.steps += 1
         self.running_scores += (output.saved["scores"].to(self.running_scores) - self.running_scores) / self.steps

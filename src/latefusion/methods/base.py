@@ -1,9 +1,20 @@
 """The method protocol: what every training method declares and implements.
 
-A method is the training objective; the model is what it trains. The model (`build_model`) is rebuilt
-from the run's config and data spec alone, so a finished run loads from its own folder. Everything
-else a method needs to train (teachers, projections, extra heads, balancing state) is the method's:
-set up in `prepare`, saved in last.pt to resume, never needed to predict.
+A method is the training objective; the model is what it trains. The model (`build_model`) follows
+the fused-model protocol (models/protocol.py: `modalities`, `encoders`, `features`, `scores`, and
+for late fusion the `head`) and is rebuilt from the run's config and data spec alone, so a finished
+run loads from its own folder. Everything else a method needs to train is the method's own, saved in
+last.pt to resume and never needed to predict:
+  * what it trains or keeps (extra heads, projections, balancing state as buffers) is built in its
+    constructor, so it exists before the optimiser is built over the model's and the method's
+    parameters, and a resumed run loads into it whatever `prepare` does;
+  * what it only reads (UMT's and G2D's frozen teachers, the slices of train G-Blending holds out)
+    is set up in `prepare`, which may fill weights already built (UMT's teacher initialisation) but
+    builds nothing trained or saved (tests/test_method_protocol.py checks every registered method).
+
+A method class declares `name`, `group` (no default: refused when the class is defined without
+one), `style`, and, if it has options, `Options` (a Section, checked when the config is resolved;
+`EpochWindow` for a window of epochs).
 
 The loop (train.py) calls, in this order:
   prepare(model, context) -> the dataset to train on      once, before the optimiser is built
@@ -18,9 +29,10 @@ Logged values stay on the device; the loop reads them once per logging interval.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from ..config import RunConfig, Section, validate
@@ -33,6 +45,39 @@ from ..style import METHOD_STYLES, Style
 
 class NoOptions(Section):
     pass
+
+
+class EpochWindow(Section):
+    """Options of a method that acts during a window of epochs, `start_epoch <= epoch <= end_epoch`;
+    a subclass sets its source's `end_epoch` (or None, for a default its method resolves from the
+    run's config before training). Checked when the config is resolved."""
+
+    start_epoch: int = Field(0, ge=0, description="first epoch of the window")
+    end_epoch: int = Field(..., ge=0, description="last epoch of the window (inclusive)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EpochWindow:
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch {self.end_epoch} is before start_epoch {self.start_epoch}")
+        return self
+
+    def in_window(self, epoch: int) -> bool:
+        return self.start_epoch <= epoch <= self.end_epoch
+
+
+Group = Literal["unimodal", "paper", "baseline", "other"]
+GROUPS: tuple[str, ...] = get_args(Group)
+
+
+def check_group(cls: type) -> None:
+    """A method class (one that sets `name`) declares its own `group`, one of GROUPS: inheriting it
+    would let a subclass join the runs of its parent's group unasked."""
+    group = cls.__dict__.get("group")
+    if group not in GROUPS:
+        found = f"group = {group!r}" if "group" in cls.__dict__ else "no group"
+        raise TypeError(f"method class {cls.__module__}.{cls.__qualname__} (name {cls.__dict__['name']!r}) declares {found}; "
+                        f"declare `group = ...` in its class body, one of {', '.join(map(repr, GROUPS))} "
+                        f"(\"baseline\" joins `demo --methods all`, \"other\" runs only when named)")
 
 
 @dataclass(frozen=True)
@@ -70,9 +115,11 @@ class Method(nn.Module):
     Options: ClassVar[type[Section]] = NoOptions
     # How reports and figures show the method.
     style: ClassVar[Style]
-    # "unimodal": trained once per modality; "paper": the paper's set, always in the demo; "baseline": the
-    # field's methods (`demo --methods all`); "other": run only when named.
-    group: ClassVar[Literal["unimodal", "paper", "baseline", "other"]] = "baseline"
+    # Which runs include the method, declared by every method class (no default, so a new method never
+    # joins `--methods all` by accident): "unimodal": trained once per modality; "paper": the paper's
+    # set, always in the demo; "baseline": the field's methods (`demo --methods all`); "other": run
+    # only when named.
+    group: ClassVar[Group]
     # The option the pipeline fills with {modality: uni-modal run folder} (UMT's teachers, UME's members).
     unimodal_runs_option: ClassVar[str | None] = None
     # False for methods that only combine already-trained runs (UME): the loop then just evaluates.
@@ -86,10 +133,13 @@ class Method(nn.Module):
     steps_per_batch: int = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a helper base class, not a method of its own
+            return
+        check_group(cls)
         # The figures and the report draw a method by name from style.METHOD_STYLES, so that they
         # need not import the methods (nor the training stack behind them).
-        super().__init_subclass__(**kwargs)
-        if "name" in cls.__dict__ and hasattr(cls, "style"):
+        if hasattr(cls, "style"):
             METHOD_STYLES[cls.name] = cls.style
 
     def __init__(self, config: RunConfig, spec: DataSpec) -> None:
@@ -128,9 +178,9 @@ class Method(nn.Module):
         return model(inputs)
 
     def scores(self, model: nn.Module, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
-        """`predict`'s scores and each modality's own share of them (for late fusion, the fused head's
-        logits from that modality's features alone: its weight columns, or its own linear layer),
-        from one pass of the encoders: every model class implements `scores(inputs)`."""
+        """`predict`'s scores and each modality's own scores (for late fusion, its share of the fused
+        logits: the head's weight columns of that modality, or its own linear layer), from one pass of
+        the encoders: the fused-model protocol's `scores(inputs)` (models/protocol.py)."""
         return model.scores(inputs)
 
     def modality_scores(self, model: nn.Module, inputs: Inputs) -> dict[str, Tensor]:

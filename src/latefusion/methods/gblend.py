@@ -105,6 +105,7 @@ class Copy(nn.Module):
 class GradientBlending(Method):
     name = "gblend"
     Options = GBlendOptions
+    group = "baseline"
     style = Style("G-Blending", "#E69F00", "v", "--", "xx")
 
     def __init__(self, config, spec) -> None:

@@ -89,7 +89,9 @@ def entropy_weights(logits: Tensor) -> Tensor:
 
 
 class SharedHeadModel(nn.Module):
-    """One encoder per modality, one linear head shared by all; `forward` is MLA's test-time fusion."""
+    """One encoder per modality, one linear head shared by all; `forward` is MLA's test-time fusion.
+    The fused-model protocol (models/protocol.py), with `head` one linear layer applied to one
+    modality's features at a time."""
 
     def __init__(self, encoders: dict[str, nn.Module], num_classes: int, fusion: str, fixed_weights: dict[str, float]) -> None:
         super().__init__()
@@ -102,9 +104,12 @@ class SharedHeadModel(nn.Module):
         self.fusion = fusion
         self.register_buffer("fixed_weights", torch.tensor([fixed_weights.get(m, 1.0) for m in self.modalities]))
 
+    def features(self, inputs: Inputs) -> dict[str, Tensor]:
+        return {m: self.encoders[m](inputs[m]) for m in self.modalities}
+
     def modality_logits(self, inputs: Inputs) -> Tensor:
         """(modalities, batch, classes)."""
-        return torch.stack([self.head(self.encoders[m](inputs[m])) for m in self.modalities])
+        return torch.stack([self.head(f) for f in self.features(inputs).values()])
 
     def fusion_weights(self, logits: Tensor) -> Tensor:
         if self.fusion == "entropy":
@@ -125,6 +130,7 @@ class SharedHeadModel(nn.Module):
 class MLA(Method):
     name = "mla"
     Options = MLAOptions
+    group = "baseline"
     style = Style("MLA", "#999999", "*", (0, (5, 1)), "oo")
     leaves_parameters_unused = True  # each step trains one modality's encoder
 

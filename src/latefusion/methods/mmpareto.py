@@ -64,6 +64,7 @@ def pareto_integrate(g_mm: Tensor, g_u: Tensor, gamma: float, sizes: list[int] |
 class MMPareto(Method):
     name = "mmpareto"
     Options = MMParetoOptions
+    group = "baseline"
     style = Style("MMPareto", "#F0E442", "X", ":", "++")
 
     def __init__(self, config, spec) -> None:

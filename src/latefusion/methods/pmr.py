@@ -29,11 +29,15 @@ Where each detail comes from:
     based softmax and L_PCE, the ratio of summed true-class prototype probabilities over the batch,
     PCE on the slow modality, PER on the dominant modality during the first epochs only: the paper;
   * the coefficients beta = clip(1/rho - 1, 0, 1) and gamma = clip(rho - 1, 0, 1), with alpha and mu
-    as strengths: the paper's rule as GeWu-Lab's BalanceBenchmark implements it (`PMRTrainer`);
-    the paper's PDF could not be consulted here, so this form is taken from that implementation,
-    which follows the paper's PER term (the official code has none). `coefficients: constant` is
-    the official code's rule instead (fanyunfeng-bit/Modal-Imbalance-PMR `main_Prototype_grad.py`):
-    beta = 1 for the slower modality, 0 for the other, whatever the size of the gap;
+    as strengths (`coefficients: ratio`): the paper's rule as GeWu-Lab's BalanceBenchmark had it at
+    commit 01458a1 ("PMR & gbl modified", 2024-11-26; `balancemm/trainer/PMR_trainer.py` lines
+    176-191: the ratio's clip weighting the slower modality's PCE, and the PER of the leading one).
+    Its next commit to that file (59c3446) replaced the clip by a constant `alpha`, which its
+    current version keeps; the paper's PDF could not be consulted here, so the ratio form rests on
+    that earlier implementation, which follows the paper's PER term (the official code has none).
+    `coefficients: constant` is the official code's rule instead (fanyunfeng-bit/Modal-Imbalance-PMR
+    `main_Prototype_grad.py`): beta = 1 for the slower modality, 0 for the other, whatever the size
+    of the gap;
   * Euclidean (not squared) distance with no temperature, the momentum update of the prototypes
     with the old ones weighted 0.2 (`--momentum_coef`), alpha = 1 (`--alpha`) and the modulation
     window epochs 0..100 (`--modulation_starts/ends`): the official code;
@@ -61,23 +65,20 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from .. import distributed
-from ..config import Section
 from ..data import Inputs
 from ..engine import make_loader, to_device
-from ..errors import ConfigError
 from ..style import Style
-from .base import Method, StepInfo, StepOutput, TrainingContext
+from .base import EpochWindow, Method, StepInfo, StepOutput, TrainingContext
 from .registry import METHODS
 
 
-class PMROptions(Section):
+class PMROptions(EpochWindow):
     alpha: float = Field(1.0, ge=0, description="strength of the prototypical cross-entropy on the slow modality")
     mu: float = Field(0.01, ge=0, description="strength of the prototypical entropy regularisation on the dominant modality")
     per_epochs: int = Field(10, ge=0, description="PER acts during the first this many epochs of the window")
     momentum: float = Field(0.2, ge=0, lt=1, description="weight of the previous prototypes at each re-estimate")
     prototype_fraction: float = Field(1.0, gt=0, le=1, description="fraction of the train split the prototypes are estimated on")
-    coefficients: Literal["ratio", "constant"] = Field("ratio", description="ratio: clip(rho - 1, 0, 1) (paper); constant: 1 (official code)")
-    start_epoch: int = Field(0, ge=0, description="first epoch rebalanced")
+    coefficients: Literal["ratio", "constant"] = Field("ratio", description="ratio: clip(rho - 1, 0, 1) (BalanceBenchmark 01458a1); constant: 1 (official code)")
     end_epoch: int = Field(100, ge=0, description="last epoch rebalanced (inclusive)")
 
 
@@ -103,13 +104,12 @@ def rebalance_coefficients(scores: Tensor, rule: str = "ratio") -> tuple[Tensor,
 class PMR(Method):
     name = "pmr"
     Options = PMROptions
+    group = "baseline"
     style = Style("PMR", "#882255", "D", (0, (3, 1, 1, 1)), "..")
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
         self.require_modalities(2)
-        if self.options.end_epoch < self.options.start_epoch:
-            raise ConfigError(f"method.options: end_epoch {self.options.end_epoch} is before start_epoch {self.options.start_epoch}")
         # Saved in checkpoints: a resumed run measures against the prototypes the interrupted one had.
         self.register_buffer("prototypes", torch.zeros(len(self.modalities()), spec.num_classes, config.model.feature_dim))
         self.register_buffer("estimates", torch.zeros((), dtype=torch.long))  # how many times they were estimated
@@ -165,7 +165,7 @@ class PMR(Method):
         with torch.no_grad():
             scores = distributed.sum_tensor(torch.stack(sums))  # over the global batch
             beta, gamma = rebalance_coefficients(scores, self.options.coefficients)
-            window = self.options.start_epoch <= step.epoch <= self.options.end_epoch
+            window = self.options.in_window(step.epoch)
             early = step.epoch < self.options.start_epoch + self.options.per_epochs
             beta = beta * window
             gamma = gamma * (window and early)

@@ -35,11 +35,6 @@ def unimodal_runs(run_dirs: dict[str, str], spec: DataSpec, option: str, context
     return runs
 
 
-def unimodal_encoders(runs: dict[str, RunDir], device) -> dict[str, nn.Module]:
-    """Each run's trained encoder of its modality, frozen, in eval mode, on `device`."""
-    encoders = {}
-    for modality, run in runs.items():
-        encoder = load_model(run, device).encoders[modality]
-        encoder.requires_grad_(False)
-        encoders[modality] = encoder.eval()
-    return encoders
+def unimodal_models(runs: dict[str, RunDir], device) -> dict[str, nn.Module]:
+    """Each run's trained uni-modal model (its encoder and linear head), frozen, in eval mode, on `device`."""
+    return {modality: load_model(run, device).requires_grad_(False) for modality, run in runs.items()}

@@ -29,14 +29,21 @@ class UMEOptions(Section):
 
 
 class UniModalEnsemble(nn.Module):
+    """The uni-modal models side by side (the fused-model protocol, models/protocol.py, without a
+    head of its own: each member has one)."""
+
     def __init__(self, members: dict[str, nn.Module], combine: str) -> None:
         super().__init__()
         self.members = nn.ModuleDict(members)
+        self.modalities = list(members)
         self.combine = combine
 
     @property
     def encoders(self) -> dict[str, nn.Module]:
         return {m: member.encoders[m] for m, member in self.members.items()}
+
+    def features(self, inputs: Inputs) -> dict[str, Tensor]:
+        return {m: member.encoders[m](inputs[m]) for m, member in self.members.items()}
 
     def forward(self, inputs: Inputs) -> Tensor:
         return self.scores(inputs)[0]

@@ -17,6 +17,11 @@ trained on that modality alone:
     them. On our measurements it is never worse than the paper's form beyond noise and better where
     paired features matter (synthetic-paired: the plain forms fall 1-2 points below naive fusion).
 
+The projector g_m maps to the teachers' feature size, `teacher_dim` (default: the student's
+`model.feature_dim`, what the demo's teachers have); it is built with the method, before the
+teachers are loaded, so the optimiser and a resumed checkpoint find it, and `prepare` refuses
+teachers of another size with the option to set.
+
 Teacher-feature cache (`teacher_cache: auto`, default): when the train split declares that it does
 not augment, each teacher's features are the same every epoch, so they are computed once, stored in
 this run's folder (`cache/teacher-<modality>-<key>.pt`, the key a hash of the teacher's checkpoint,
@@ -44,7 +49,7 @@ from ..storage import load_checkpoint, save_checkpoint
 from ..style import Style
 from .base import Method, StepInfo, StepOutput, TrainingContext
 from .registry import METHODS
-from .teachers import unimodal_encoders, unimodal_runs
+from .teachers import unimodal_models, unimodal_runs
 
 
 class UMTOptions(Section):
@@ -54,6 +59,9 @@ class UMTOptions(Section):
     # Start each student encoder from its teacher's weights, or from a fresh initialisation.
     init: Literal["teacher", "scratch"] = "teacher"
     teacher_cache: Literal["auto", "off"] = "auto"
+    # The projector maps the student's features to the teachers' size, known before the teachers are
+    # loaded so that the projector is built with the method (`prepare` checks the teachers match).
+    teacher_dim: int | None = Field(None, gt=0, description="size of the teachers' features (default: the student's model.feature_dim)")
 
 
 log = logging.getLogger(__name__)
@@ -85,23 +93,30 @@ class UMT(Method):
 
     def __init__(self, config, spec) -> None:
         super().__init__(config, spec)
-        self.teachers: dict[str, nn.Module] = {}  # frozen, and not part of the method's state: loaded by `prepare`
-        self.projectors = nn.ModuleDict()
+        student_dim = config.model.feature_dim
+        self.teacher_dim = self.options.teacher_dim or student_dim
+        plain = self.options.distill == "plain"
+        if plain and self.teacher_dim != student_dim:
+            raise ConfigError(f"method.options.distill=plain needs teacher features of the student's size {student_dim} "
+                              f"(model.feature_dim); teacher_dim is {self.teacher_dim}. Use distill=projected.")
+        # Trained beside the model and saved in checkpoints: built here, before any optimiser exists.
+        self.projectors = nn.ModuleDict({m: nn.Identity() if plain else nn.Linear(student_dim, self.teacher_dim) for m in self.modalities()})
+        # The frozen uni-modal models, neither trained nor saved: loaded by `prepare` from their run folders.
+        self.teachers: dict[str, nn.Module] = {}
 
     def prepare(self, model: nn.Module, context: TrainingContext) -> Split:
         runs = unimodal_runs(self.options.teachers, self.spec, "method.options.teachers", context)
-        self.teachers = unimodal_encoders(runs, context.device)
-        student_dim = self.config.model.feature_dim
-        if self.options.distill == "plain":
-            wrong = {m: t.out_dim for m, t in self.teachers.items() if t.out_dim != student_dim}
-            if wrong:
-                raise ConfigError(f"method.options.distill=plain needs teacher features of the student's size {student_dim}; teachers have {wrong}. Use distill=projected.")
-        self.projectors = nn.ModuleDict({m: nn.Identity() if self.options.distill == "plain" else nn.Linear(student_dim, t.out_dim)
-                                         for m, t in self.teachers.items()})
+        self.teachers = unimodal_models(runs, context.device)
+        wrong = {m: t.encoders[m].out_dim for m, t in self.teachers.items() if t.encoders[m].out_dim != self.teacher_dim}
+        if wrong:
+            raise ConfigError(f"method.options.teachers: the teachers' features have sizes {wrong}, but this run expects {self.teacher_dim} "
+                              f"(method.options.teacher_dim, default model.feature_dim); "
+                              + ("with distill=plain they must match the student's" if self.options.distill == "plain"
+                                 else f"set method.options.teacher_dim={next(iter(wrong.values()))}"))
         if self.options.init == "teacher":
             for m, teacher in self.teachers.items():
                 try:
-                    model.encoders[m].load_state_dict(teacher.state_dict())
+                    model.encoders[m].load_state_dict(teacher.encoders[m].state_dict())
                 except RuntimeError:
                     raise ConfigError(f"method.options.init=teacher: the student's {m!r} encoder differs from its teacher's "
                                       f"({runs[m].path}); use the teacher's model settings or init=scratch") from None
@@ -119,7 +134,7 @@ class UMT(Method):
             return load_checkpoint(path)["features"]
         except CheckpointError:
             pass  # absent or damaged: compute it
-        features, _ = encode(self.teachers[modality], modality, train, self.config, context.device)
+        features, _ = encode(self.teachers[modality].encoders[modality], modality, train, self.config, context.device)
         if context.writes:
             save_checkpoint(path, {"features": features})
             log.info("UMT: cached %s teacher features of %d samples in %s", modality, len(features), path)
@@ -130,15 +145,18 @@ class UMT(Method):
         fused = F.cross_entropy(model.head(features), labels)
         logs = {"ce": fused.detach()}
         distill = fused.new_zeros(())
-        for m, teacher in self.teachers.items():
-            if CACHED + m in inputs:
-                target = inputs[CACHED + m]
-            else:
-                with torch.no_grad():
-                    target = teacher(inputs[m])
+        for m in self.teachers:
+            target = self.teacher_features(inputs, m)
             term = F.mse_loss(self.projectors[m](features[m]).float(), target.float())
             logs[f"distill_{m}"] = term.detach()
             distill = distill + term
         loss = fused + self.options.weight * distill
         logs["loss"] = loss.detach()
         return StepOutput(loss, logs)
+
+    def teacher_features(self, inputs: Inputs, modality: str) -> Tensor:
+        """t_m(x_m): read from the batch when cached, else computed by the frozen teacher."""
+        if CACHED + modality in inputs:
+            return inputs[CACHED + modality]
+        with torch.no_grad():
+            return self.teachers[modality].encoders[modality](inputs[modality])

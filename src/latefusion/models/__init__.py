@@ -15,6 +15,7 @@ from ..yamlfile import short_repr
 from . import audio, encoders, resnet  # noqa: F401  (register the built-in encoders)
 from .fusion import LateFusion
 from .input_stage import Staged, build_input_stage
+from .protocol import FusedModel, FusionHead, LateFusionModel
 from .registry import ENCODERS
 
 
@@ -82,4 +83,4 @@ def build_late_fusion(bundle, config: ModelConfig, modalities: list[str]) -> Lat
     return LateFusion(encoders, bundle.num_classes, config.fusion)
 
 
-__all__ = ["ENCODERS", "LateFusion", "build_encoder", "build_late_fusion", "check_encoder_options", "encoder_config", "load_pretrained_weights"]
+__all__ = ["ENCODERS", "FusedModel", "FusionHead", "LateFusion", "LateFusionModel", "build_encoder", "build_late_fusion", "check_encoder_options", "encoder_config", "load_pretrained_weights"]

@@ -1,7 +1,8 @@
 """Late fusion: one encoder per named modality, features fused only at the classifier.
 
 A uni-modal model is the same class with a single modality, so every run, whatever its method,
-exposes `model.encoders[modality]` for probing and distillation.
+exposes `model.encoders[modality]` for probing and distillation. `LateFusion` is the fused-model
+protocol's late-fusion form (`LateFusionModel`, models/protocol.py); the heads are its `FusionHead`s.
 """
 
 from __future__ import annotations
