@@ -141,6 +141,12 @@ MUTATIONS = [
              "responses[m] = phi",
              "AGM's responses leave out f({})/M, so they no longer sum to the fused logits",
              (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    # ---- MMCosine
+    Mutation("mmcosine-weights-not-normalised", "src/latefusion/methods/mmcosine.py",
+             "F.normalize(features[m], dim=1) @ F.normalize(linear.weight, dim=1).T",
+             "F.normalize(features[m], dim=1) @ linear.weight.T",
+             "MMCosine normalises the features but not the class weights",
+             ("tests/test_methods_mmcosine.py::test_mmcosine_logits_and_loss_follow_the_equations",)),
     # ---- linear probe
     Mutation("probe-select-on-test", "src/latefusion/probe.py",
              'val_acc = accuracy("val")',

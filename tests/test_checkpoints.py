@@ -12,6 +12,7 @@ import torch
 from latefusion import report, storage
 from latefusion.methods import METHODS
 from latefusion.methods.agm import AGM
+from latefusion.methods.mmcosine import MMCosine
 from latefusion.methods.naive import Naive
 from latefusion.methods.ogm_ge import OGMGE
 from latefusion.pipeline import run_pipeline
@@ -138,7 +139,7 @@ def with_faults(base: type) -> type:
 
 # Naive fusion; OGM-GE, whose noise draws from the global generator every step (a resumed run must
 # restore its state); AGM, whose running scores change every step (a resumed run must restore them).
-for method_class in (Naive, OGMGE, AGM):
+for method_class in (Naive, OGMGE, AGM, MMCosine):
     with_faults(method_class)
 
 
@@ -172,7 +173,7 @@ def comparable(path: Path):
 
 @pytest.mark.parametrize("method, at_call", [
     ("naive", 9), ("naive", 12), ("naive", 13),  # inside epoch 1, just before its end, first step of epoch 2
-    ("ogm_ge", 9), ("agm", 9),
+    ("ogm_ge", 9), ("agm", 9), ("mmcosine", 9),
 ])
 def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, method, at_call):
     config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2")
