@@ -155,7 +155,7 @@ MUTATIONS = [
              ("tests/test_methods_ogm_tpami.py::test_ogm_modulates_after_the_official_warm_up_with_the_official_alpha",)),
     # ---- OPM
     Mutation("opm-no-rescaling", "src/latefusion/methods/opm.py",
-             "torch.where(execute, keep / (1 - theta).to(keep.device), torch.ones_like(keep))",
+             "torch.where(execute, keep / (1 - theta), torch.ones_like(keep))",
              "torch.where(execute, keep, torch.ones_like(keep))",
              "OPM drops features without rescaling the kept ones by 1 / (1 - theta)",
              ("tests/test_methods_opm.py::test_opm_forward_drops_the_dominant_modality_and_rescales",)),

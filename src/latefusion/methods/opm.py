@@ -92,18 +92,18 @@ class OPM(Method):
 
     def loss(self, model: nn.Module, inputs: Inputs, labels: Tensor, step: StepInfo) -> StepOutput:
         features = model.features(inputs)
-        shares = model.head.modality_logits(features)
-        scores = distributed.sum_tensor(true_class_scores(shares, labels))  # over the global batch
-        q = drop_probabilities(scores, self.options.q_base, self.options.lam)
-        logs = {f"q_{m}": value for m, value in zip(features, q)} | {"executed": torch.zeros((), device=labels.device)}
+        with torch.no_grad():
+            scores = distributed.sum_tensor(true_class_scores(model.head.modality_logits(features), labels))  # over the global batch
+            q = drop_probabilities(scores, self.options.q_base, self.options.lam)
+        logs = {f"q_{m}": value for m, value in zip(features, q)} | {"executed": torch.zeros_like(q[0])}
         if self.dropping(step.epoch):
             with torch.no_grad():
                 # One draw per step decides whether it drops (the same on every process: they share the seed).
-                execute = torch.rand((), device=labels.device) < self.options.p_exe
-                keep = torch.bernoulli((1 - q).to(labels.device).expand(len(labels), -1))
+                execute = torch.rand((), device=q.device) < self.options.p_exe
+                keep = torch.bernoulli((1 - q).expand(len(labels), -1))
                 dims = torch.tensor([f.shape[1] for f in features.values()], dtype=q.dtype, device=q.device)
                 theta = (dims * q).sum() / dims.sum()
-                factors = torch.where(execute, keep / (1 - theta).to(keep.device), torch.ones_like(keep))
+                factors = torch.where(execute, keep / (1 - theta), torch.ones_like(keep))
             features = {m: f * factors[:, i, None].to(f.dtype) for i, (m, f) in enumerate(features.items())}
             logs["executed"] = execute.float()
         loss = F.cross_entropy(model.head(features), labels)
