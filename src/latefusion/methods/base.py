@@ -49,8 +49,8 @@ class NoOptions(Section):
 
 class EpochWindow(Section):
     """Options of a method that acts during a window of epochs, `start_epoch <= epoch <= end_epoch`;
-    a subclass sets its source's `end_epoch` (or None, for a default its method resolves from the
-    run's config before training). Checked when the config is resolved."""
+    a subclass sets its source's `end_epoch` (or None: to the end of training, unless its method
+    resolves a default from the run's config before training). Checked when the config is resolved."""
 
     start_epoch: int = Field(0, ge=0, description="first epoch of the window")
     end_epoch: int = Field(..., ge=0, description="last epoch of the window (inclusive)")
@@ -62,7 +62,7 @@ class EpochWindow(Section):
         return self
 
     def in_window(self, epoch: int) -> bool:
-        return self.start_epoch <= epoch <= self.end_epoch
+        return self.start_epoch <= epoch and (self.end_epoch is None or epoch <= self.end_epoch)  # None: no end
 
 
 Group = Literal["unimodal", "paper", "baseline", "other"]

@@ -65,11 +65,22 @@ def modulated_parameters(encoder: nn.Module) -> list[nn.Parameter]:
     return convolutions or [p for p in params if p.dim() == 2]
 
 
+def true_class_scores(shares: dict[str, Tensor], labels: Tensor) -> Tensor:
+    """s_m per modality, in order: the batch sum of softmax(logits_m)[y] (OGM-GE's score, also OPM's
+    and InfoReg's)."""
+    return torch.stack([logits.detach().float().softmax(1).gather(1, labels[:, None]).sum() for logits in shares.values()])
+
+
+def score_ratios(scores: Tensor) -> Tensor:
+    """rho_m = s_m / mean of s_n over the other modalities n (infinite where the others score 0)."""
+    others = (scores.sum() - scores) / (len(scores) - 1)
+    return torch.where(others > 0, scores / others.clamp_min(1e-30), torch.full_like(scores, float("inf")))
+
+
 def modulation_coefficients(scores: Tensor, alpha: float) -> Tensor:
     """k_m for each modality from its summed true-class probability s_m (see the module docstring);
     `scores` holds s_m per modality, in order. Computed on the device: no host sync."""
-    others = (scores.sum() - scores) / (len(scores) - 1)
-    ratio = torch.where(others > 0, scores / others.clamp_min(1e-30), torch.full_like(scores, float("inf")))
+    ratio = score_ratios(scores)
     return torch.where(ratio > 1, 1 - torch.tanh(alpha * ratio), torch.ones_like(ratio))
 
 
@@ -89,8 +100,8 @@ class OGMGE(Method):
         loss = F.cross_entropy(model.head(features), labels)
         with torch.no_grad():
             shares = model.head.modality_logits(features)
-            sums = torch.stack([logits.float().softmax(1).gather(1, labels[:, None]).sum() for logits in shares.values()])
-            coefficients = modulation_coefficients(distributed.sum_tensor(sums), self.options.alpha)  # over the global batch
+            scores = distributed.sum_tensor(true_class_scores(shares, labels))  # over the global batch
+            coefficients = modulation_coefficients(scores, self.options.alpha)
         modulating = self.options.in_window(step.epoch)
         logs = {"loss": loss.detach(), **{f"coeff_{m}": k for m, k in zip(shares, coefficients)}}
         return StepOutput(loss, logs, {"coefficients": dict(zip(shares, coefficients)) if modulating else {}})
