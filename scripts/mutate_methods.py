@@ -141,6 +141,17 @@ MUTATIONS = [
              "responses[m] = phi",
              "AGM's responses leave out f({})/M, so they no longer sum to the fused logits",
              (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    # ---- LFM
+    Mutation("lfm-update-sign", "src/latefusion/methods/lfm.py",
+             "return (w - lr * hvp_first.mean())",
+             "return (w + lr * hvp_first.mean())",
+             "LFM's learned alignment weight steps up the Hessian-vector product instead of down",
+             ("tests/test_methods_lfm.py::test_lfm_learned_weight_moves_by_the_mean_hessian_vector_product_of_the_first_parameter",)),
+    Mutation("lfm-textbook-js", "src/latefusion/methods/lfm.py",
+             'F.kl_div(p_m.log(), mid, reduction="batchmean") + F.kl_div(p_n.log(), mid, reduction="batchmean")',
+             'F.kl_div(mid.log(), p_m, reduction="batchmean") + F.kl_div(mid.log(), p_n, reduction="batchmean")',
+             "LFM's alignment term is the textbook Jensen-Shannon KL(p || mid), not the official KL(mid || p)",
+             ("tests/test_methods_lfm.py::test_lfm_loss_is_twice_the_weighted_fused_cross_entropy_and_alignment_divergence",)),
     # ---- linear probe
     Mutation("probe-select-on-test", "src/latefusion/probe.py",
              'val_acc = accuracy("val")',
