@@ -141,6 +141,17 @@ MUTATIONS = [
              "responses[m] = phi",
              "AGM's responses leave out f({})/M, so they no longer sum to the fused logits",
              (f"{EQUATIONS}::test_agm_steps_follow_the_equations_and_keep_the_running_means",)),
+    # ---- Diagnosing and Re-learning
+    Mutation("relearn-reinit-weights-swapped", "src/latefusion/methods/relearn.py",
+             "current.mul_(1 - alpha).add_(initial, alpha=alpha)",
+             "current.mul_(alpha).add_(initial, alpha=1 - alpha)",
+             "Re-learning keeps alpha of the current encoder and takes 1 - alpha of its initial weights",
+             ("tests/test_methods_relearn.py::test_relearn_reinitialises_each_encoder_by_tanh_of_its_purity_gap",)),
+    Mutation("relearn-signed-purity-gap", "src/latefusion/methods/relearn.py",
+             "math.tanh(strength * abs(train_purity - val_purity))",
+             "math.tanh(strength * (train_purity - val_purity))",
+             "Re-learning's strength uses the signed purity gap, not its size",
+             ("tests/test_methods_relearn.py::test_relearn_reinitialises_each_encoder_by_tanh_of_its_purity_gap",)),
     # ---- linear probe
     Mutation("probe-select-on-test", "src/latefusion/probe.py",
              'val_acc = accuracy("val")',

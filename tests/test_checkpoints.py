@@ -14,6 +14,7 @@ from latefusion.methods import METHODS
 from latefusion.methods.agm import AGM
 from latefusion.methods.naive import Naive
 from latefusion.methods.ogm_ge import OGMGE
+from latefusion.methods.relearn import Relearn
 from latefusion.pipeline import run_pipeline
 from latefusion.errors import CheckpointError
 from latefusion.runs import RunDir
@@ -140,6 +141,10 @@ def with_faults(base: type) -> type:
 # restore its state); AGM, whose running scores change every step (a resumed run must restore them).
 for method_class in (Naive, OGMGE, AGM):
     with_faults(method_class)
+# Re-learning re-initialises its encoders before epoch 2 here (every=1): a run resumed after that must
+# carry its diagnosis (logged every step) and its encoders' initial weights.
+with_faults(Relearn)
+OPTIONS = {"relearn": ["method.options.every=1", "train.seed=1"]}  # seed 1: both alphas above 0
 
 
 @pytest.fixture
@@ -173,9 +178,10 @@ def comparable(path: Path):
 @pytest.mark.parametrize("method, at_call", [
     ("naive", 9), ("naive", 12), ("naive", 13),  # inside epoch 1, just before its end, first step of epoch 2
     ("ogm_ge", 9), ("agm", 9),
+    ("relearn", 15),  # epoch 2, step 3: after the re-initialisation
 ])
 def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, method, at_call):
-    config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2")
+    config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2", *OPTIONS.get(method, []))
     train(config, tmp_path / "whole")
     fault("crash", at_call)
     with pytest.raises(KeyboardInterrupt):
