@@ -15,6 +15,7 @@ from latefusion.methods.agm import AGM
 from latefusion.methods.naive import Naive
 from latefusion.methods.ogm_ge import OGMGE
 from latefusion.methods.relearn import Relearn
+from latefusion.methods.remix import Remix
 from latefusion.pipeline import run_pipeline
 from latefusion.errors import CheckpointError
 from latefusion.runs import RunDir
@@ -144,7 +145,11 @@ for method_class in (Naive, OGMGE, AGM):
 # Re-learning re-initialises its encoders before epoch 2 here (every=1): a run resumed after that must
 # carry its diagnosis (logged every step) and its encoders' initial weights.
 with_faults(Relearn)
-OPTIONS = {"relearn": ["method.options.every=1", "train.seed=1"]}  # seed 1: both alphas above 0
+# Remix assigns the samples before epoch 1 here (warmup=1) and arranges the epoch's batches by it: a run
+# resumed inside that epoch must restore the assignment to see the same batches.
+with_faults(Remix)
+OPTIONS = {"relearn": ["method.options.every=1", "train.seed=1"],  # seed 1: both alphas above 0
+           "remix": ["method.options.warmup=1"]}
 
 
 @pytest.fixture
@@ -179,6 +184,7 @@ def comparable(path: Path):
     ("naive", 9), ("naive", 12), ("naive", 13),  # inside epoch 1, just before its end, first step of epoch 2
     ("ogm_ge", 9), ("agm", 9),
     ("relearn", 15),  # epoch 2, step 3: after the re-initialisation
+    ("remix", 9),
 ])
 def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, method, at_call):
     config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2", *OPTIONS.get(method, []))

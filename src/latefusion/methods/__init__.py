@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import agm, gblend, mla, mmpareto, naive, ogm_ge, pmr, relearn, ume, umt, unimodal  # noqa: F401  (register the methods)
+from . import agm, gblend, mla, mmpareto, naive, ogm_ge, pmr, relearn, remix, ume, umt, unimodal  # noqa: F401  (register the methods)
 from .base import Method, StepInfo, StepOutput, TrainingContext
 from .registry import METHODS, build_method, load_model
 
