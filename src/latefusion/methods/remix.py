@@ -150,7 +150,6 @@ class Remix(Method):
     @torch.no_grad()
     def assign(self, model: nn.Module, context: TrainingContext) -> None:
         """a_i = argmin_m KL(softmax(h_m(z_i^m)) || uniform) over the training split, in evaluation mode."""
-        self.unimodal_heads.eval()
         divergences = []
         for m in self.modalities():
             features, _ = encode(model.encoders[m], m, self.train_split.deterministic(), self.config, context.device)
