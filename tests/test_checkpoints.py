@@ -18,6 +18,8 @@ from latefusion.methods.naive import Naive
 from latefusion.methods.ogm_tpami import OGMTPAMI
 from latefusion.methods.ogm_ge import OGMGE
 from latefusion.methods.opm import OPM
+from latefusion.methods.relearn import Relearn
+from latefusion.methods.remix import Remix
 from latefusion.pipeline import run_pipeline
 from latefusion.errors import CheckpointError
 from latefusion.runs import RunDir
@@ -143,9 +145,15 @@ def faulty(base: type, suffix: str = "with-faults") -> type:
 # Naive fusion; OGM-GE, whose noise draws from the global generator every step (a resumed run must
 # restore its state); AGM, whose running scores change every step (a resumed run must restore them);
 # MMCosine (its own head); OGM (TPAMI) and OPM from epoch 1 (noise and drops drawn every step); InfoReg, whose
-# anchor is set at the epoch's start and whose Fisher trace grows every step.
-for method_class in (Naive, OGMGE, AGM, MMCosine, OGMTPAMI, OPM, InfoReg):
+# anchor is set at the epoch's start and whose Fisher trace grows every step. Re-learning re-initialises its
+# encoders before epoch 2 here (every=1): a run resumed after that must carry its diagnosis (logged every
+# step) and its encoders' initial weights. Remix assigns the samples before epoch 1 here (warmup=1) and
+# arranges the epoch's batches by it: a run resumed inside that epoch must restore the assignment.
+for method_class in (Naive, OGMGE, AGM, MMCosine, OGMTPAMI, OPM, InfoReg, Relearn, Remix):
     METHODS.register(faulty(method_class).name)(faulty(method_class))
+OPTIONS = {"ogm_tpami": ["method.options.start_epoch=1"], "opm": ["method.options.start_epoch=1"],  # past their warm-up by the crash
+           "relearn": ["method.options.every=1", "train.seed=1"],  # seed 1: both alphas above 0
+           "remix": ["method.options.warmup=1"]}
 
 
 @pytest.fixture
@@ -179,10 +187,11 @@ def comparable(path: Path):
 @pytest.mark.parametrize("method, at_call", [
     ("naive", 9), ("naive", 12), ("naive", 13),  # inside epoch 1, just before its end, first step of epoch 2
     ("ogm_ge", 9), ("agm", 9), ("mmcosine", 9), ("ogm_tpami", 9), ("opm", 9), ("inforeg", 9),
+    ("relearn", 15),  # epoch 2, step 3: after the re-initialisation
+    ("remix", 9),
 ])
 def test_a_run_crashed_inside_an_epoch_resumes_to_identical_metrics(tmp_path, tiny_config, fault, method, at_call):
-    window = ["method.options.start_epoch=1"] if method in ("ogm_tpami", "opm") else []  # past their warm-up by the crash
-    config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2", *window)
+    config = tiny_config(f"method.name={method}-with-faults", "data.batch_size=50", "train.checkpoint_every_steps=2", *OPTIONS.get(method, []))
     train(config, tmp_path / "whole")
     fault("crash", at_call)
     with pytest.raises(KeyboardInterrupt):

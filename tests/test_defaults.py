@@ -74,6 +74,22 @@ def test_the_loader_batches_by_the_auto_size_of_the_whole_training_split():
     assert resumed == sizes[10:]
 
 
+def test_the_loader_follows_the_training_splits_own_order_and_resumes_inside_it():
+    """A method's training split may arrange its epochs (Split.training_order; Remix does): the loader
+    batches that order, and a run resumed at a step skips the batches before it."""
+
+    class Reversed(type(build_dataset(small().data).splits["train"])):
+        def training_order(self, generator):
+            return list(range(len(self)))[::-1]
+
+    config = small("data.batch_size=8", train_size=40)
+    train = build_dataset(config.data).splits["train"]
+    backwards = Reversed(train.inputs, train.labels)
+    labels = [y.tolist() for _, y in make_loader(backwards, config, train=True, epoch=3)]
+    assert labels == [train.labels[i - 8:i].flip(0).tolist() for i in range(40, 0, -8)]
+    assert [y.tolist() for _, y in make_loader(backwards, config, train=True, epoch=3, start_step=2)] == labels[2:]
+
+
 def test_an_auto_run_records_the_batch_size_it_used_and_keeps_auto_in_its_config(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="latefusion.train"):
         result = training.train(small("train.progress=true", "train.epochs=2"), tmp_path / "run")

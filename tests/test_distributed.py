@@ -60,8 +60,13 @@ SETTINGS = ["data.options.train_size=300", "data.options.val_size=200", "data.op
             "train.progress=false", "train.device=cpu", "data.batch_size=64"]  # the last batch: 44 samples, 22 a process
 
 
+# Within the 3 epochs: Re-learning re-initialises before epoch 2 and Data Remixing remixes from epoch 1.
+METHOD_OPTIONS = ["relearn.every=1", "remix.warmup=1"]
+
+
 def demo_args(out: Path) -> list[str]:
-    return ["demo", "--data", "synthetic-unimodal", "--methods", "all", "--out", str(out), *[a for s in SETTINGS for a in ("--set", s)]]
+    return ["demo", "--data", "synthetic-unimodal", "--methods", "all", "--out", str(out), *[a for s in SETTINGS for a in ("--set", s)],
+            *[a for o in METHOD_OPTIONS for a in ("--method-option", o)]]
 
 
 def comparable_runs(root: Path) -> dict[str, tuple[dict, list[dict]]]:

@@ -90,8 +90,10 @@ def prepared(name: str, runs: dict[str, str], folder):
 
 
 def owned(module: torch.nn.Module) -> tuple[dict[str, tuple[int, ...]], list[int]]:
-    """What an optimiser and a checkpoint see of a module: its state's names and shapes, its parameters."""
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}, [id(p) for p in module.parameters()]
+    """What an optimiser and a checkpoint see of a module: its state's names and shapes (an extra state's
+    type: its contents may depend on the data, as Remix's per-sample assignment), its parameters."""
+    return ({k: tuple(v.shape) if torch.is_tensor(v) else type(v).__name__ for k, v in module.state_dict().items()},
+            [id(p) for p in module.parameters()])
 
 
 @pytest.mark.parametrize("name", METHODS.names())

@@ -96,12 +96,13 @@ def make_loader(dataset: Dataset, config: RunConfig, *, train: bool, epoch: int 
     `n_train`: the size of the run's training split, from which `train_batch_size` resolves an "auto"
     batch size (default: the size of `dataset`); G-Blending trains on part of the split with the
     batch size of the whole."""
-    # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches.
+    # The order of each epoch is a function of (seed, epoch) alone, so a resumed run sees the same batches
+    # (the training split draws it: `Split.training_order`).
     # The loader gets its own generator too: otherwise it draws its workers' seed from the global RNG.
     # Several processes share out each batch of that one order (distributed.shard).
     generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
     batch_size = train_batch_size(config, len(dataset) if n_train is None else n_train) if train else config.data.eval_batch_size
-    order = torch.randperm(len(dataset), generator=generator)[start_step * batch_size:].tolist() if train else None
+    order = dataset.training_order(generator)[start_step * batch_size:] if train else None
     return DataLoader(
         dataset,
         batch_size=distributed.local_batch_size(batch_size) if train else batch_size,

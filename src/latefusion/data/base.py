@@ -115,6 +115,8 @@ class Split(Dataset):
                       settings), so caches and resumed runs can tell when the data changed
       deterministic() the same samples through the evaluation transform (no augmentation)
       subset(indices) some of the samples, keeping all of the above
+      training_order(generator)  the order a training epoch visits the samples in: a random
+                      permutation, unless a method's training split arranges its epochs otherwise
     """
 
     augments: bool = False
@@ -143,6 +145,12 @@ class Split(Dataset):
 
     def subset(self, indices: list[int]) -> "Split":
         return SubsetSplit(self, indices)
+
+    def training_order(self, generator: torch.Generator) -> list[int]:
+        """The order of one training epoch, drawn from that epoch's generator (a function of the seed
+        and the epoch alone, so a resumed run sees the same batches). A method's training split may
+        arrange it otherwise: Data Remixing (methods/remix.py) batches each modality's samples apart."""
+        return torch.randperm(len(self), generator=generator).tolist()
 
     def __getitem__(self, index: int) -> tuple[Inputs, int]:
         inputs, labels = self.__getitems__([index])

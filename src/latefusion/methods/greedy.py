@@ -60,6 +60,7 @@ from .. import distributed
 from ..config import Section
 from ..data import Inputs
 from ..errors import ConfigError
+from ..models.fusion import EncoderModel
 from ..style import Style
 from .base import Method, StepInfo, StepOutput
 from .registry import METHODS
@@ -86,13 +87,11 @@ class CrossModalGates(nn.Module):
         return {m: torch.sigmoid(layer(z)) for m, layer in self.excite.items()}
 
 
-class GreedyModel(nn.Module):
+class GreedyModel(EncoderModel):
     """One branch per modality (encoder + head), recalibrated through `gates`; predicts the branches' mean."""
 
     def __init__(self, encoders: dict[str, nn.Module], num_classes: int, ratio: int) -> None:
-        super().__init__()
-        self.encoders = nn.ModuleDict(encoders)
-        self.modalities = list(encoders)
+        super().__init__(encoders)
         dims = {m: e.out_dim for m, e in encoders.items()}
         self.gates = CrossModalGates(dims, ratio)
         self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
@@ -100,16 +99,13 @@ class GreedyModel(nn.Module):
     def branch_logits(self, inputs: Inputs, constant: Tensor | None = None, use_constant: Tensor | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Each branch's logits and the gates computed for it. Where `use_constant[i]` (a bool per
         modality, on the device) is true, branch i is gated by `constant[i]` instead."""
-        features = {m: self.encoders[m](inputs[m]) for m in self.modalities}
+        features = self.features(inputs)
         gates = self.gates(features)
         logits = {}
         for i, m in enumerate(self.modalities):
             gate = gates[m] if constant is None else torch.where(use_constant[i], constant[i].to(gates[m].dtype), gates[m])
             logits[m] = self.heads[m](features[m] * gate)
         return logits, gates
-
-    def forward(self, inputs: Inputs) -> Tensor:
-        return self.scores(inputs)[0]
 
     def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
         logits = self.branch_logits(inputs)[0]

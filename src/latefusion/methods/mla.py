@@ -58,6 +58,7 @@ from .. import distributed
 from ..config import Section
 from ..data import Inputs
 from ..errors import ConfigError
+from ..models.fusion import EncoderModel, shared_width
 from ..style import Style
 from .base import Method, StepInfo, StepOutput
 from .registry import METHODS
@@ -88,24 +89,16 @@ def entropy_weights(logits: Tensor) -> Tensor:
     return (-entropy).softmax(0)
 
 
-class SharedHeadModel(nn.Module):
+class SharedHeadModel(EncoderModel):
     """One encoder per modality, one linear head shared by all; `forward` is MLA's test-time fusion.
     The fused-model protocol (models/protocol.py), with `head` one linear layer applied to one
     modality's features at a time."""
 
     def __init__(self, encoders: dict[str, nn.Module], num_classes: int, fusion: str, fixed_weights: dict[str, float]) -> None:
-        super().__init__()
-        dims = {m: e.out_dim for m, e in encoders.items()}
-        if len(set(dims.values())) != 1:
-            raise ConfigError(f"mla shares one head across modalities, so every encoder needs the same output size; got {dims}")
-        self.encoders = nn.ModuleDict(encoders)
-        self.modalities = list(encoders)
-        self.head = nn.Linear(next(iter(dims.values())), num_classes)
+        super().__init__(encoders)
+        self.head = nn.Linear(shared_width(encoders, "mla"), num_classes)
         self.fusion = fusion
         self.register_buffer("fixed_weights", torch.tensor([fixed_weights.get(m, 1.0) for m in self.modalities]))
-
-    def features(self, inputs: Inputs) -> dict[str, Tensor]:
-        return {m: self.encoders[m](inputs[m]) for m in self.modalities}
 
     def modality_logits(self, inputs: Inputs) -> Tensor:
         """(modalities, batch, classes)."""
@@ -116,9 +109,6 @@ class SharedHeadModel(nn.Module):
             return entropy_weights(logits)
         weights = self.fixed_weights / self.fixed_weights.sum()
         return weights[:, None].expand(logits.shape[:2])
-
-    def forward(self, inputs: Inputs) -> Tensor:
-        return self.scores(inputs)[0]
 
     def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
         """The fused scores and each modality's logits, every encoder run once."""

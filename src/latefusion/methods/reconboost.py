@@ -54,7 +54,7 @@ from torch import Tensor, nn
 
 from ..config import Section
 from ..data import Inputs
-from ..errors import ConfigError
+from ..models.fusion import EncoderModel, shared_width
 from ..style import Style
 from .base import Method, StepInfo, StepOutput
 from .registry import METHODS
@@ -70,24 +70,16 @@ class ReconBoostOptions(Section):
     head_hidden: int = Field(256, gt=0, description="hidden width of the shared MLP head")
 
 
-class BoostedEnsemble(nn.Module):
+class BoostedEnsemble(EncoderModel):
     """One learner per modality, head(encoder_m(x_m)), the head shared; predicts beta * their sum."""
 
     def __init__(self, encoders: dict[str, nn.Module], num_classes: int, hidden: int, boost_rate: float) -> None:
-        super().__init__()
-        dims = {m: e.out_dim for m, e in encoders.items()}
-        if len(set(dims.values())) != 1:
-            raise ConfigError(f"reconboost shares one head across modalities, so every encoder needs the same output size; got {dims}")
-        self.encoders = nn.ModuleDict(encoders)
-        self.modalities = list(encoders)
-        self.head = nn.Sequential(nn.Linear(next(iter(dims.values())), hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        super().__init__(encoders)
+        self.head = nn.Sequential(nn.Linear(shared_width(encoders, "reconboost"), hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         self.boost_rate = nn.Parameter(torch.tensor(float(boost_rate)))
 
     def learner(self, m: str, inputs: Inputs) -> Tensor:
         return self.head(self.encoders[m](inputs[m]))
-
-    def forward(self, inputs: Inputs) -> Tensor:
-        return self.scores(inputs)[0]
 
     def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
         shares = {m: self.boost_rate * self.learner(m, inputs) for m in self.modalities}

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Inputs
+from ..errors import ConfigError
 
 
 class ConcatHead(nn.Module):
@@ -48,15 +49,38 @@ class SumHead(nn.Module):
 HEADS = {"concat": ConcatHead, "sum": SumHead}
 
 
-class LateFusion(nn.Module):
-    def __init__(self, encoders: dict[str, nn.Module], num_classes: int, fusion: str = "concat") -> None:
+class EncoderModel(nn.Module):
+    """A model with one encoder per modality: the `modalities`, `encoders` and `features` of the
+    fused-model protocol (protocol.py). A subclass says what it makes of the features: `scores`, and
+    `forward` (by default the fused scores)."""
+
+    def __init__(self, encoders: dict[str, nn.Module]) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.modalities = list(encoders)
-        self.head = HEADS[fusion]({m: e.out_dim for m, e in encoders.items()}, num_classes)
 
     def features(self, inputs: Inputs) -> dict[str, Tensor]:
         return {m: self.encoders[m](inputs[m]) for m in self.modalities}
+
+    def forward(self, inputs: Inputs) -> Tensor:
+        return self.scores(inputs)[0]
+
+    def scores(self, inputs: Inputs) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+def shared_width(encoders: dict[str, nn.Module], method: str) -> int:
+    """The one feature size of encoders whose features share a head (MLA, ReconBoost)."""
+    dims = {m: e.out_dim for m, e in encoders.items()}
+    if len(set(dims.values())) != 1:
+        raise ConfigError(f"{method} shares one head across modalities, so every encoder needs the same output size; got {dims}")
+    return next(iter(dims.values()))
+
+
+class LateFusion(EncoderModel):
+    def __init__(self, encoders: dict[str, nn.Module], num_classes: int, fusion: str = "concat") -> None:
+        super().__init__(encoders)
+        self.head = HEADS[fusion]({m: e.out_dim for m, e in encoders.items()}, num_classes)
 
     def forward(self, inputs: Inputs) -> Tensor:
         return self.head(self.features(inputs))
