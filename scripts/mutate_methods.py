@@ -88,8 +88,8 @@ MUTATIONS = [
              (f"{EQUATIONS}::test_gblend_loss_blends_every_heads_cross_entropy_with_its_weight",)),
     # ---- OGM-GE
     Mutation("ogm-window-end-exclusive", "src/latefusion/methods/base.py",
-             "return self.start_epoch <= epoch <= self.end_epoch",
-             "return self.start_epoch <= epoch < self.end_epoch",
+             "(self.end_epoch is None or epoch <= self.end_epoch)",
+             "(self.end_epoch is None or epoch < self.end_epoch)",
              "the modulation window's end (EpochWindow, OGM-GE's) made exclusive (its last epoch unmodulated)",
              (f"{EQUATIONS}::test_ogm_ge_coefficient_applies_on_every_epoch_of_its_window_and_on_no_other",)),
     Mutation("ogm-noise-after-scaling", "src/latefusion/methods/ogm_ge.py",
