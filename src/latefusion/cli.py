@@ -1,5 +1,6 @@
 """Command line: `latefusion prepare | train | check-data | probe | predict | guide | demo | report | compare | config | list | methods |
-encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets (plugins.py)."""
+encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets
+(docs/configs.md#plugins)."""
 
 from __future__ import annotations
 
@@ -280,9 +281,10 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_compare(args: argparse.Namespace) -> None:
-    from .compare import compare_runs, format_table
+    from .compare import FORMATS, compare_runs, format_table
 
-    print(format_table(compare_runs(args.runs)))
+    comparison = compare_runs(args.runs)
+    print(format_table(comparison, args.width) if args.format == "table" else FORMATS[args.format](comparison), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("compare", help="a table of finished runs: the config keys they differ in, accuracy, macro-F1, probes")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (of `latefusion train`, or inside a demo folder)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table: text in at most --width columns (default); csv, json: every run's differing settings and its scores "
+                        "(fractions, as result.json holds them), whole")
+    p.add_argument("--width", type=int, default=100, metavar="N", help="the table's width in characters (default: 100); "
+                   "columns that do not fit go to a second table")
     p.set_defaults(handler=command_compare)
 
     p = command("config", help="print the resolved configuration (defaults, --config, --set, --data, --quick); runs nothing")
