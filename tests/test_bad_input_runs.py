@@ -106,7 +106,7 @@ def test_writes_under_a_pinned_folder_that_moved_are_refused(tmp_path):
             run.path.rename(tmp_path / "moved")
             write_json(run.result_file, {})
     assert not run.path.exists() and (tmp_path / "moved" / "before.json").is_file()
-    with pytest.raises(RunFolderMovedError, match="it is gone"):
+    with pytest.raises(RunFolderMovedError, match=r"old path\. It was removed\.$"):
         with run.lock():
             shutil.rmtree(run.path)
             write_json(run.path / "checkpoints" / "x.json", {})

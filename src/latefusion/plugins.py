@@ -17,8 +17,10 @@ The command line imports plugins before it runs a command, in two ways:
         [project.entry-points."latefusion.plugins"]
         my-encoders = "my_package.encoders"
 
-A plugin that fails to import stops the command with an error naming the module (and the entry
-point); `latefusion --debug` shows the traceback. From Python, import the module yourself.
+A plugin that fails to import, calls sys.exit() while imported, or is a folder without __init__.py
+(which would import and register nothing) stops the command with an error naming the module (and
+the entry point); `latefusion --debug` shows the traceback. From Python, import the module yourself.
+docs/examples/my_plugin.py is a complete plugin.
 """
 
 from __future__ import annotations
@@ -74,10 +76,10 @@ def import_plugin(name: str) -> ModuleType:
         if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
             raise PluginError(f"--import {name}: no module named {error.name!r} (searched the current folder and "
                               f"the Python path; a file is given by its path, ending in .py)") from error
-        raise PluginError(f"--import {name}: importing the plugin failed: {describe(error)}") from error
+        raise PluginError(f"--import {name}: {failure(error, 'importing the plugin failed')}") from error
     except (Exception, SystemExit) as error:
         raise PluginError(f"--import {name}: {failure(error, 'importing the plugin failed')}") from error
-    if getattr(module, "__file__", None) is None:  # a namespace package: a folder without __init__.py, no code runs
+    if getattr(module, "__file__", None) is None and hasattr(module, "__path__"):  # a namespace package: a folder without __init__.py
         inside = sorted(p.stem for folder in module.__path__ for p in Path(folder).glob("*.py"))
         hint = f"; its modules: {', '.join(f'{name}.{m}' for m in inside)}" if inside else ""
         raise PluginError(f"--import {name}: a folder without __init__.py: importing it runs no code and registers nothing; "

@@ -87,19 +87,21 @@ class PinnedFolder:
         return (stat.st_dev, stat.st_ino) == self.identity
 
     def now_at(self) -> str | None:
-        """Where the folder is now, if the system can tell and it still exists."""
-        with contextlib.suppress(OSError):
+        """Where the folder is now: its path, "" once it was removed, None where the system cannot tell."""
+        try:
             where = os.readlink(f"/proc/self/fd/{self.fd}")
-            if not where.endswith(" (deleted)") and Path(where).is_dir():
-                return where
-        return None
+        except OSError:  # no /proc (macOS)
+            return None
+        return "" if where.endswith(" (deleted)") else where
 
     def moved_error(self) -> RunFolderMovedError:
         now = self.now_at()
-        where = (f"it is now at {now}; continue it there: latefusion train --out {now} --resume" if now else
-                 "it is gone; if it was moved, continue it where it is now: latefusion train --out NEW_PLACE --resume")
+        where = (f"Its files are whole up to its last checkpoint, and it is now at {now}; continue it there: "
+                 f"latefusion train --out {now} --resume" if now else "It was removed." if now == "" else
+                 "If it was moved, its files are whole up to its last checkpoint; continue it where it is now: "
+                 "latefusion train --out NEW_PLACE --resume")
         return RunFolderMovedError(f"{self.path} was moved or removed while this process was writing it; stopped, so that nothing "
-                                   f"is written to a new folder at the old path. Its files are whole up to the last checkpoint: {where}")
+                                   f"is written to a new folder at the old path. {where}")
 
     def close(self) -> None:
         os.close(self.fd)
