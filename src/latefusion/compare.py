@@ -7,8 +7,8 @@ are left out), the data fingerprint of each run when they were trained on differ
 (result.json), then validation and test accuracy and macro-F1 from result.json, then the
 linear-probe test accuracy of each modality where the run was probed (probe.json). The text table
 fits a width (100 characters by default): runs are named from their common folder, and a table too
-wide shows the scores first and the settings in further tables, each as wide as fits. `--format csv|json` writes the same, whole. Seeds of one setting
-are averaged by `latefusion report`, not here.
+wide shows the scores first and the settings in further tables, each as wide as fits. CSV and JSON
+(FORMATS) hold the same, whole. Seeds of one setting are averaged by `latefusion report`, not here.
 """
 
 from __future__ import annotations
@@ -180,4 +180,5 @@ def format_csv(comparison: Comparison) -> str:
     return text.getvalue()
 
 
-FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
+# `latefusion compare --format`, besides the text table
+FORMATS = {"csv": format_csv, "json": format_json}
