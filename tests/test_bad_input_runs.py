@@ -277,7 +277,9 @@ def test_a_result_that_is_not_an_object_is_named(demo):
 # ------------------------------------------------------------------ --help and a complete plug-in file
 
 def test_help_names_no_source_file(capsys):
-    for argv in (["--help"], ["train", "--help"], ["list", "--help"]):
+    commands = ["prepare", "train", "check-data", "probe", "predict", "guide", "demo", "report", "compare", "config", "list",
+                "methods", "encoders", "datasets"]
+    for argv in (["--help"], *([command, "--help"] for command in commands)):
         with pytest.raises(SystemExit):
             main(argv)
         out = capsys.readouterr().out
