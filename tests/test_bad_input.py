@@ -447,7 +447,7 @@ def test_compare_shows_the_data_fingerprints_of_runs_on_different_data(tmp_path,
     assert compare_runs([a, b]).differing == ["data fingerprint"]
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    header, _, row_a, row_b = out.splitlines()[:4]
+    header, _, row_a, row_b = out.splitlines()[2:6]  # after "runs in FOLDER" and a blank line
     assert header.split()[:3] == ["run", "data", "fingerprint"] and row_a.split()[1] == prints[0] and row_b.split()[1] == prints[1]
     assert "configs are the same" in out and "data differ" in out
     assert compare_runs([a, a]).differing == []

@@ -26,10 +26,11 @@ def test_compare_shows_the_differing_keys_scores_and_probes(tmp_path, capsys):
     capsys.readouterr()
 
     assert main(["compare", str(a), str(b)]) == 0
-    header, rule, row_a, row_b = capsys.readouterr().out.splitlines()
+    folder, _, header, rule, row_a, row_b = capsys.readouterr().out.splitlines()
+    assert folder == f"runs in {tmp_path}"  # the runs are named from the folder they share
     assert header.split() == ["run", "method.name", "optim.lr", "val", "acc", "test", "acc", "val", "F1", "test", "F1", "probe:a", "probe:b"]
     result, probe = read_json(a / "result.json"), read_json(a / "probe.json")
-    assert row_a.split() == [str(a), "naive", "0.001", *(f"{result[k] * 100:.1f}" for k in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")),
+    assert row_a.split() == [a.name, "naive", "0.001", *(f"{result[k] * 100:.1f}" for k in ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1")),
                              *(f"{probe['results'][m]['test_acc'] * 100:.1f}" for m in ("a", "b"))]
     assert row_b.split()[1:3] == ["ogm_ge", "0.01"] and row_b.split()[-2:] == ["-", "-"]  # not probed
     assert compare_runs([a, b]).differing == ["method.name", "optim.lr"]  # train.epochs etc. are the same: not shown
@@ -46,9 +47,9 @@ def test_compare_takes_a_several_seed_demo_folder_as_its_runs_seed_by_seed(tmp_p
         assert main(["train", *sets(*FAST, f"train.seed={k}"), "--out", str(tmp_path / "demo" / f"seed-{k}" / "naive")]) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "demo")]) == 0
-    header, _, *rows = capsys.readouterr().out.splitlines()
-    assert header.split()[:2] == ["run", "train.seed"]
-    assert [row.split()[:2] for row in rows] == [[str(tmp_path / "demo" / f"seed-{k}" / "naive"), str(k)] for k in (0, 1)]
+    folder, _, header, _, *rows = capsys.readouterr().out.splitlines()
+    assert folder == f"runs in {tmp_path / 'demo'}" and header.split()[:2] == ["run", "train.seed"]
+    assert [row.split()[:2] for row in rows] == [[f"seed-{k}/naive", str(k)] for k in (0, 1)]
 
 
 def write_run(folder, **changes):

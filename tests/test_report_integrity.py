@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import latefusion.report as report_module
+import latefusion.storage as storage
 from latefusion.errors import RunFolderError
 from latefusion.figures import curves_figure
 from latefusion.pipeline import run_pipeline
@@ -161,14 +161,14 @@ def test_a_failed_write_leaves_the_old_report_whole(demo, monkeypatch):
     write_report([demo])
     before = report_files(demo)
     change_a_result(demo)
-    real = report_module.atomic_write_text
+    real = storage.atomic_write_bytes
 
-    def full_disk(path, text):
-        if Path(path).name == "report.md":
+    def full_disk(path, data):
+        if Path(path).name == ".report.md.staged":  # report.md, written whole beside its name before the set is committed
             raise OSError(28, "No space left on device")
-        real(path, text)
+        real(path, data)
 
-    monkeypatch.setattr(report_module, "atomic_write_text", full_disk)
+    monkeypatch.setattr(storage, "atomic_write_bytes", full_disk)
     with pytest.raises(OSError):
         write_report([demo])
     assert report_files(demo) == before  # no new PNG beside the old report, nothing half-replaced
@@ -183,7 +183,7 @@ def test_an_interrupt_while_writing_report_md_leaves_the_old_report_with_its_own
     real = os.replace
 
     def crash_on_markdown(src, dst):
-        if Path(dst).name == "report.md":
+        if Path(dst).name == ".report.md.staged":  # report.md written whole beside its name, before the set's commit
             raise KeyboardInterrupt
         real(src, dst)
 
@@ -191,7 +191,7 @@ def test_an_interrupt_while_writing_report_md_leaves_the_old_report_with_its_own
     with pytest.raises(KeyboardInterrupt):
         write_report([demo])
     monkeypatch.undo()
-    assert report_files(demo) == before  # report.html put back, the new figures removed
+    assert report_files(demo) == before  # report.html never replaced, the new figures removed
     assert (demo / "report.md").read_text() == old_markdown
     assert all((demo / link).is_file() for link in linked_figures(old_markdown))
     # The next report that completes removes the figures no report.md shows.

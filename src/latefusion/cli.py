@@ -1,5 +1,6 @@
 """Command line: `latefusion prepare | train | check-data | probe | predict | guide | demo | report | compare | config | list | methods |
-encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets (plugins.py)."""
+encoders | datasets`. Run `latefusion COMMAND --help`; `--import MODULE` loads your own methods, encoders or data sets
+(docs/configs.md#plugins)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from . import distributed
 from .config import dump_config, parse_overrides
 from .data import DATASETS, IN_MEMORY, build_dataset
+from .compare import FORMATS as COMPARE_FORMATS, WIDTH as COMPARE_WIDTH
 from .data.prepared import RECIPES
 from .errors import ConfigError, UserError
 from .interrupt import Interrupted, stop_on_signal
@@ -279,7 +281,8 @@ def command_list(args: argparse.Namespace) -> None:
 def command_compare(args: argparse.Namespace) -> None:
     from .compare import compare_runs, format_table
 
-    print(format_table(compare_runs(args.runs)))
+    comparison = compare_runs(args.runs)
+    print(format_table(comparison, args.width) if args.format == "table" else COMPARE_FORMATS[args.format](comparison), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("compare", help="a table of finished runs: the config keys they differ in, accuracy, macro-F1, probes")
     p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (of `latefusion train`, or inside a demo folder)")
+    p.add_argument("--format", choices=["table", *COMPARE_FORMATS], default="table",
+                   help="table: text in at most --width columns (default); csv, json: every run's differing settings and its scores "
+                        "(fractions, as result.json holds them), whole")
+    p.add_argument("--width", type=int, default=COMPARE_WIDTH, metavar="N", help=f"the table's width in characters (default: "
+                   f"{COMPARE_WIDTH}); the settings that do not fit beside the scores go to further tables")
     p.set_defaults(handler=command_compare)
 
     p = command("config", help="print the resolved configuration (defaults, --config, --set, --data, --quick); runs nothing")

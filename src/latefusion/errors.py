@@ -35,3 +35,7 @@ class OutputError(UserError):
     """A file latefusion writes (run folder, checkpoint, report) that the system refused: a full disk,
     a read-only file system, no permission, a file where a folder should be. The message names the
     path and the cause; the atomic writer replaced nothing, so the previous file, if any, is intact."""
+
+
+class RunFolderMovedError(RunFolderError):
+    """The run folder was moved or removed while a process was writing it; the message says where it is now, if known."""

@@ -17,8 +17,10 @@ The command line imports plugins before it runs a command, in two ways:
         [project.entry-points."latefusion.plugins"]
         my-encoders = "my_package.encoders"
 
-A plugin that fails to import stops the command with an error naming the module (and the entry
-point); `latefusion --debug` shows the traceback. From Python, import the module yourself.
+A plugin that fails to import, calls sys.exit() while imported, or is a folder without __init__.py
+(which would import and register nothing) stops the command with an error naming the module (and
+the entry point); `latefusion --debug` shows the traceback. From Python, import the module yourself.
+docs/examples/my_plugin.py is a complete plugin.
 """
 
 from __future__ import annotations
@@ -57,23 +59,40 @@ def import_plugin(name: str) -> ModuleType:
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             del sys.modules[module_name]
-            raise PluginError(f"--import {name}: importing the plugin file failed: {describe(error)}") from error
+            raise PluginError(f"--import {name}: {failure(error, 'importing the plugin file failed')}") from error
         return module
+    if path.is_dir() and ("/" in name or name in (".", "..")):
+        raise PluginError(f"--import {name}: a folder; --import takes a module's name (my_package.encoders) or the path of a "
+                          f".py file (my_folder/my_plugin.py)")
     cwd = str(Path.cwd())
     added = cwd not in sys.path and "" not in sys.path
     if added:  # `latefusion` started as a script does not search the current folder; a plugin beside the user is found
         sys.path.append(cwd)
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except ModuleNotFoundError as error:
         if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
             raise PluginError(f"--import {name}: no module named {error.name!r} (searched the current folder and "
                               f"the Python path; a file is given by its path, ending in .py)") from error
-        raise PluginError(f"--import {name}: importing the plugin failed: {describe(error)}") from error
-    except Exception as error:
-        raise PluginError(f"--import {name}: importing the plugin failed: {describe(error)}") from error
+        raise PluginError(f"--import {name}: {failure(error, 'importing the plugin failed')}") from error
+    except (Exception, SystemExit) as error:
+        raise PluginError(f"--import {name}: {failure(error, 'importing the plugin failed')}") from error
+    if getattr(module, "__file__", None) is None and hasattr(module, "__path__"):  # a namespace package: a folder without __init__.py
+        inside = sorted(p.stem for folder in module.__path__ for p in Path(folder).glob("*.py"))
+        hint = f"; its modules: {', '.join(f'{name}.{m}' for m in inside)}" if inside else ""
+        raise PluginError(f"--import {name}: a folder without __init__.py: importing it runs no code and registers nothing; "
+                          f"import the module inside it that registers your entries{hint}")
+    return module
+
+
+def failure(error: BaseException, what: str) -> str:
+    """Why importing a plugin failed; a plugin calling sys.exit() is named as such, not obeyed."""
+    if isinstance(error, SystemExit):
+        return (f"the plugin called sys.exit({error.code!r}) while it was imported; a plugin module should only define and "
+                f"register its entries (move the code that exits under `if __name__ == \"__main__\":`)")
+    return f"{what}: {describe(error)}"
 
 
 def import_plugins(names: list[str]) -> list[ModuleType]:
@@ -86,8 +105,9 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[str]:
     for entry in metadata.entry_points(group=group):
         try:
             entry.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise PluginError(f"plugin {entry.name!r} ({group} entry point of package "
-                              f"{getattr(entry.dist, 'name', '?')}) failed to import module {entry.module!r}: {describe(error)}") from error
+                              f"{getattr(entry.dist, 'name', '?')}) failed to import module {entry.module!r}: "
+                              f"{failure(error, 'the import failed')}") from error
         loaded.append(entry.name)
     return loaded

@@ -6,10 +6,12 @@ are PNG files in report-figures/ beside it, named by their content (accuracy-<ha
 report.md only ever points at its own figures.
 
 The three are written as a set (publish): the figures first, under new names (their content), so
-they replace nothing the old report.md shows; then report.html, then report.md; a write that fails
-(a full disk, an interrupt) undoes what was written before it; the figures no report.md shows any
-more are removed only after the new report.md is in place. So report.md shows its own figures,
-old or new, never a mix; report.html embeds its figures and cannot mix them at all.
+they replace nothing the old report.md shows; then report.html and report.md as one set (staged,
+committed by a journal, renamed; a kill leaves the old pair, or a committed new one that the next
+write finishes); a write that fails before its commit (a full disk, an interrupt) undoes what was
+written before it; the figures no report.md shows any more are removed only after the new report.md
+is in place. So report.md shows its own figures, old or new, never a mix; report.html embeds its
+figures and cannot mix them at all.
 
 Names that come from the data (modalities, classes, the data set) are shown literally: escaped
 for HTML in report.html, for HTML and Markdown in report.md, and drawn without mathtext.
@@ -29,7 +31,6 @@ and summary.json cannot disagree. Read top to bottom:
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import html
@@ -47,7 +48,7 @@ from .guide import warning_text
 from .stats import p_text
 from .runs import RunDir
 from .seeds import aggregate_summaries, seed_folders
-from .storage import atomic_write_bytes, atomic_write_text, read_json
+from .storage import atomic_write_bytes, complete_file_set, pending_file_set, read_json, write_file_set
 from .summary import run_folder_in
 from .version import __version__
 
@@ -692,31 +693,26 @@ def figure_file_name(name: str, png: bytes) -> str:
 
 
 def publish(out: Path, html_text: str, markdown_text: str, figures: dict[str, bytes]) -> None:
-    """Write the report's files as a set, each through storage's atomic writer (a reader sees a whole
-    old file or a whole new one). The figures first: their names are their content, so they land
-    beside the old ones and replace nothing the old report.md shows. Then report.html, then report.md.
-    If any write fails (a full disk, an interrupt), what this call wrote is undone: the new figures
-    removed and the old report.html put back, so the old report stays whole. Only after report.md is
-    in place are the figures it no longer shows removed. Files honour the umask (storage), folders
-    are made by mkdir, which does."""
-    html_path, markdown_path = out / "report.html", out / "report.md"
-    old_html = html_path.read_bytes() if html_path.is_file() else None
+    """Write the report's files as a set. The figures first: their names are their content, so they
+    land beside the old ones and replace nothing the old report.md shows. Then report.html and
+    report.md together (storage.write_file_set): staged whole, committed by a journal, renamed into
+    place, so that even a kill leaves the old pair or the new one (a set committed but not yet renamed
+    is finished by the next write). If the write fails before its commit (a full disk, an interrupt),
+    the new figures are removed too and the old report stays whole. Only after report.md is in place
+    are the figures it no longer shows removed. Files honour the umask (storage), folders are made by
+    mkdir, which does."""
+    complete_file_set(out)  # an earlier write killed after its commit: its figures are the ones report.md shows
     created: list[Path] = []
     try:
         for file, png in figures.items():
             if not (out / file).is_file():
                 atomic_write_bytes(out / file, png)
                 created.append(out / file)
-        atomic_write_text(html_path, html_text)
-        atomic_write_text(markdown_path, markdown_text)
+        write_file_set(out, {"report.html": html_text.encode(), "report.md": markdown_text.encode()})
     except BaseException:
-        with contextlib.suppress(OSError):
-            if old_html is None:
-                html_path.unlink(missing_ok=True)
-            elif html_path.read_bytes() != old_html:
-                atomic_write_bytes(html_path, old_html)
-        for path in created:
-            path.unlink(missing_ok=True)
+        if not pending_file_set(out):  # not committed: the old report.md still shows the old figures
+            for path in created:
+                path.unlink(missing_ok=True)
         raise
     shown = {out / file for file in figures}
     for old in (out / FIGURES_FOLDER).iterdir():

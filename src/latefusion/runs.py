@@ -37,8 +37,8 @@ import numpy as np
 
 from .config import RunConfig, read_yaml, validate
 from .data import DataSpec
-from .errors import RunFolderError
-from .storage import atomic_write_text, file_sha256, read_arrays, read_json, write_arrays, write_json
+from .errors import RunFolderError, RunFolderMovedError
+from .storage import atomic_write_text, file_sha256, pinned_folder, read_arrays, read_json, write_arrays, write_json
 
 
 class RunDir:
@@ -66,9 +66,10 @@ class RunDir:
         return DataSpec.from_json(read_json(self.data_file))
 
     def result(self) -> dict[str, Any]:
+        """result.json, its fields checked (check_result): a hand-edited file is named, not a crash further on."""
         if not self.result_file.is_file():
             raise RunFolderError(f"{self.path} is not a finished run: {self.result_file.name} is missing")
-        return read_json(self.result_file)
+        return check_result(self.result_file, read_json(self.result_file))
 
     def predictions(self) -> dict[str, SplitPredictions]:
         """{"val", "test"}: each sample's predicted class and label, as the finished run saved them."""
@@ -95,11 +96,18 @@ class RunDir:
             return {}
         raw = read_json(self.references_file)
         try:
-            return {option: {m: RunReference(str(r["path"]), str(r["sha256"])) for m, r in by_modality.items()}
-                    for option, by_modality in raw.items()}
+            references = {option: {m: RunReference(str(r["path"]), str(r["sha256"])) for m, r in by_modality.items()}
+                          for option, by_modality in raw.items()}
         except (AttributeError, KeyError, TypeError):
             raise RunFolderError(f"{self.references_file} is not a references file: expected "
                                  '{option: {modality: {"path": ..., "sha256": ...}}}') from None
+        for option, by_modality in references.items():
+            for modality, reference in by_modality.items():
+                if Path(reference.path).is_absolute():  # never written so (RunReference.to): the file was edited
+                    raise RunFolderError(f"{self.references_file}: {option}.{modality}: the path {reference.path} is absolute; latefusion "
+                                         f"records paths relative to the run folder (e.g. ../unimodal-{modality}), so that a folder moved "
+                                         f"with its references keeps working. Restore the relative path, or retrain this run")
+        return references
 
     def is_finished(self) -> bool:
         return self.result_file.is_file()
@@ -126,9 +134,17 @@ class RunDir:
             os.ftruncate(fd, 0)
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}".encode())
             self.remove_stale_temporaries()
-            yield
+            # Pinned: a folder moved while it trains stops the run by name (storage.PinnedFolder), not
+            # rebuilt at its old path by the next write.
+            with pinned_folder(self.path) as pinned:
+                try:
+                    yield
+                except Exception as error:  # a read of the moved folder (last.pt, best.pt) fails too: named by the move
+                    if isinstance(error, RunFolderMovedError) or pinned.in_place():
+                        raise
+                    raise pinned.moved_error() from error
         finally:
-            if created and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:
+            if created and self.path.is_dir() and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:
                 self.lock_file.unlink()
                 self.path.rmdir()
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -173,6 +189,43 @@ class RunResult(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.metrics)
+
+
+# The fields of result.json that readers compute with (compare, the guide, the report), by kind: a file
+# edited by hand is refused by name where it is read. Fields not named here are not checked.
+FRACTIONS = ("val_acc", "test_acc", "val_macro_f1", "test_macro_f1", "test_modality_imbalance")
+COUNTS = ("n_train", "n_val", "n_test", "epochs_run", "batch_size", "steps_per_epoch", "optimizer_steps")
+
+
+def check_result(path: Path, result: Any) -> dict[str, Any]:
+    """`result` (read from `path`), or RunFolderError naming the first field that is not of its kind."""
+    def refuse(what: str) -> RunFolderError:
+        return RunFolderError(f"{path}: {what}; the file was written by latefusion: was it edited? Restore it, or retrain the run")
+
+    def kind(value: Any) -> str:
+        return f"{value!r} ({'text' if isinstance(value, str) else type(value).__name__})"
+
+    def fraction(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+    def whole(value: Any, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    if not isinstance(result, dict):
+        raise refuse(f"it holds a {type(result).__name__}; expected an object of fields (val_acc, test_acc, ...)")
+    for field in FRACTIONS:
+        if field in result and not fraction(result[field]):
+            raise refuse(f"{field!r} is {kind(result[field])}; expected a number from 0 to 1")
+    for field, least in [*((f, 0) for f in COUNTS), ("best_epoch", -1)]:
+        if field in result and not whole(result[field], least):
+            raise refuse(f"{field!r} is {kind(result[field])}; expected a whole number of at least {least}")
+    by_modality = result.get("test_acc_by_modality", {})
+    if not (isinstance(by_modality, dict) and all(fraction(v) for v in by_modality.values())):
+        raise refuse(f"'test_acc_by_modality' is {kind(by_modality)}; expected a mapping of modality to numbers from 0 to 1")
+    fingerprints = result.get("fingerprints", {})
+    if not (isinstance(fingerprints, dict) and all(isinstance(v, str) for v in fingerprints.values())):
+        raise refuse(f"'fingerprints' is {kind(fingerprints)}; expected a mapping of config and data to text")
+    return result
 
 
 @dataclass(frozen=True)

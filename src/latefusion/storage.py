@@ -18,12 +18,12 @@ import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError, OutputError, UserError
+from .errors import CheckpointError, OutputError, RunFolderMovedError, UserError
 
 
 def _read_umask() -> int:
@@ -66,12 +66,79 @@ def output_error(path: Path, error: OSError) -> OutputError | None:
     return OutputError(f"could not write {path}: {cause}{where}; nothing was replaced: the previous file, if any, is intact")
 
 
+class PinnedFolder:
+    """A folder one process writes (a run folder, while its lock is held), pinned by an open
+    descriptor: if the folder is moved or removed meanwhile, its path no longer leads to the pinned
+    folder, and every write under that path is refused (RunFolderMovedError) instead of recreating
+    the old path and scattering the run over two folders. The descriptor also says where the
+    folder went (Linux's /proc/self/fd)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        stat = os.fstat(self.fd)
+        self.identity = (stat.st_dev, stat.st_ino)
+
+    def in_place(self) -> bool:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self.identity
+
+    def now_at(self) -> str | None:
+        """Where the folder is now: its path, "" once it was removed, None where the system cannot tell."""
+        try:
+            where = os.readlink(f"/proc/self/fd/{self.fd}")
+        except OSError:  # no /proc (macOS)
+            return None
+        return "" if where.endswith(" (deleted)") else where
+
+    def moved_error(self) -> RunFolderMovedError:
+        now = self.now_at()
+        where = (f"Its files are whole up to its last checkpoint, and it is now at {now}; continue it there: "
+                 f"latefusion train --out {now} --resume" if now else "It was removed." if now == "" else
+                 "If it was moved, its files are whole up to its last checkpoint; continue it where it is now: "
+                 "latefusion train --out NEW_PLACE --resume")
+        return RunFolderMovedError(f"{self.path} was moved or removed while this process was writing it; stopped, so that nothing "
+                                   f"is written to a new folder at the old path. {where}")
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_PINNED: list[PinnedFolder] = []
+
+
+@contextlib.contextmanager
+def pinned_folder(path: str | Path) -> Iterator[PinnedFolder]:
+    """While this is held, writes through this module under `path` check that `path` is still the
+    folder it was when pinned (see PinnedFolder)."""
+    pinned = PinnedFolder(Path(path))
+    _PINNED.append(pinned)
+    try:
+        yield pinned
+    finally:
+        _PINNED.remove(pinned)
+        pinned.close()
+
+
+def refuse_moved_folder(path: Path) -> None:
+    """RunFolderMovedError if `path` lies under a pinned folder that is no longer where it was pinned."""
+    target = Path(os.path.abspath(path))
+    for pinned in _PINNED:
+        if target.is_relative_to(pinned.path) and not pinned.in_place():
+            raise pinned.moved_error()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`:
     a reader sees the old file or the new one, never a truncated one. A full disk, a read-only file
     system, no permission or a file where a folder should be raise OutputError (path and cause);
-    the temporary file is removed and `path` is left as it was."""
+    the temporary file is removed and `path` is left as it was. Under a pinned folder that was moved
+    or removed (pinned_folder), nothing is written: RunFolderMovedError."""
     path = Path(path)
+    refuse_moved_folder(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +153,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink(missing_ok=True)
+        refuse_moved_folder(path)  # moved between the check above and the rename: the rename found no folder
         refused = output_error(path, error) if isinstance(error, OSError) else None
         if refused is not None:
             raise refused from error
@@ -108,6 +176,55 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise UserError(f"{path} is not valid JSON: {error}") from None
+
+
+# Files replaced as one set (report.html and report.md): each new file is first written whole beside
+# its name (.NAME.staged), then the journal naming them is written (the commit), then each is renamed
+# into place and the journal removed. A kill before the commit leaves the old set; after it, the
+# journal lets complete_file_set finish the renames, which every write_file_set does first.
+FILE_SET_JOURNAL = ".file-set.json"
+STAGED_SUFFIX = ".staged"
+
+
+def staged_path(folder: Path, name: str) -> Path:
+    return folder / f".{name}{STAGED_SUFFIX}"
+
+
+def write_file_set(folder: str | Path, files: dict[str, bytes]) -> None:
+    """Replace the files `files` names (plain names in `folder`) as one set: a reader who finds no
+    journal in `folder` sees the old set or the new one. A failure before the commit (a full disk,
+    an interrupt) removes what was staged and leaves the old set as it was."""
+    folder = Path(folder)
+    complete_file_set(folder)
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(staged_path(folder, name), data)
+    except BaseException:
+        for name in files:
+            staged_path(folder, name).unlink(missing_ok=True)
+        raise
+    write_json(folder / FILE_SET_JOURNAL, sorted(files))
+    complete_file_set(folder)
+
+
+def complete_file_set(folder: str | Path) -> None:
+    """Finish a set whose journal was written (rename its staged files into place); remove the staged
+    files of a set that never reached its journal."""
+    folder = Path(folder)
+    journal = folder / FILE_SET_JOURNAL
+    if journal.is_file():
+        names = read_json(journal)
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and name == Path(name).name and staged_path(folder, name).is_file():
+                os.replace(staged_path(folder, name), folder / name)
+        journal.unlink()
+    for stale in folder.glob(f".*{STAGED_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def pending_file_set(folder: str | Path) -> bool:
+    """Whether a set committed in `folder` still waits for its renames (complete_file_set)."""
+    return (Path(folder) / FILE_SET_JOURNAL).is_file()
 
 
 def write_arrays(path: str | Path, arrays: dict[str, Any]) -> None:

@@ -110,12 +110,12 @@ def _train(config: RunConfig, run: RunDir, resume: bool, bundle: DataBundle | No
         refuse_changed_inputs(run, resumed, config, fingerprints, batch_size)
     else:
         load_pretrained_weights(model)
+    metrics = MetricsLoggers(run, config.train.loggers)  # refuses a logger that is not installed before anything is written
     distributed.barrier()  # every process has looked for an earlier run before the main one writes
     if writes:
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config_file, dump_config(config))
         write_json(run.data_file, bundle.spec.to_json())
-    metrics = MetricsLoggers(run, config.train.loggers)
     context = TrainingContext(config, bundle, run, device, writes)
     train_set = method.prepare(model, context)
     place(method, device, config)

@@ -118,10 +118,14 @@ class FolderSplit(TensorSplit):
 
 
 def check_modality_name(name: str, source: object) -> None:
-    """A modality's name is a key of the model's nn.ModuleDict, which refuses some names."""
-    if not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict(), name):
+    """A modality's name is a key of the model's nn.ModuleDict, which refuses some names, and part of
+    the name of its uni-modal run folder (summary.run_folder: "unimodal-<name>"), where '/' (or '\\' on Windows)
+    would make `vec/` name the folder of `vec`, and ':' (written '-') `a:b` that of `a-b`."""
+    if (not isinstance(name, str) or not name or "." in name or hasattr(nn.ModuleDict(), name)
+            or any(c in name for c in "/\\:")):
         raise DataFormatError(f"{source}: {name!r} cannot name a modality (it must be a non-empty string, without '.', and not an "
-                              "attribute of torch modules such as 'training' or 'forward'); rename it")
+                              "attribute of torch modules such as 'training' or 'forward'; nor hold '/', '\\' or ':', which would "
+                              "make its run folder another name's); rename it")
 
 
 def read_image_file(path: Path, size: int | tuple[int, int] | None = None, fit: str = "resize") -> np.ndarray:
