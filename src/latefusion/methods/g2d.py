@@ -26,9 +26,10 @@ taken from the official code, rAIson-Lab/G2D (code files of commit 8a60cf3; line
     (`distillation_loss`, line 179, batch mean), plus the MSE of the student's features to the
     teacher's (`feature_loss`, line 188); every weight 1 and T = 1 (config.py lines 106-126);
   * the teachers: the uni-modal models (encoder + linear classifier) in eval mode, without gradients
-    (`student.py` lines 24-60, `.eval()` at 41 and 60, `torch.no_grad()` around each teacher call), which is what UMT's teachers are here
-    (`methods/teachers.py`): this method reuses UMT's teacher runs, references, checks and
-    feature cache, and the teacher's logits are its own head applied to those features;
+    (`student.py` lines 24-60, `.eval()` at 41 and 60, `torch.no_grad()` around each teacher
+    call), which is what UMT's teachers are here (`methods/teachers.py`): this method reuses UMT's
+    teacher runs, references, checks and feature cache, and the teacher's logits are its own head
+    applied to those features;
   * SMP: `utils/utils.py` `modulate_gradients_based_on_scores_from_two_modalities` (lines 210-292):
     teacher confidences as the batch sums of the true-class softmax probabilities, coefficient 0
     for the modality whose teacher is the more confident and 1 for the other, multiplied into the
@@ -39,8 +40,10 @@ taken from the official code, rAIson-Lab/G2D (code files of commit 8a60cf3; line
     teacher is the more confident on every batch would then never train its weights; measured in
     docs/methods.md];
   * students from scratch (`student.py` line 223, `weight_init`), and features distilled as they are
-    (`distill: plain`, `init: scratch` here; UMT's projected form and teacher initialisation stay
-    available as options).
+    (`distill: plain`, `init: scratch` here, so g_m is the identity; UMT's projected form and
+    teacher initialisation stay available as options). The optimiser and schedule are the run's;
+    the official ones are SGD with momentum 0.9, lr 1e-3, weight decay 1e-4, batch 16, lr x 0.1 at
+    epoch 200 of 300 (config.py lines 36-44, `student.py` line 249).
 Where this differs from the official code [design choices]:
   * more than two modalities: the modality whose teacher is the most confident is switched off, the
     others train (with two, the official rule); on an exact tie no modality is switched off (the
@@ -48,7 +51,8 @@ Where this differs from the official code [design choices]:
   * the confidences are summed over the global batch on several processes, so every process
     switches off the same modality;
   * the fusion head is the run's (`model.fusion`, concat by default); the official default averages
-    one linear head per modality (`fusion_method = 'late'`), close to `fusion: sum` (config.py line 73);
+    one linear head per modality (`fusion_method = 'late'`, config.py line 73), close to
+    `fusion: sum`;
   * the modulated weights of an encoder without convolutions are its weight matrices (OGM-GE's rule
     here, `methods/ogm_ge.py`); the official code would modulate nothing there.
 GeWu-Lab/BalanceBenchmark has no G2D trainer (its `balancemm/trainer/` lists none), so there is no
