@@ -26,8 +26,9 @@ Where each detail comes from (GeWu-Lab/BML_TPAMI2024, `code/main.py`):
     convolutions and for more than two modalities (see ogm_ge.py);
   * the journal paper's text could not be read here (only its abstract): the equations are taken
     from the official code, which implements the CVPR rule unchanged;
-  * GeWu-Lab/BalanceBenchmark has no separate OGM: its `OGMTrainer` is the CVPR OGM-GE (no warm-up;
-    every non-bias parameter of an encoder modulated, not only convolutions), covered by ogm_ge.
+  * GeWu-Lab/BalanceBenchmark has no separate OGM: its `OGMTrainer` (balancemm/trainer/OGM_trainer.py)
+    is the CVPR OGM-GE without a warm-up, modulating every parameter of more than one dimension whose
+    name holds the modality's name (not only convolutions); ogm_ge.py covers that method.
 """
 
 from __future__ import annotations
