@@ -22,8 +22,12 @@ Published numbers. BalanceBenchmark (Xu et al., 2025: "BalanceBenchmark: A Surve
 Imbalance Learning", arXiv 2502.10816; repository GeWu-Lab/BalanceBenchmark), its results figure
 (an image in the repository), top-1 test accuracy (%), transcribed by hand into the dicts below, one
 per data set. CREMA-D: baseline 65.50, UMT 67.47, OGM 67.76, MMPareto 79.97, MLA 72.30,
-G-Blending 71.59, AGM 71.59, PMR 67.19; UME is not one of its methods ("–"). Its names map to ours
-as `THEIR_NAMES` says (its "baseline" is our `naive`, its "OGM" our `ogm_ge`). VGG-Sound and UCF101:
+G-Blending 71.59, AGM 71.59, PMR 67.19, MMCosine 67.19, LFM 70.02, Re-learning 71.02, ReconBoost
+74.01, OPM 68.75, Greedy 66.48. Kinetics-Sounds: baseline 65.63, UMT 68.60, OGM 67.04, MMPareto
+74.55, MLA 69.05, G-Blending 68.82, AGM 66.62, PMR 67.11, MMCosine 67.49, LFM 66.37, Re-learning
+65.92, ReconBoost 68.38, OPM 66.89, Greedy 66.82. UME, G2D, InfoReg, Data Remixing and the TPAMI OGM
+are not among its methods ("–"); its "OGM" trainer is the CVPR OGM-GE. Its names map to ours as
+`THEIR_NAMES` says (its "baseline" is our `naive`, its "OGM" our `ogm_ge`). VGG-Sound and UCF101:
 only the late-fusion and UMT figures docs/datasets.md quotes. No other data set's figure was
 transcribed: those rows print "–".
 """
@@ -54,13 +58,21 @@ SOURCE_DETAIL = f"{SOURCE}, its results figure, top-1 test accuracy (%)"
 # Our method name -> the row BalanceBenchmark's figure gives it (None: not one of its methods).
 THEIR_NAMES: dict[str, str | None] = {
     "naive": "baseline", "ume": None, "umt": "UMT", "gblend": "G-Blending", "ogm_ge": "OGM",
-    "mmpareto": "MMPareto", "mla": "MLA", "pmr": "PMR", "agm": "AGM",
+    "mmpareto": "MMPareto", "mla": "MLA", "pmr": "PMR", "agm": "AGM", "mmcosine": "MMCosine", "lfm": "LFM",
+    "relearn": "Re-learning", "reconboost": "ReconBoost", "opm": "OPM", "greedy": "Greedy",
 }
 
 # BalanceBenchmark's results figure, CREMA-D column (test accuracy, %), by our method names.
 CREMA_D_PUBLISHED: dict[str, float] = {
     "naive": 65.50, "umt": 67.47, "ogm_ge": 67.76, "mmpareto": 79.97, "mla": 72.30,
-    "gblend": 71.59, "agm": 71.59, "pmr": 67.19,
+    "gblend": 71.59, "agm": 71.59, "pmr": 67.19, "mmcosine": 67.19, "lfm": 70.02, "relearn": 71.02,
+    "reconboost": 74.01, "opm": 68.75, "greedy": 66.48,
+}
+# The same figure, Kinetics-Sounds column.
+KINETICS_SOUNDS_PUBLISHED: dict[str, float] = {
+    "naive": 65.63, "umt": 68.60, "ogm_ge": 67.04, "mmpareto": 74.55, "mla": 69.05,
+    "gblend": 68.82, "agm": 66.62, "pmr": 67.11, "mmcosine": 67.49, "lfm": 66.37, "relearn": 65.92,
+    "reconboost": 68.38, "opm": 66.89, "greedy": 66.82,
 }
 # The same source as docs/datasets.md quotes it: late fusion and UMT only.
 VGGSOUND_PUBLISHED: dict[str, float] = {"naive": 48.08, "umt": 51.58}
@@ -68,6 +80,7 @@ UCF101_PUBLISHED: dict[str, float] = {"naive": 81.80, "umt": 84.18}
 
 PUBLISHED: dict[str, dict[str, float]] = {
     "crema-d": CREMA_D_PUBLISHED,
+    "kinetics-sounds": KINETICS_SOUNDS_PUBLISHED,
     "vggsound": VGGSOUND_PUBLISHED,
     "ucf101": UCF101_PUBLISHED,
 }

@@ -21,9 +21,11 @@ SCRIPT = REPO / "bench" / "field_table.py"
 # BalanceBenchmark's results figure, CREMA-D accuracy, by our method names: transcribed again here, so a
 # typo in the script's dict fails.
 CREMA_D = {"naive": "65.50", "umt": "67.47", "ogm_ge": "67.76", "mmpareto": "79.97", "mla": "72.30",
-           "gblend": "71.59", "agm": "71.59", "pmr": "67.19", "ume": "–"}
+           "gblend": "71.59", "agm": "71.59", "pmr": "67.19", "mmcosine": "67.19", "lfm": "70.02", "relearn": "71.02",
+           "reconboost": "74.01", "opm": "68.75", "greedy": "66.48", "ume": "–"}
 THEIRS = {"naive": "baseline", "umt": "UMT", "ogm_ge": "OGM", "mmpareto": "MMPareto", "mla": "MLA",
-          "gblend": "G-Blending", "agm": "AGM", "pmr": "PMR", "ume": "–"}
+          "gblend": "G-Blending", "agm": "AGM", "pmr": "PMR", "mmcosine": "MMCosine", "lfm": "LFM", "relearn": "Re-learning",
+          "reconboost": "ReconBoost", "opm": "OPM", "greedy": "Greedy", "ume": "–"}
 # Tiny encoders and inputs, one epoch (as tests/test_field_datasets.py trains CREMA-D): the pipeline, not the accuracy.
 TINY = ["train.epochs=1", "model.feature_dim=8", "data.batch_size=8", "data.eval_batch_size=64", "data.num_workers=0",
         "model.encoders.audio.options.width=8", "model.encoders.visual.options.width=8", "data.options.visual.crop=32"]
