@@ -33,6 +33,7 @@ import bisect
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -51,7 +52,7 @@ from ..errors import ConfigError, DataError, UserError
 from ..storage import atomic_write_bytes, read_json, write_json
 from .augment import Transforms
 from .base import Batch, DataBundle, Inputs, Modality, Split, hash_parts
-from .carve import carve_validation
+from .carve import settle_validation
 from .checks import Problem
 from .files import DataFormatError
 
@@ -83,6 +84,9 @@ class Sample:
     split: str  # train, val or test
     group: str  # samples of one group (source video, object) never straddle train and val
     sources: dict[str, str] = field(default_factory=dict)  # files `decode` reads, by role
+    # Values `decode` takes from the listing itself (a manifest's number cells), by role; a shard is
+    # written again when they change, as when a source file does.
+    cells: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +98,11 @@ class Scan:
     # What the user must know about the data as prepared (a split with overlapping speakers): printed
     # to stderr by `prepare` and kept under "warnings" in the report.
     warnings: list[str] = field(default_factory=list)
+    # What the recipe settled from the data itself rather than from its options (a size read from the
+    # files, each column's kind): kept in index.json for reading, and in every shard's manifest, so a
+    # shard written under another layout is written again. The recipe's `decode` and `stored` see it
+    # through the recipe instance, which `scan` may set up and which travels to the worker processes.
+    layout: dict[str, Any] = field(default_factory=dict)
 
 
 class Recipe:
@@ -132,11 +141,9 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], folder: Path, samples: list[Sample]) -> dict:
+def write_shard(recipe: Recipe, options: Any, stored: list[Stored], layout: dict[str, Any], folder: Path, samples: list[Sample]) -> dict:
     """Decode the samples of one shard and write it; runs in a worker process."""
 
-    recipe = RECIPES.get(recipe_name)()
-    options = recipe.Options.model_validate(options_json)
     arrays = {s.name: np.zeros((len(samples), *s.shape), dtype=s.dtype) for s in stored}
     ids, labels, skipped, notes = [], [], [], []
     for sample in samples:
@@ -147,7 +154,8 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
                 if got.shape != s.shape or got.dtype != np.dtype(s.dtype):
                     raise DataError(f"decoded {s.name} has shape {got.shape} {got.dtype}, expected {s.shape} {s.dtype}")
         except Exception as error:  # one bad file must not stop a day-long prepare: it is reported instead
-            skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__})
+            skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__,
+                            **({"kind": error.kind} if isinstance(getattr(error, "kind", None), str) else {})})
             continue
         for s in stored:
             arrays[s.name][len(ids)] = decoded[s.name]
@@ -161,20 +169,29 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
         atomic_write_bytes(folder / f"{s.name}.npy", data)
         files[s.name] = {"bytes": len(data), "blake2b": hashlib.blake2b(data).hexdigest()}
     manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes,
-                "files": files, "sources": source_stamps(samples)}
+                "files": files, "sources": source_stamps(samples), **({"layout": layout} if layout else {})}
     write_json(folder.with_suffix(".json"), manifest)
     return manifest
 
 
 def source_stamps(samples: list[Sample]) -> dict[str, dict[str, list[int] | None]]:
-    """Size and modification time of each sample's raw files (None: missing), to notice a changed one."""
+    """Size and modification time of each sample's raw files (None: missing), to notice a changed one,
+    and the listing's cells of a sample that has any. The one fingerprint of raw data: prepare's reuse
+    of a shard and the folder data set's prepared cache (data/folder_prepare.py) both rest on it."""
     stamps = {}
     for sample in samples:
-        stamps[sample.id] = {}
-        for role, source in sample.sources.items():
-            path = Path(source)
-            stamps[sample.id][role] = [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else None
+        stamps[sample.id] = {role: file_stamp(Path(source)) for role, source in sample.sources.items()}
+        if sample.cells:
+            stamps[sample.id]["cells"] = sample.cells
     return stamps
+
+
+def file_stamp(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:  # missing, or not reachable: decode names why
+        return None
+    return [status.st_size, status.st_mtime_ns]
 
 
 def file_digest(path: Path) -> str:
@@ -199,9 +216,10 @@ def damaged_files(folder: Path, files: dict[str, dict], *, checksums: bool) -> d
     return damaged
 
 
-def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
+def read_shard_manifest(path: Path, samples: list[Sample], layout: dict[str, Any]) -> dict | None:
     """A finished shard's manifest, or None when the shard must be (re)written: never finished, planned
-    with other samples, damaged since, or one of its samples' raw files changed since."""
+    with other samples or another layout, labelled otherwise (a label edited, a class added), damaged
+    since, or one of its samples' raw files changed since."""
 
     if not path.is_file():
         return None
@@ -209,7 +227,11 @@ def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
         manifest = read_json(path)
     except UserError:  # not valid JSON: a shard cut short, to be written again
         return None
-    if manifest.get("planned") != [s.id for s in samples] or damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
+    label_of = {s.id: s.label for s in samples}
+    if (manifest.get("planned") != [s.id for s in samples] or manifest.get("layout", {}) != layout
+            or manifest.get("labels") != [label_of.get(i) for i in manifest.get("ids", [])]):
+        return None
+    if damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
         return None
     stamps = source_stamps(samples)
     return manifest if manifest.get("sources", stamps) == stamps else None  # shards written before stamps were recorded pass
@@ -221,8 +243,10 @@ def manifest_digest(manifest: dict) -> str:
 
 
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
-            workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
+            workers: int | None = None, progress: bool = True, before_writing: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json).
+    `before_writing(bytes)`, when given, hears how many bytes of arrays are about to be written (and
+    may refuse by raising) before the first shard is touched."""
 
     recipe = RECIPES.get(name)()
     opts = validate(recipe.Options, options or {}, f"prepare options of {name}")
@@ -241,20 +265,23 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     scan = recipe.scan(src, opts)
     for warning in scan.warnings:
         print(f"warning: prepare {name}: {warning}", file=sys.stderr)
-    carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
+    carved = settle_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
     samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
-    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
+    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v, scan.layout) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
+    if pending and before_writing is not None:
+        per_sample = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in stored)
+        before_writing(per_sample * sum(len(shards[k]) for k in pending))
     if pending and (dst / "index.json").exists():
         # The old index describes the shards as they were: remove it before the first one is touched, so
         # that a rerun stopped half-way leaves a folder that reads as unfinished, never a stale index.
         (dst / "index.json").unlink()
 
     bar = tqdm(total=sum(len(shards[k]) for k in pending), desc=f"prepare {name}", unit="sample", disable=not progress, dynamic_ncols=True)
-    jobs = (name, settings["options"], stored)
+    jobs = (recipe, opts, stored, scan.layout)
     if workers == 1:
         for k in pending:
             manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
@@ -287,7 +314,7 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
                               f"{dst / 'report.json'} says why for each")
     write_json(dst / "index.json", {
         "format": FORMAT, "dataset": name, "class_names": scan.class_names,
-        "stored": [asdict(s) for s in stored], "splits": splits,
+        "stored": [asdict(s) for s in stored], "splits": splits, **({"layout": scan.layout} if scan.layout else {}),
         "manifests": {k: manifest_digest(read_json(dst / "shards" / f"{k}.json")) for k in shards},
     })
     return report
@@ -383,6 +410,7 @@ class Prepared:
     stored: dict[str, Stored]
     splits: dict[str, list[dict]]
     manifest_digests: dict[str, str] = field(default_factory=dict)  # shard -> manifest_digest; {} in older indexes
+    layout: dict[str, Any] = field(default_factory=dict)  # what the recipe settled from the data (Scan.layout)
 
     def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
         labels, ids, manifests, files = [], [], [], {}
@@ -428,7 +456,7 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
         raise DataError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
     stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
     return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"],
-                    index.get("manifests", {}))
+                    index.get("manifests", {}), index.get("layout", {}))
 
 
 def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:
