@@ -141,7 +141,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(recipe: Recipe, options: Any, stored: list[Stored], layout: dict[str, Any], folder: Path, samples: list[Sample]) -> dict:
+def write_shard(recipe: Recipe, options: Any, stored: list[Stored], folder: Path, samples: list[Sample], layout: dict[str, Any]) -> dict:
     """Decode the samples of one shard and write it; runs in a worker process."""
 
     arrays = {s.name: np.zeros((len(samples), *s.shape), dtype=s.dtype) for s in stored}
@@ -281,16 +281,16 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
         (dst / "index.json").unlink()
 
     bar = tqdm(total=sum(len(shards[k]) for k in pending), desc=f"prepare {name}", unit="sample", disable=not progress, dynamic_ncols=True)
-    jobs = (recipe, opts, stored, scan.layout)
+    jobs = (recipe, opts, stored)
     if workers == 1:
         for k in pending:
-            manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
+            manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k], scan.layout)
             bar.update(len(shards[k]))
     else:
         # One thread per worker: a worker per core already fills the machine, and torch's own threads
         # (flow computed during prepare) would oversubscribe it.
         with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k]): k for k in pending}
+            futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k], scan.layout): k for k in pending}
             for future in as_completed(futures):
                 manifests[futures[future]] = future.result()
                 bar.update(len(shards[futures[future]]))
@@ -331,9 +331,11 @@ class PreparedSplit(Split):
     checked_when_prepared = True
 
     def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Transforms,
-                 evaluation: Transforms, manifests: list[dict], files: dict[str, dict]) -> None:
+                 evaluation: Transforms, digests: list[str], files: dict[str, dict]) -> None:
         self.root = root
-        self.entries, self.manifests, self.evaluation = shards, manifests, evaluation
+        # Each shard's manifest_digest, not the manifests: those hold every sample's source stamps and
+        # cells, which would make a split's memory grow with the data set.
+        self.entries, self.digests, self.evaluation = shards, digests, evaluation
         self.sample_ids_ = ids
         self.shards = [entry["shard"] for entry in shards]
         self.files = files  # shard -> its manifest's record of array files (size, checksum)
@@ -390,13 +392,18 @@ class PreparedSplit(Split):
     def content_hash(self) -> str:
         # What prepare recorded of each shard (its samples, and the sizes and checksums of its arrays
         # where recorded) and the transform: cheap, and it changes whenever prepare rewrites a shard.
-        return hash_parts(json.dumps([self.entries, self.manifests], sort_keys=True), self.arrays, repr(self.transform))
+        return hash_parts(json.dumps([self.entries, self.digests], sort_keys=True), self.arrays, repr(self.transform))
 
     def deterministic(self) -> Split:
         if not self.augments:
             return self
         return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, self.arrays, self.evaluation,
-                             self.evaluation, self.manifests, self.files)
+                             self.evaluation, self.digests, self.files)
+
+    def only(self, modalities: list[str]) -> Split:
+        transform, evaluation = (Transforms({m: t.plan[m] for m in modalities}) for t in (self.transform, self.evaluation))
+        return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, evaluation.arrays, transform, evaluation,
+                             self.digests, self.files)
 
 
 @dataclass
@@ -413,7 +420,7 @@ class Prepared:
     layout: dict[str, Any] = field(default_factory=dict)  # what the recipe settled from the data (Scan.layout)
 
     def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
-        labels, ids, manifests, files = [], [], [], {}
+        labels, ids, digests, files = [], [], [], {}
         for entry in self.splits[split]:
             shard = entry["shard"]
             manifest = read_json(self.root / "shards" / f"{shard}.json")
@@ -427,9 +434,9 @@ class Prepared:
                 raise DataFormatError(f"{self.root / 'shards' / shard}: {hows}; rerun the same `latefusion prepare {self.dataset}` command to repair it")
             labels += manifest["labels"]
             ids += manifest["ids"]
-            manifests.append(manifest)
+            digests.append(manifest_digest(manifest))
             files[shard] = manifest.get("files", {})
-        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests, files)
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, digests, files)
 
 
 def stale_entry(entry: dict, manifest: dict, digest: str | None) -> str | None:
