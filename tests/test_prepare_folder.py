@@ -276,3 +276,18 @@ def test_prepare_lists_the_folder_recipe(capsys):
     with pytest.raises(SystemExit):
         main(["prepare", "--help"])
     assert "folder" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_and_train_on_video_clips_and_on_a_prepared_folder(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", n=10)
+    fast = ["--set", "train.epochs=1", "--set", "train.progress=false", "--set", "model.feature_dim=8",
+            "--set", f"data.options.cache_dir={tmp_path / 'cache'}", "--set", "data.options.video_size=16"]
+    assert main(["demo", "--data", str(data), "--out", str(tmp_path / "demo"), *fast]) == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    modalities = {"vector", "image", "sound", "grid", "weather", "clip", "track"}
+    assert set(summary["modalities"]) == modalities and {f"unimodal:{m}" for m in modalities} <= set(summary["methods"])
+    assert summary["guide"]["choice"] in ("ume", "umt") and summary["dataset"] == f"folder:{data.resolve()}"
+    prepare("folder", data, tmp_path / "prepared", PREPARE, workers=1, progress=False)
+    assert main(["train", "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "run"), *fast[:6]]) == 0
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["dataset"] == f"folder:{(tmp_path / 'prepared').resolve()}"

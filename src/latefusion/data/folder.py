@@ -2,11 +2,17 @@
 
 Two forms (docs/data-format.md has the details):
 
-* `manifest.csv` in a folder, columns `id,label,split` plus, per modality, either one file column
-  whose cells are paths (inside the folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`,
-  `.ogg`... through PyAV; resampled to one rate) or `.png`/`.jpg` images (resized by `image_size`),
-  or number columns `<modality>.<feature>` that form one vector;
+* `manifest.csv` in a folder, columns `id,label,split` (other names: `id_column`, `label_column`,
+  `split_column`) plus, per modality, either one file column whose cells are paths (inside the
+  folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`, `.ogg`... through PyAV;
+  resampled to one rate), `.png`/`.jpg` images (resized by `image_size`), video clips (frames; read
+  through a prepared copy, data/folder_prepare.py) or a clip's audio track (`CLIP#audio`), or number
+  columns `<modality>.<feature>` that form one vector;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
+
+This module reads a folder into memory (`read_folder`) and holds the rules both roads share: the
+manifest's listing, each file's reading and problems (`read_cell`), the carved validation split and
+the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py.
 
 Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) are standardised per
 feature with the train split's statistics, in the model's input stage (data/standardize.py), unless
