@@ -291,3 +291,36 @@ def test_demo_and_train_on_video_clips_and_on_a_prepared_folder(tmp_path, capsys
     prepare("folder", data, tmp_path / "prepared", PREPARE, workers=1, progress=False)
     assert main(["train", "--data", str(tmp_path / "prepared"), "--out", str(tmp_path / "run"), *fast[:6]]) == 0
     assert json.loads((tmp_path / "run" / "result.json").read_text())["dataset"] == f"folder:{(tmp_path / 'prepared').resolve()}"
+
+
+def write_rows(manifest: Path, rows: list[list[str]]) -> None:
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def test_a_changed_number_cell_or_label_rewrites_its_shard(tmp_path):
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    dst = tmp_path / "prepared"
+    prepare("folder", data, dst, PREPARE, workers=1, progress=False)
+    manifest = data / "manifest.csv"
+    rows = list(csv.reader(manifest.read_text().splitlines()))
+    rows[1][7] = "42.0"  # s00's weather.temp
+    write_rows(manifest, rows)
+    assert prepare("folder", data, dst, PREPARE, workers=1, progress=False)["shards"]["written"] == 1
+    options = {"standardize_numbers": False}
+    assert by_id(build_dataset(DataConfig(name="folder", path=str(dst), options=options)), "weather")["s00"][0] == 42.0
+    rows[6][1] = "cat"  # s05, a test sample, was dog
+    write_rows(manifest, rows)
+    assert prepare("folder", data, dst, PREPARE, workers=1, progress=False)["shards"]["written"] == 1
+    bundle = build_dataset(DataConfig(name="folder", path=str(dst)))
+    assert bundle.splits["test"].sample_ids() == ["s04", "s05"] and bundle.splits["test"].labels.tolist() == [0, 0]
+
+
+def test_standardisation_reads_only_the_vector_array_of_a_prepared_split(tmp_path):
+    data = make_folder(tmp_path / "data", n=6)
+    prepare("folder", data, tmp_path / "prepared", PREPARE, workers=1, progress=False)
+    bundle = build_dataset(DataConfig(name="folder", path=str(tmp_path / "prepared")))
+    train = bundle.splits["train"]
+    alone = train.only(["weather"])
+    assert alone.arrays == ["weather"] and set(alone[0][0]) == {"weather"}
+    assert np.array_equal(alone[0][0]["weather"], train[0][0]["weather"])
