@@ -316,7 +316,9 @@ def test_a_changed_number_cell_or_label_rewrites_its_shard(tmp_path):
     assert bundle.splits["test"].sample_ids() == ["s04", "s05"] and bundle.splits["test"].labels.tolist() == [0, 0]
 
 
-def test_standardisation_reads_only_the_vector_array_of_a_prepared_split(tmp_path):
+def test_standardisation_reads_only_the_vector_array_of_a_prepared_split(tmp_path, monkeypatch):
+    from latefusion.data.standardize import train_statistics
+
     data = make_folder(tmp_path / "data", n=6)
     prepare("folder", data, tmp_path / "prepared", PREPARE, workers=1, progress=False)
     bundle = build_dataset(DataConfig(name="folder", path=str(tmp_path / "prepared")))
@@ -324,3 +326,7 @@ def test_standardisation_reads_only_the_vector_array_of_a_prepared_split(tmp_pat
     alone = train.only(["weather"])
     assert alone.arrays == ["weather"] and set(alone[0][0]) == {"weather"}
     assert np.array_equal(alone[0][0]["weather"], train[0][0]["weather"])
+    opened, open_map = set(), prepared_module.PreparedSplit._map
+    monkeypatch.setattr(prepared_module.PreparedSplit, "_map", lambda self, shard, array: opened.add(array) or open_map(self, shard, array))
+    train_statistics(train, "weather")
+    assert opened == {"weather"}  # not the clips' frames too
