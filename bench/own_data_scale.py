@@ -1,6 +1,6 @@
 """Your own data at two sizes: a manifest folder read into memory against its prepared copy.
 
-    OMP_NUM_THREADS=1 python bench/own_data_scale.py [--sizes 1000 5000] [--workers 2] [--keep DIR]
+    OMP_NUM_THREADS=1 python bench/own_data_scale.py [--sizes 1000 5000] [--memory-up-to 5000] [--batch 64] [--workers 2] [--keep DIR]
 
 For each size, a generated folder (per sample a 64x64 RGB PNG, a 1-second 16 kHz WAV and 16 number
 columns; two classes, a fifth of the samples in test) is measured in a fresh process per road:
@@ -12,7 +12,8 @@ and for each road: the time `build_dataset` takes (what `check-data` and every s
 the data checks, the train statistics of the number columns), the time from the start to the end of
 the first training step of naive fusion with the default encoders, and the peak resident memory of
 the process (ru_maxrss). The first step is caught by wrapping latefusion.train.train_step, which then
-stops the run: nothing else of training is timed.
+stops the run: nothing else of training is timed. The batch size is fixed (`--batch`), since the
+automatic one grows with the training split (engine.train_batch_size) and the step's memory with it.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--workers", type=int, default=2, help="prepare's processes")
+    parser.add_argument("--batch", type=int, default=64, help="data.batch_size of the training step")
+    parser.add_argument("--memory-up-to", type=int, default=5000, help="measure the in-memory road up to this size only (it needs "
+                        "about 0.4 MB of RAM a sample here)")
     parser.add_argument("--keep", type=Path, help="generate the folders here (default: a temporary folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -120,17 +124,18 @@ def main() -> None:
         base = args.keep or Path(scratch)
         for n in args.sizes:
             data = make_folder(base / f"data-{n}", n)
-            memory = measure(data, "data.options.prepare=never")
+            memory = measure(data, "data.options.prepare=never", f"data.batch_size={args.batch}") if n <= args.memory_up_to else None
             started = time.perf_counter()
             prepare("folder", data, base / f"prepared-{n}", workers=args.workers, progress=False)
             prepare_s = time.perf_counter() - started
-            prepared = measure(base / f"prepared-{n}")
+            prepared = measure(base / f"prepared-{n}", f"data.batch_size={args.batch}")
             rows.append((n, folder_bytes(data), memory, prepare_s, folder_bytes(base / f"prepared-{n}"), prepared))
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
     print("| samples | road | build_dataset s | first step s | peak RSS MB | prepare s | disk MB |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for n, raw, memory, prepare_s, disk, prepared in rows:
-        print(f"| {n:,} | memory | {memory['data_s']:.1f} | {memory['first_step_s']:.1f} | {memory['peak_mb']:.0f} | - | {raw / 2**20:.0f} (raw) |")
+        if memory is not None:
+            print(f"| {n:,} | memory | {memory['data_s']:.1f} | {memory['first_step_s']:.1f} | {memory['peak_mb']:.0f} | - | {raw / 2**20:.0f} (raw) |")
         print(f"| {n:,} | prepared | {prepared['data_s']:.1f} | {prepared['first_step_s']:.1f} | {prepared['peak_mb']:.0f} | "
               f"{prepare_s:.1f} | {disk / 2**20:.0f} |")
 
