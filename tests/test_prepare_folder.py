@@ -326,7 +326,25 @@ def test_standardisation_reads_only_the_vector_array_of_a_prepared_split(tmp_pat
     alone = train.only(["weather"])
     assert alone.arrays == ["weather"] and set(alone[0][0]) == {"weather"}
     assert np.array_equal(alone[0][0]["weather"], train[0][0]["weather"])
-    opened, open_map = set(), prepared_module.PreparedSplit._map
-    monkeypatch.setattr(prepared_module.PreparedSplit, "_map", lambda self, shard, array: opened.add(array) or open_map(self, shard, array))
+    opened, open_array = set(), prepared_module.PreparedSplit._array
+    monkeypatch.setattr(prepared_module.PreparedSplit, "_array", lambda self, shard, array: opened.add(array) or open_array(self, shard, array))
     train_statistics(train, "weather")
     assert opened == {"weather"}  # not the clips' frames too
+
+
+def test_shard_rows_are_read_in_runs_with_a_bounded_number_of_open_files(tmp_path):
+    from latefusion.data.prepared import ShardArray, ShardFiles
+
+    array = np.arange(60, dtype=np.int16).reshape(10, 2, 3)
+    np.save(tmp_path / "a.npy", array)
+    local = np.array([0, 1, 2, 5, 5, 9])
+    assert np.array_equal(ShardArray(tmp_path / "a.npy").rows(local), array[local])
+    files = ShardFiles(limit=2)
+    for k in range(3):
+        np.save(tmp_path / f"{k}.npy", array)
+        files.get(tmp_path / f"{k}.npy")
+    files.get(tmp_path / "1.npy")
+    assert list(files.open) == [tmp_path / "2.npy", tmp_path / "1.npy"]  # 0 was closed, 1 is the most recent
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:-6])
+    with pytest.raises(DataFormatError, match=r"cut\.npy: rows 9\.\.9 lie past its end"):
+        ShardArray(tmp_path / "cut.npy").rows(np.array([9]))

@@ -2,7 +2,7 @@
 
 `latefusion prepare folder --src MY_DATA --dst PREPARED` writes a manifest folder (data/folder.py,
 docs/data-format.md: arrays, images, audio, number columns, and video clips) into the prepared format
-of the paper's data sets (data/prepared.py): sharded, memory-mapped, parallel, resumable, every file
+of the paper's data sets (data/prepared.py): sharded, read by rows, parallel, resumable, every file
 read and checked once, the samples that cannot be used listed in report.json and left out.
 
 What the recipe stores per modality (the data's layout, settled from the files by `scan` and kept in
@@ -234,7 +234,7 @@ def column_transform(column: dict[str, Any], options: FolderOptions, train: bool
 
 
 def prepared_folder_bundle(prepared: Prepared, options: FolderOptions, name: str) -> DataBundle:
-    """The folder data set read from a prepared folder (memory-mapped shards)."""
+    """The folder data set read from a prepared folder (its shards read a batch at a time)."""
     columns = prepared.layout["columns"]
 
     def transforms(train: bool) -> Transforms:

@@ -13,10 +13,13 @@ A prepared folder:
                            it first; opening the folder checks each shard against it)
   report.json              what was read, written, reused and skipped, with the reason for each skip
 
-Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mmap_mode="r")` and a
-fancy index, with nothing left to decode at training time (the costly part of reading video); a
-shard of a few hundred samples is one file per array, big enough for sequential reads and small
-enough to redo when interrupted. Every file is written atomically and a shard's manifest is written
+Why this format: decoded, resized, fixed-shape arrays are read row by row at their offsets
+(`ShardArray`: one positioned read per run of consecutive samples), with nothing left to decode at
+training time (the costly part of reading video); a shard of a few hundred samples is one file per
+array, big enough for sequential reads and small enough to redo when interrupted. Positioned reads
+rather than a memory map: the pages of a mapped file a process touches count in its resident memory
+(whole large folios of a file just written, 2.5 MB per sample read was seen), which then grows with
+the data set read; a read copies only the rows a batch needs. Every file is written atomically and a shard's manifest is written
 after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare) unless
 its arrays no longer match their checksums (a damaged disk, a copy cut short) or the raw files of one
 of its samples changed (a broken download replaced): those shards are written again. Opening a
@@ -54,7 +57,7 @@ from .augment import Transforms
 from .base import Batch, DataBundle, Inputs, Modality, Split, hash_parts
 from .carve import settle_validation
 from .checks import Problem
-from .files import DataFormatError
+from .files import DataFormatError, npy_header
 
 FORMAT = "latefusion-prepared/1"
 
@@ -320,11 +323,59 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     return report
 
 
+class ShardArray:
+    """One stored array of a shard (a .npy file, C order), read by rows with positioned reads into the
+    batch's own buffer. Holds the file open: `ShardFiles` bounds how many are."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as handle:
+            shape, self.dtype = npy_header(handle)
+            self.offset = handle.tell()
+        self.path, self.shape = path, shape
+        self.row_bytes = math.prod(shape[1:]) * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def rows(self, local: np.ndarray) -> np.ndarray:
+        """The rows at the ascending indices `local`."""
+        out = np.empty((len(local), *self.shape[1:]), self.dtype)
+        buffer = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+        breaks = np.flatnonzero(np.diff(local) != 1) + 1  # runs of consecutive rows: one read each
+        for start, end in zip([0, *breaks.tolist()], [*breaks.tolist(), len(local)]):
+            want = (end - start) * self.row_bytes
+            got = os.preadv(self.fd, [buffer[start * self.row_bytes : end * self.row_bytes]], self.offset + int(local[start]) * self.row_bytes)
+            if got != want:
+                raise DataFormatError(f"{self.path}: rows {local[start]}..{local[end - 1]} lie past its end (the file was cut short); "
+                                      "rerun the same `latefusion prepare` command to repair it")
+        return out
+
+
+class ShardFiles:
+    """The open ShardArrays of a process, the least recently used closed beyond `limit` (a data set of
+    thousands of shards would otherwise exhaust the process's file descriptors)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit, self.open = limit, {}
+
+    def get(self, path: Path) -> ShardArray:
+        array = self.open.pop(path, None) or ShardArray(path)
+        self.open[path] = array  # now the most recent
+        if len(self.open) > self.limit:
+            self.open.pop(next(iter(self.open))).close()
+        return array
+
+    def __del__(self) -> None:
+        for array in self.open.values():
+            array.close()
+
+
 class PreparedSplit(Split):
-    """One split of a prepared folder. Arrays are memory-mapped on first use in each process (a
-    DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
-    per array, then `transform` augments them into compact batches (uint8 frames, int16 audio) that the
-    model's input stages turn into float inputs on its device."""
+    """One split of a prepared folder. Array files are opened on first use in each process (a
+    DataLoader worker opens its own); a batch is gathered shard by shard with positioned reads of its
+    rows (ShardArray), then `transform` augments them into compact batches (uint8 frames, int16 audio)
+    that the model's input stages turn into float inputs on its device."""
 
     # Prepare decoded and checked every sample as it wrote it; the data checks read only ids and labels
     # instead of decoding the whole split again at every start.
@@ -344,10 +395,13 @@ class PreparedSplit(Split):
         self.arrays = arrays
         self.transform = transform
         self.augments = transform.augments
-        self._maps: dict[tuple[str, str], np.ndarray] = {}
+        self._files = ShardFiles()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": {}}  # maps are reopened, not pickled (that would copy the data)
+        return {**self.__dict__, "_files": None}  # files are opened again in each process, not pickled
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _files=ShardFiles())
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -360,11 +414,8 @@ class PreparedSplit(Split):
                 problems.append(Problem("damaged-shard", f"shards/{shard}/{name}.npy {how}; rerun the same `latefusion prepare` command to repair it"))
         return problems
 
-    def _map(self, shard: str, array: str) -> np.ndarray:
-        key = (shard, array)
-        if key not in self._maps:
-            self._maps[key] = np.load(self.root / "shards" / shard / f"{array}.npy", mmap_mode="r")
-        return self._maps[key]
+    def _array(self, shard: str, array: str) -> ShardArray:
+        return self._files.get(self.root / "shards" / shard / f"{array}.npy")
 
     def raw(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """The stored arrays of `indices`, in that order."""
@@ -377,7 +428,7 @@ class PreparedSplit(Split):
             end = int(np.searchsorted(sorted_indices, self.starts[shard + 1]))
             local = sorted_indices[position:end] - self.starts[shard]
             for a in self.arrays:
-                parts[a].append(self._map(self.shards[shard], a)[local])
+                parts[a].append(self._array(self.shards[shard], a).rows(local))
             position = end
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
