@@ -14,6 +14,13 @@ the first training step of naive fusion with the default encoders, and the peak 
 the process (ru_maxrss). The first step is caught by wrapping latefusion.train.train_step, which then
 stops the run: nothing else of training is timed. The batch size is fixed (`--batch`), since the
 automatic one grows with the training split (engine.train_batch_size) and the step's memory with it.
+
+    OMP_NUM_THREADS=1 python bench/own_data_scale.py --video 200 [--video-size 64] [--epochs 3]
+
+instead generates that many short clips (16 frames of 64x64 at 8 fps with a 1-second audio track,
+two classes: a colour cast and a tone) with a manifest naming each clip twice (`clip` frames and
+`clip#audio` sound), and times `latefusion demo --data FOLDER` on it: prepared into a cache, trained
+(uni-modal, naive, UME, UMT), probed, guided and reported.
 """
 
 from __future__ import annotations
@@ -56,6 +63,56 @@ def make_folder(root: Path, n: int, seed: int = 0) -> Path:
             numbers = rng.standard_normal(16) + label
             writer.writerow([f"s{i}", label, "test" if i % 5 == 4 else "train", f"files/{i}.png", f"files/{i}.wav", *(f"{x:.5f}" for x in numbers)])
     return root
+
+
+def make_clips(root: Path, n: int, seed: int = 0) -> Path:
+    import av
+
+    rng = np.random.default_rng(seed)
+    (root / "clips").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        with av.open(str(root / "clips" / f"{i}.mp4"), "w") as container:
+            video = container.add_stream("mpeg4", rate=8)
+            video.width = video.height = 64
+            video.pix_fmt = "yuv420p"
+            audio = container.add_stream("aac", rate=RATE)
+            audio.layout = "mono"
+            for _ in range(16):
+                frame = rng.integers(0, 200, (64, 64, 3), dtype=np.uint8)
+                frame[..., label] += 55  # red or green cast: the visual class cue
+                for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in video.encode():
+                container.mux(packet)
+            tone = 0.3 * np.sin(2 * np.pi * (300 + 300 * label) * np.arange(RATE) / RATE) + 0.1 * rng.standard_normal(RATE)
+            sound = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="flt", layout="mono")
+            sound.sample_rate = RATE
+            for packet in [*audio.encode(sound), *audio.encode()]:
+                container.mux(packet)
+        rows.append([f"c{i}", label, "test" if i % 5 == 4 else "train", f"clips/{i}.mp4", f"clips/{i}.mp4#audio"])
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "label", "split", "visual", "sound"], *rows])
+    return root
+
+
+def video_demo(base: Path, n: int, size: int, epochs: int) -> None:
+    started = time.perf_counter()
+    data = make_clips(base / f"clips-{n}", n)
+    made = time.perf_counter() - started
+    command = [sys.executable, "-m", "latefusion.cli", "demo", "--data", str(data), "--out", str(base / "demo"),
+               "--set", f"data.options.cache_dir={base / 'cache'}", "--set", f"data.options.video_size={size}",
+               "--set", f"train.epochs={epochs}", "--set", "train.progress=false"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    summary = json.loads((base / "demo" / "summary.json").read_text())
+    print(f"{n} clips written in {made:.1f} s; `latefusion demo` (prepare into the cache, {epochs} epochs per run, probes, guide, "
+          f"report) took {time.perf_counter() - started:.0f} s")
+    print("test accuracy:", {k: round(v["test_acc"], 3) for k, v in summary["methods"].items()}, "| guide:", summary["guide"]["choice"])
+    print("\n".join(line for line in done.stderr.splitlines() if line.startswith("latefusion:")))
 
 
 class FirstStep(Exception):
@@ -111,10 +168,19 @@ def main() -> None:
     parser.add_argument("--memory-up-to", type=int, default=5000, help="measure the in-memory road up to this size only (it needs "
                         "about 0.4 MB of RAM a sample here)")
     parser.add_argument("--keep", type=Path, help="generate the folders here (default: a temporary folder)")
+    parser.add_argument("--video", type=int, metavar="N", help="time `latefusion demo` on N generated clips instead")
+    parser.add_argument("--video-size", type=int, default=64, help="data.options.video_size of --video")
+    parser.add_argument("--epochs", type=int, default=3, help="train.epochs of --video")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.child:
         return child(args.child, rest)
+    if args.video:
+        print(f"{platform.node()}: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
+        with tempfile.TemporaryDirectory() as scratch:
+            video_demo(args.keep or Path(scratch), args.video, args.video_size, args.epochs)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        return None
 
     from latefusion.data.prepared import prepare
 

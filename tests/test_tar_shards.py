@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -89,7 +88,6 @@ def test_every_epoch_shares_out_every_shard_once_in_its_own_order():
 SCRIPT = """
 import json, sys
 from pathlib import Path
-import torch
 from torch.utils.data import DataLoader
 from latefusion import distributed
 from latefusion.data.tar_shards import TarShards
