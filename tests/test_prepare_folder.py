@@ -348,3 +348,15 @@ def test_shard_rows_are_read_in_runs_with_a_bounded_number_of_open_files(tmp_pat
     (tmp_path / "cut.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:-6])
     with pytest.raises(DataFormatError, match=r"cut\.npy: rows 9\.\.9 lie past its end"):
         ShardArray(tmp_path / "cut.npy").rows(np.array([9]))
+
+
+def test_a_cache_on_a_disk_without_room_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from latefusion.data import folder_prepare
+    from latefusion.errors import DataError
+
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    monkeypatch.setattr(folder_prepare.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DataError, match=r"needs about .* which has 1000 bytes free; set data.options.cache_dir"):
+        build_dataset(DataConfig(name="folder", path=str(data), options={"cache_dir": str(tmp_path / "cache"), "prepare": "always"}))
+    assert not list((tmp_path / "cache").rglob("*.npy"))
