@@ -8,12 +8,15 @@ columns; two classes, a fifth of the samples in test) is measured in a fresh pro
   memory    `data.options.prepare=never`: the folder read and decoded into memory at every start
   prepared  `latefusion prepare folder` once (its time and the disk it takes), then `--data PREPARED`
 
-and for each road: the time `build_dataset` takes (what `check-data` and every start pay: reading,
-the data checks, the train statistics of the number columns), the time from the start to the end of
-the first training step of naive fusion with the default encoders, and the peak resident memory of
-the process (ru_maxrss). The first step is caught by wrapping latefusion.train.train_step, which then
-stops the run: nothing else of training is timed. The batch size is fixed (`--batch`), since the
+and for each road, `latefusion train` (naive fusion, the default encoders) run in-process until six
+steps have ended: the time its data set build takes (what `check-data` and every start pay: reading,
+the data checks, the train statistics of the number columns), the time from the call to the end of
+the first step, the peak resident memory of the process (ru_maxrss), the training rate of steps 2 to
+6 (samples/s), and afterwards the loader's rate (samples/s of random batches of the train split
+through `__getitems__`, in one process: what a DataLoader worker does). Steps are caught by wrapping
+latefusion.train.train_step, which then stops the run. The batch size is fixed (`--batch`), since the
 automatic one grows with the training split (engine.train_batch_size) and the step's memory with it.
+A folder already generated under `--keep` is used again (its prepared copy is written afresh).
 
     OMP_NUM_THREADS=1 python bench/own_data_scale.py --video 200 [--video-size 64] [--epochs 3]
 
@@ -31,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,42 +119,54 @@ def video_demo(base: Path, n: int, size: int, epochs: int) -> None:
     print("\n".join(line for line in done.stderr.splitlines() if line.startswith("latefusion:")))
 
 
-class FirstStep(Exception):
+class Stop(Exception):
     pass
 
 
-def child(path: str, options: list[str]) -> None:
-    """One measurement in this process: build the data set, then train until the first step ends."""
+def child(path: str, options: list[str], batch: int, steps: int = 6) -> None:
+    """One measurement in this process: `latefusion train` until `steps` steps have ended, timing its
+    data set build (a wrapper around latefusion.train.build_dataset) and its steps; then the loader's
+    rate on the train split it built."""
     import importlib
 
-    from latefusion.data import build_dataset
     from latefusion.resolve import resolve_config
 
-    started = time.perf_counter()
-    config = resolve_config(None, ["data.name=folder", f"data.path={path}", "method.name=naive", "train.progress=false", *options])
-    build_dataset(config.data)
-    data_s = time.perf_counter() - started
-
+    config = resolve_config(None, ["data.name=folder", f"data.path={path}", "method.name=naive", "train.progress=false",
+                                   f"data.batch_size={batch}", *options])
     training = importlib.import_module("latefusion.train")  # the module (the package exports the function as latefusion.train)
-    step = training.train_step
+    build, step, built, ends = training.build_dataset, training.train_step, {}, []
 
-    def first_step(*args, **kwargs):
+    def timed_build(data_config):
+        started = time.perf_counter()
+        built["bundle"] = build(data_config)
+        built["data_s"] = time.perf_counter() - started
+        return built["bundle"]
+
+    def counted_step(*args, **kwargs):
         yield from step(*args, **kwargs)
-        raise FirstStep
+        ends.append(time.perf_counter())
+        if len(ends) == steps:
+            raise Stop
 
-    training.train_step = first_step
+    training.build_dataset, training.train_step = timed_build, counted_step
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         try:
             training.train(config, Path(out) / "run")
-        except FirstStep:
+        except Stop:
             pass
-    first_s = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"data_s": data_s, "first_step_s": first_s, "peak_mb": peak}))
+    train_split, draw = built["bundle"].splits["train"], np.random.default_rng(0)
+    reading = time.perf_counter()
+    for _ in range(20):
+        train_split.__getitems__(draw.choice(len(train_split), batch, replace=False).tolist())
+    loader = 20 * batch / (time.perf_counter() - reading)
+    print(json.dumps({"data_s": built["data_s"], "first_step_s": ends[0] - started, "peak_mb": peak, "loader_per_s": loader,
+                      "steps_per_s": (steps - 1) * batch / (ends[-1] - ends[0])}))
 
 
-def measure(path: Path, *options: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", str(path), *options], capture_output=True, text=True)
+def measure(path: Path, batch: int, *options: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", str(path), "--batch", str(batch), *options], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -158,6 +174,10 @@ def measure(path: Path, *options: str) -> dict:
 
 def folder_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def cells(m: dict) -> str:
+    return f"{m['data_s']:.1f} | {m['first_step_s']:.1f} | {m['peak_mb']:.0f} | {m['loader_per_s']:.0f} | {m['steps_per_s']:.0f}"
 
 
 def main() -> None:
@@ -174,7 +194,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.child:
-        return child(args.child, rest)
+        return child(args.child, rest, args.batch)
     if args.video:
         print(f"{platform.node()}: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
         with tempfile.TemporaryDirectory() as scratch:
@@ -189,21 +209,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         base = args.keep or Path(scratch)
         for n in args.sizes:
-            data = make_folder(base / f"data-{n}", n)
-            memory = measure(data, "data.options.prepare=never", f"data.batch_size={args.batch}") if n <= args.memory_up_to else None
+            data = base / f"data-{n}"
+            if not (data / "manifest.csv").is_file():
+                make_folder(data, n)
+            shutil.rmtree(base / f"prepared-{n}", ignore_errors=True)
+            memory = measure(data, args.batch, "data.options.prepare=never") if n <= args.memory_up_to else None
             started = time.perf_counter()
             prepare("folder", data, base / f"prepared-{n}", workers=args.workers, progress=False)
             prepare_s = time.perf_counter() - started
-            prepared = measure(base / f"prepared-{n}", f"data.batch_size={args.batch}")
+            prepared = measure(base / f"prepared-{n}", args.batch)
             rows.append((n, folder_bytes(data), memory, prepare_s, folder_bytes(base / f"prepared-{n}"), prepared))
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
-    print("| samples | road | build_dataset s | first step s | peak RSS MB | prepare s | disk MB |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("| samples | road | build_dataset s | first step s | peak RSS MB | loader samples/s | step samples/s | prepare s | disk MB |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for n, raw, memory, prepare_s, disk, prepared in rows:
         if memory is not None:
-            print(f"| {n:,} | memory | {memory['data_s']:.1f} | {memory['first_step_s']:.1f} | {memory['peak_mb']:.0f} | - | {raw / 2**20:.0f} (raw) |")
-        print(f"| {n:,} | prepared | {prepared['data_s']:.1f} | {prepared['first_step_s']:.1f} | {prepared['peak_mb']:.0f} | "
-              f"{prepare_s:.1f} | {disk / 2**20:.0f} |")
+            print(f"| {n:,} | memory | {cells(memory)} | - | {raw / 2**20:.0f} (raw) |")
+        print(f"| {n:,} | prepared | {cells(prepared)} | {prepare_s:.1f} | {disk / 2**20:.0f} |")
 
 
 if __name__ == "__main__":
