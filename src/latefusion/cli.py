@@ -310,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return subparsers.add_parser(name, parents=[common], **kwargs)
 
-    p = command("prepare", help="decode a downloaded data set into the prepared format training reads")
+    p = command("prepare", help="decode a downloaded data set, or your own folder (`prepare folder`), into the prepared format training reads")
     p.add_argument("dataset", help=f"the data set's recipe: one of {', '.join(RECIPES.names())}")
-    p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in README.md)")
+    p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in docs/datasets.md), "
+                   "or for `folder` your own folder with manifest.csv (docs/data-format.md)")
     p.add_argument("--dst", type=Path, required=True, help="prepared folder to write (rerun the same command to resume)")
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
