@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="prepare's processes")
     parser.add_argument("--batch", type=int, default=64, help="data.batch_size of the training step")
     parser.add_argument("--memory-up-to", type=int, default=5000, help="measure the in-memory road up to this size only (it needs "
-                        "about 0.4 MB of RAM a sample here)")
+                        "about 0.1 MB of RAM a sample here)")
     parser.add_argument("--keep", type=Path, help="generate the folders here (default: a temporary folder)")
     parser.add_argument("--video", type=int, metavar="N", help="time `latefusion demo` on N generated clips instead")
     parser.add_argument("--video-size", type=int, default=64, help="data.options.video_size of --video")
