@@ -360,3 +360,15 @@ def test_a_cache_on_a_disk_without_room_is_refused_before_writing(tmp_path, monk
     with pytest.raises(DataError, match=r"needs about .* which has 1000 bytes free; set data.options.cache_dir"):
         build_dataset(DataConfig(name="folder", path=str(data), options={"cache_dir": str(tmp_path / "cache"), "prepare": "always"}))
     assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_pyav_is_asked_for_only_by_the_files_it_decodes(tmp_path, monkeypatch):
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    rows = list(csv.reader((data / "manifest.csv").read_text().splitlines()))
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
+    build_dataset(DataConfig(name="folder", path=str(data)))  # .png, .wav and .npy need no PyAV
+    rows[-1][5] = "s05.flac"  # a later cell of the wav column
+    write_rows(data / "manifest.csv", rows)
+    with pytest.raises(DataFormatError, match=r"line 7 \(id 's05'\): modality 'sound': s05\.flac is \.flac audio, which is decoded by PyAV, "
+                                              r"not installed: pip install 'latefusion\[video\]'"):
+        build_dataset(DataConfig(name="folder", path=str(data)))

@@ -225,7 +225,7 @@ def column_kind(manifest: Path, name: str, cells: list[str], where: list[str]) -
         if kind not in (None, found):
             raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r} mixes file types ({cell!r} is not {kind})")
         suffix = Path(cell_path(cell)[0]).suffix.lower()
-        if kind is None and suffix != ".wav":
+        if found in ("audio", "video") and suffix != ".wav":
             try:
                 require_pyav()
             except MediaError:
