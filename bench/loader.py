@@ -143,7 +143,7 @@ def main() -> None:
         print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; batch {args.batch}")
         print("a batch crosses processes as " + ", ".join(f"{mb:.2f} MB a sample with {label}" for label, mb in sizes.items()) + "\n")
         print("| loader | samples/s |\n|---|---:|")
-        print(f"| 1 process: read (memory-mapped shards, fancy index) | {one['read']:.0f} |")
+        print(f"| 1 process: read (positioned reads of the shards' rows) | {one['read']:.0f} |")
         print(f"| 1 process: augment in the loader (crop/flip 3 frames in uint8, 5 s int16 window) | {one['augment']:.0f} |")
         print(f"| 1 process: input stage on the CPU (float + ImageNet normalisation, 5 s log spectrogram) | {one['stage']:.0f} |")
         print(f"| 1 process: read + augment (the loader now) | {one['loader']:.0f} |")

@@ -62,7 +62,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
     assert "latefusion.pipeline" in graph["latefusion.cli"]  # imported inside command_demo
-    assert "latefusion.data.registry" in graph["latefusion.data.folder"]
+    assert "latefusion.data.registry" in graph["latefusion.data.folder_prepare"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -37,19 +37,32 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one config key, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--quick", action="store_true", help="the data set's quick settings (fewer epochs / samples); "
                         "an error on a data set without them (the --quick column of `latefusion list`)")
-    parser.add_argument("--data", help="a registered data set name (see `latefusion datasets`), or a path to your own "
-                        "data: a folder with manifest.csv, or an .npz file (docs/data-format.md)")
+    parser.add_argument("--data", help="a registered data set name (see `latefusion datasets`), a path to your own "
+                        "data: a folder with manifest.csv, or an .npz file (docs/data-format.md), or a folder made by `latefusion prepare`")
 
 
 def data_overrides(data: str | None) -> list[str]:
-    """`--data` as config overrides: a path selects the bring-your-own `folder` data set."""
+    """`--data` as config overrides: a path selects the bring-your-own `folder` data set, or the data set
+    a prepared folder was made from (`latefusion prepare NAME`)."""
     if data is None:
         return []
     if data not in DATASETS and Path(data).exists():  # a registered name wins; write ./NAME for a folder so named
-        return ["data.name=folder", f"data.path={Path(data).resolve()}"]
+        path = Path(data).resolve()
+        return [f"data.name={prepared_dataset(path) or 'folder'}", f"data.path={path}"]
     if "/" in data or data.endswith(".npz"):
         raise ConfigError(f"--data {data}: no such file or folder (a path must exist; a data set name has no '/')")
     return [f"data.name={data}"]
+
+
+def prepared_dataset(path: Path) -> str | None:
+    """The registered data set a prepared folder holds (its index.json says which), else None."""
+    from .storage import read_json
+
+    index = path / "index.json"
+    if not index.is_file():
+        return None
+    name = read_json(index).get("dataset")
+    return name if isinstance(name, str) and name in DATASETS else None
 
 
 def command_prepare(args: argparse.Namespace) -> None:
@@ -297,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs) -> argparse.ArgumentParser:
         return subparsers.add_parser(name, parents=[common], **kwargs)
 
-    p = command("prepare", help="decode a downloaded data set into the prepared format training reads")
+    p = command("prepare", help="decode a downloaded data set, or your own folder (`prepare folder`), into the prepared format training reads")
     p.add_argument("dataset", help=f"the data set's recipe: one of {', '.join(RECIPES.names())}")
-    p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in README.md)")
+    p.add_argument("--src", type=Path, required=True, help="the raw download (layout: see the data set's section in docs/datasets.md), "
+                   "or for `folder` your own folder with manifest.csv (docs/data-format.md)")
     p.add_argument("--dst", type=Path, required=True, help="prepared folder to write (rerun the same command to resume)")
     p.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -17,7 +17,7 @@ def build_dataset(config: DataConfig) -> DataBundle:
     return fit_standardization(checked(bundle, skip_bad=config.skip_bad) if config.check else bundle)
 
 
-from . import ave, avdigits, cremad, folder, kinetics, kinetics_sounds, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
+from . import ave, avdigits, cremad, folder, folder_prepare, kinetics, kinetics_sounds, modelnet40, synthetic, ucf101, vggsound  # noqa: E402,F401  (register the built-in data sets)
 from .frames import IN_MEMORY, from_arrays, from_dataframe  # noqa: E402  (in-memory data, from Python)
 
 __all__ = ["DATASETS", "SPLITS", "Batch", "DataBundle", "DataSpec", "Inputs", "Modality", "Split", "SubsetSplit", "TensorSplit", "hash_parts",

@@ -114,6 +114,8 @@ class Split(Dataset):
       content_hash()  a hash of what is read (stored arrays or files, labels, the transform's
                       settings), so caches and resumed runs can tell when the data changed
       deterministic() the same samples through the evaluation transform (no augmentation)
+      only(modalities) the same samples giving those modalities alone (a prepared split then reads
+                      those arrays alone; others give every modality)
       subset(indices) some of the samples, keeping all of the above
       training_order(generator)  the order a training epoch visits the samples in: a random
                       permutation, unless a method's training split arranges its epochs otherwise
@@ -141,6 +143,9 @@ class Split(Dataset):
         raise NotImplementedError
 
     def deterministic(self) -> "Split":
+        return self
+
+    def only(self, modalities: list[str]) -> "Split":
         return self
 
     def subset(self, indices: list[int]) -> "Split":
@@ -187,6 +192,9 @@ class SubsetSplit(Split):
 
     def deterministic(self) -> Split:
         return SubsetSplit(self.parent.deterministic(), self.indices)
+
+    def only(self, modalities: list[str]) -> Split:
+        return SubsetSplit(self.parent.only(modalities), self.indices)
 
 
 def hash_parts(*parts: Any) -> str:

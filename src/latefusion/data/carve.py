@@ -26,3 +26,11 @@ def carve_validation(splits: Sequence[str], fraction: float, seed: int, groups: 
         held.add(group)
         moved += sizes[group]
     return ["val" if split == "train" and group in held else split for split, group in zip(splits, groups)]
+
+
+def settle_validation(splits: Sequence[str], fraction: float, seed: int, groups: Sequence[Hashable] | None = None) -> list[str]:
+    """The splits training reads: as given when any sample is already "val", else with a validation
+    split carved out of train (carve_validation). The one rule of the folder reader and of `prepare`."""
+    if "val" in splits:
+        return list(splits)
+    return carve_validation(splits, fraction, seed, groups)

@@ -5,7 +5,7 @@ Each problem has a kind:
   empty-split            a split without samples
   missing-file           \
   unreadable-file         > reported by a file-backed split's own `check()` (the hook below); the
-  truncated-file         /  folder data set adds its own kinds there (see data/folder.py)
+  truncated-file         /  folder data set adds its own kinds there (see data/folder.py, docs/data-format.md)
   unreadable-sample      loading the sample raised an error
   label-not-integer      a label that is not a whole number
   label-out-of-range     a label outside [0, num_classes)

@@ -46,12 +46,7 @@ def read_npy(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
     if not path.is_file():
         raise FileProblem("missing-file", "does not exist")
     with open(path, "rb") as handle:
-        try:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read_header(handle)
-        except Exception as error:  # see the module docstring
-            raise FileProblem("unreadable-file", f"is not a .npy array ({type(error).__name__}: {error})") from None
+        shape, dtype = npy_header(handle)
         if dtype.hasobject:
             raise FileProblem("unreadable-file", "holds Python objects, not numbers")
         expected = math.prod(shape) * dtype.itemsize  # Python ints: a damaged header cannot overflow it
@@ -62,6 +57,17 @@ def read_npy(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
         raise FileProblem("too-large", f"declares shape {tuple(shape)} of {dtype}: {size_text(expected)} of data, over the limit of "
                                        f"{size_text(max_bytes)} (data.options.max_array_mb); it was not read")
     return np.load(path, allow_pickle=False)
+
+
+def npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a .npy file's header declares (the file open for reading, at its start)."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+    except Exception as error:  # see the module docstring
+        raise FileProblem("unreadable-file", f"is not a .npy array ({type(error).__name__}: {error})") from None
+    return tuple(shape), dtype
 
 
 def size_text(count: int) -> str:
@@ -162,6 +168,24 @@ def read_wav(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, 
         raise FileProblem("unreadable-file", f"holds no audio samples (its data chunk declares {declared} bytes{after})")
     samples = wav_samples(data[start : start + frames * frame_bytes], tag, bits)
     return samples.reshape(-1, channels).mean(axis=1, dtype=np.float32), rate
+
+
+def wav_length(path: Path) -> tuple[int, int]:
+    """(frames, sample rate) of a .wav file from its header (frames cut to what the file holds), without
+    reading its samples; FileProblem when it is not a readable WAV file."""
+    with open(path, "rb") as handle:
+        head = handle.read(WAV_HEADER_BYTES)
+    try:
+        chunks = wav_chunks(head)
+        _, channels, rate, bits = wav_format(head, chunks)
+        start, declared = chunks[b"data"]
+    except Exception as error:  # see the module docstring
+        raise FileProblem("unreadable-file", f"is not a WAV file ({type(error).__name__}: {error})") from None
+    frame_bytes = channels * (bits // 8) or 1
+    return min(declared, path.stat().st_size - start) // frame_bytes, rate
+
+
+WAV_HEADER_BYTES = 1 << 16  # the fmt chunk and the start of the data chunk lie well within this
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:

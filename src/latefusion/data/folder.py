@@ -2,11 +2,17 @@
 
 Two forms (docs/data-format.md has the details):
 
-* `manifest.csv` in a folder, columns `id,label,split` plus, per modality, either one file column
-  whose cells are paths (inside the folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`,
-  `.ogg`... through PyAV; resampled to one rate) or `.png`/`.jpg` images (resized by `image_size`),
-  or number columns `<modality>.<feature>` that form one vector;
+* `manifest.csv` in a folder, columns `id,label,split` (other names: `id_column`, `label_column`,
+  `split_column`) plus, per modality, either one file column whose cells are paths (inside the
+  folder) to `.npy` arrays, audio (`.wav` read here; `.flac`, `.mp3`, `.ogg`... through PyAV;
+  resampled to one rate), `.png`/`.jpg` images (resized by `image_size`), video clips (frames; read
+  through a prepared copy, data/folder_prepare.py) or a clip's audio track (`CLIP#audio`), or number
+  columns `<modality>.<feature>` that form one vector;
 * one `.npz` file with an array per modality plus `label` and `split` arrays (optional `id`).
+
+This module reads a folder into memory (`read_folder`) and holds the rules both roads share: the
+manifest's listing, each file's reading and problems (`read_cell`), the carved validation split and
+the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py.
 
 Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) are standardised per
 feature with the train split's statistics, in the model's input stage (data/standardize.py), unless
@@ -41,24 +47,26 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
-from ..config import MAX_CLIP_SECONDS, ClipSeconds, ConfigError, DataConfig, ImageSide, SampleRate, Section, validate
-from .registry import DATASETS
+from ..config import MAX_CLIP_SECONDS, ClipSeconds, FrameCount, ImageSide, SampleRate, Section
 from .base import SPLITS, DataBundle, Modality, TensorSplit
-from .carve import carve_validation
+from .carve import settle_validation
 from .checks import Problem
-from .standardize import standardize_stage
 from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
-from .media import MediaError, MediaTooLarge, decode_audio, read_image_scaled, require_pyav
+from .standardize import standardize_stage
+from .media import (VIDEO_SUFFIXES, ClipTooShort, MediaError, MediaTooLarge, NoAudioTrack, decode_audio, read_clip_audio, read_clip_frames,
+                    read_image_scaled, require_pyav)
 
-__all__ = ["DataFormatError", "build"]
+__all__ = ["DataFormatError", "FolderOptions", "read_folder"]
 
-RESERVED_COLUMNS = ("id", "label", "split")
-# .wav is parsed with the standard library; the other audio types are decoded by PyAV (the `video` extra).
+# .wav is parsed with the standard library; the other audio types, and videos, are decoded by PyAV (the `video` extra).
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
-KIND_BY_SUFFIX = {**dict.fromkeys(AUDIO_SUFFIXES, "audio"), ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
+KIND_BY_SUFFIX = {**dict.fromkeys(AUDIO_SUFFIXES, "audio"), **dict.fromkeys(VIDEO_SUFFIXES, "video"),
+                  ".png": "image", ".jpg": "image", ".jpeg": "image", ".npy": "array"}
+# A cell `clips/0001.mp4#audio` names the audio track of a video file: the column is an audio modality.
+AUDIO_TRACK = "#audio"
 ENCODER_BY_KIND = {"vector": "mlp", "image": "cnn", "audio": "audio-cnn"}
 # numpy dtype kinds that are real numbers: bool, signed and unsigned integers, floats
 REAL_KINDS = "biuf"
@@ -69,7 +77,14 @@ UNREADABLE_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP,
 MAX_SAMPLE_RANK = 3
 
 
-class FolderOptions(Section):
+class ContentOptions(Section):
+    """The options that decide what is read from a folder (not how it is trained on): a prepared copy
+    of the folder is made for one set of them."""
+
+    # The manifest's (or .npz's) columns of sample ids, labels and splits.
+    id_column: str = "id"
+    label_column: str = "label"
+    split_column: str = "split"
     val_fraction: float = Field(0.15, gt=0, lt=1)
     val_seed: int = 0
     audio_seconds: ClipSeconds | None = None
@@ -85,9 +100,22 @@ class FolderOptions(Section):
     sample_rate: SampleRate | None = None
     # A .npy (or .wav) sample declaring more data than this many MiB is refused before it is read.
     max_array_mb: float = Field(MAX_ARRAY_BYTES / 1024**2, gt=0)
+    # A video column's clips become this many frames, spread evenly over each clip, squashed to
+    # video_size x video_size (the paper recipes' defaults: ucf101.py, vggsound.py).
+    video_frames: FrameCount = 3
+    video_size: ImageSide = 224
+
+
+class FolderOptions(ContentOptions):
     # Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) standardised per
     # feature with the train split's mean and std (data/standardize.py); false: the numbers as read.
     standardize_numbers: bool = True
+    # Read a manifest folder through a prepared copy in a cache (data/folder_prepare.py): `auto` when it
+    # lists more than `prepare_above` samples or has a video column, `always`, or `never` (read into memory).
+    prepare: Literal["auto", "always", "never"] = "auto"
+    prepare_above: PositiveInt = 10_000
+    # Where prepared copies go: default $LATEFUSION_CACHE, else $XDG_CACHE_HOME/latefusion, else ~/.cache/latefusion.
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -166,6 +194,86 @@ def read_audio_file(path: Path, max_bytes: int, whole: bool = False) -> tuple[np
     return samples, rate
 
 
+def read_video_file(path: Path, options: ContentOptions, audio: bool) -> tuple[np.ndarray, int | None]:
+    """A clip's frames (uint8, see media.read_clip_frames), or with `audio` its audio track as mono
+    float32 and its rate."""
+    try:
+        if audio:
+            return read_clip_audio(path)
+        return read_clip_frames(path, options.video_frames, options.video_size), None
+    except NoAudioTrack:
+        raise FileProblem("no-audio-track", "has no audio track") from None
+    except ClipTooShort as error:
+        raise FileProblem("too-short", str(error).removeprefix(f"{path}: ")) from None
+    except MediaError as error:
+        raise FileProblem("unreadable-file", f"is not a readable video ({str(error).removeprefix(f'{path}: ')})") from None
+
+
+def cell_path(cell: str) -> tuple[str, bool]:
+    """The file a manifest cell names, and whether it asks for that video's audio track."""
+    return (cell.removesuffix(AUDIO_TRACK), True) if cell.endswith(AUDIO_TRACK) else (cell, False)
+
+
+def cell_kind(cell: str) -> str | None:
+    """What a cell's file holds (audio, image, array, video), from its name; None: unsupported."""
+    path, track = cell_path(cell)
+    suffix = Path(path).suffix.lower()
+    if track:
+        return "audio" if suffix in VIDEO_SUFFIXES else None
+    return KIND_BY_SUFFIX.get(suffix)
+
+
+def column_kind(manifest: Path, name: str, cells: list[str], where: list[str]) -> str | None:
+    """The kind of a file column's files (None: every cell is empty); a DataFormatError for a file of
+    an unsupported type, a column mixing kinds, or a type PyAV decodes when it is not installed."""
+    kind = None
+    for row, cell in enumerate(cells):
+        if not cell:
+            continue
+        found = cell_kind(cell)
+        if found is None:
+            raise DataFormatError(f"{manifest}, {where[row]}: {cell!r} has an unsupported type {Path(cell_path(cell)[0]).suffix.lower()!r}; "
+                                  f"expected one of {sorted(KIND_BY_SUFFIX)}, or a video's audio track as VIDEO{AUDIO_TRACK}")
+        if kind not in (None, found):
+            raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r} mixes file types ({cell!r} is not {kind})")
+        suffix = Path(cell_path(cell)[0]).suffix.lower()
+        if found in ("audio", "video") and suffix != ".wav":
+            try:
+                require_pyav()
+            except MediaError:
+                what = "video" if suffix in VIDEO_SUFFIXES else "audio"
+                raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r}: {cell} is {suffix} {what}, which is decoded by PyAV, "
+                                      "not installed: pip install 'latefusion[video]' (or convert the clips to .wav)") from None
+        kind = found
+    return kind
+
+
+def read_cell(folder: Path, cell: str, kind: str, options: ContentOptions) -> tuple[np.ndarray, int | None]:
+    """The file a manifest cell names, as its column's `kind` reads it, with the rate of audio (else
+    None). What is wrong with it is a FileProblem whose message follows the cell's text. The one
+    sample check of the folder reader and of `prepare folder`."""
+    path_text, track = cell_path(cell)
+    max_bytes = int(options.max_array_mb * 1024**2)
+    try:
+        outside = None if options.allow_outside_paths else outside_reason(folder, path_text)
+        if outside:
+            raise FileProblem("outside-folder", f"{outside}; set data.options.allow_outside_paths=true to read it anyway")
+        path = folder / path_text
+        if not path.is_file():
+            raise FileProblem("missing-file", "does not exist")
+        if track or kind == "video":
+            return read_video_file(path, options, audio=track)
+        if kind == "audio":
+            return read_audio_file(path, max_bytes, whole=options.audio_seconds is None)
+        if kind == "image":
+            return read_image_file(path, options.image_size, options.image_fit), None
+        return read_array_file(path, max_bytes), None
+    except OSError as error:
+        if error.errno not in UNREADABLE_ERRNOS:
+            raise  # a failing disk (EIO...) is not a problem of one sample
+        raise FileProblem("unreadable-file", f"cannot be read: {os.strerror(error.errno)} ({errno.errorcode[error.errno]})") from None
+
+
 def outside_reason(folder: Path, cell: str) -> str | None:
     """Why the manifest path `cell` leaves the data folder (through `..` or a symlink), or None."""
     if Path(cell).is_absolute():
@@ -185,55 +293,39 @@ def fit_audio(clips: dict[int, np.ndarray], length: int | None) -> dict[int, np.
     return {row: np.pad(c[:length], (0, max(0, length - len(c)))) for row, c in clips.items()}
 
 
+def audio_rate(rates: dict[int, int], splits: list[str], options: ContentOptions) -> int:
+    """The rate every clip of a modality is resampled to: data.options.sample_rate, else the rate of
+    the first train clip read (the first clip read when train has none)."""
+    return options.sample_rate or rates[next((r for r in rates if splits[r] == "train"), next(iter(rates)))]
+
+
 def read_column(folder: Path, name: str, cells: list[str], where: list[str], splits: list[str], options: FolderOptions) -> tuple[np.ndarray, str, dict[str, Any], list[Problem]]:
     """One modality of a manifest: its stacked samples, kind, encoder options and per-row problems."""
     manifest = folder / "manifest.csv"
-    kind, values, problems, rates = None, {}, [], {}
-    max_bytes = int(options.max_array_mb * 1024**2)
+    values, problems, rates = {}, [], {}
 
     def bad(row: int, problem_kind: str, what: str) -> None:
         problems.append(Problem(problem_kind, f"{where[row]}, modality {name!r}: {what}", index=row))
 
+    kind = column_kind(manifest, name, cells, where)
+    if kind == "video":
+        raise DataFormatError(f"{manifest}: modality {name!r} holds video clips, which are read through a prepared copy "
+                              "(data.options.prepare=auto or always), not into memory")
     for row, cell in enumerate(cells):
         if not cell:
             bad(row, "missing-modality", "no file given")
             continue
-        suffix = Path(cell).suffix.lower()
-        if suffix not in KIND_BY_SUFFIX:
-            raise DataFormatError(f"{manifest}, {where[row]}: {cell!r} has an unsupported type {suffix!r}; expected one of {sorted(KIND_BY_SUFFIX)}")
-        if kind not in (None, KIND_BY_SUFFIX[suffix]):
-            raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r} mixes file types ({cell!r} is not {kind})")
-        kind = KIND_BY_SUFFIX[suffix]
-        if kind == "audio" and suffix != ".wav":
-            try:
-                require_pyav()
-            except MediaError:
-                raise DataFormatError(f"{manifest}, {where[row]}: modality {name!r}: {cell} is {suffix} audio, which is decoded by PyAV, "
-                                      "not installed: pip install 'latefusion[video]' (or convert the clips to .wav)") from None
         try:
-            outside = None if options.allow_outside_paths else outside_reason(folder, cell)
-            if outside:
-                bad(row, "outside-folder", f"{cell} {outside}; set data.options.allow_outside_paths=true to read it anyway")
-                continue
-            if not (folder / cell).is_file():
-                bad(row, "missing-file", f"{cell} does not exist")
-                continue
-            if kind == "audio":
-                values[row], rates[row] = read_audio_file(folder / cell, max_bytes, options.audio_seconds is None)
-            elif kind == "image":
-                values[row] = read_image_file(folder / cell, options.image_size, options.image_fit)
-            else:
-                values[row] = read_array_file(folder / cell, max_bytes)
+            values[row], rate = read_cell(folder, cell, kind, options)
         except FileProblem as problem:
             bad(row, problem.kind, f"{cell} {problem}")
-        except OSError as error:
-            if error.errno not in UNREADABLE_ERRNOS:
-                raise  # a failing disk (EIO...) is not a problem of one sample
-            bad(row, "unreadable-file", f"{cell} cannot be read: {os.strerror(error.errno)} ({errno.errorcode[error.errno]})")
+            continue
+        if rate is not None:
+            rates[row] = rate
 
     encoder_options = {}
     if kind == "audio" and rates:
-        rate = options.sample_rate or rates[next((r for r in rates if splits[r] == "train"), next(iter(rates)))]
+        rate = audio_rate(rates, splits, options)
         values = {row: resample(clip, rates[row], rate) for row, clip in values.items()}
         seconds = options.audio_seconds
         values = fit_audio(values, max(1, int(seconds * rate)) if seconds else None)
@@ -251,7 +343,11 @@ def same_channels(images: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Greyscale images as RGB (the grey repeated) in a modality that holds any RGB image."""
     if not any(image.shape[0] == 3 for image in images.values()):
         return images
-    return {row: np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image for row, image in images.items()}
+    return {row: as_rgb(image) for row, image in images.items()}
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
 
 
 def numeric_columns(name: str, features: list[str], rows: list[dict[str, str]], where: list[str], manifest: Path) -> tuple[np.ndarray, list[Problem]]:
@@ -365,12 +461,17 @@ def read_manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]],
     return columns, rows, [line for line, _ in records[1:]]
 
 
-def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[str] | None]:
+def reserved_columns(options: ContentOptions) -> tuple[str, str, str]:
+    """The columns (or .npz arrays) of ids, labels and splits."""
+    return options.id_column, options.label_column, options.split_column
+
+
+def manifest_modalities(columns: list[str], manifest: Path, reserved: tuple[str, ...]) -> dict[str, list[str] | None]:
     """Each modality in the order of its first column: None for a file column, else the features of its
     number columns `modality.feature` (in column order)."""
     modalities: dict[str, list[str] | None] = {}
     for column in columns:
-        if column in RESERVED_COLUMNS:
+        if column in reserved:
             continue
         name, dot, feature = column.partition(".")
         check_modality_name(name, manifest)
@@ -385,23 +486,44 @@ def manifest_modalities(columns: list[str], manifest: Path) -> dict[str, list[st
     return modalities
 
 
-def read_manifest_folder(folder: Path, options: FolderOptions) -> Table:
-    """A manifest.csv and the files it names."""
+@dataclass
+class Listing:
+    """A manifest's samples before any file is read: `table` without arrays, the rows by column, and
+    each modality (None: a file column; else the features of its number columns)."""
+
+    table: Table
+    rows: list[dict[str, str]]
+    modalities: dict[str, list[str] | None]
+
+
+def read_listing(folder: Path, options: ContentOptions) -> Listing:
+    """A manifest.csv's columns and rows, checked as a whole (DataFormatError naming what is wrong)."""
     manifest = folder / "manifest.csv"
     columns, rows, lines = read_manifest_rows(manifest)
-    missing = [c for c in RESERVED_COLUMNS if c not in columns]
+    reserved = reserved_columns(options)
+    missing = [c for c in reserved if c not in columns]
     if missing:
-        raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns id,label,split and one per modality")
-    modalities = manifest_modalities(columns, manifest)
+        hint = "" if reserved == ("id", "label", "split") else " (data.options.id_column, label_column, split_column)"
+        raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns {','.join(reserved)}{hint} and one per modality")
+    modalities = manifest_modalities(columns, manifest, reserved)
     if not modalities:
         raise DataFormatError(f"{manifest}: no modality columns; add one column per modality whose cells are file paths, "
                               "or number columns named <modality>.<feature>")
     if not rows:
         raise DataFormatError(f"{manifest}: no samples")
-    ids = [row["id"] for row in rows]
-    table = Table({}, {}, [r["label"] for r in rows], [r["split"] for r in rows], ids,
+    id_column, label_column, split_column = reserved
+    ids = [row[id_column] for row in rows]
+    table = Table({}, {}, [r[label_column] for r in rows], [r[split_column] for r in rows], ids,
                   [f"line {line} (id {sample_id!r})" for line, sample_id in zip(lines, ids)])
-    for name, features in modalities.items():
+    return Listing(table, rows, modalities)
+
+
+def read_manifest_folder(folder: Path, options: ContentOptions) -> Table:
+    """A manifest.csv and the files it names, read into memory."""
+    manifest = folder / "manifest.csv"
+    listing = read_listing(folder, options)
+    table, rows = listing.table, listing.rows
+    for name, features in listing.modalities.items():
         if features is None:
             array, kind, encoder_options, problems = read_column(folder, name, [r[name] for r in rows], table.where, table.splits, options)
         else:
@@ -450,33 +572,32 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     return contents
 
 
-def read_npz(path: Path) -> Table:
+def read_npz(path: Path, options: ContentOptions) -> Table:
     contents = load_npz(path)
-    missing = [c for c in ("label", "split") if c not in contents]
+    id_key, label_key, split_key = reserved_columns(options)
+    missing = [c for c in (label_key, split_key) if c not in contents]
     if missing:
-        raise DataFormatError(f"{path}: missing array(s) {missing}; expected `label`, `split` and one array per modality")
-    labels, splits = text_values(path, "label", contents.pop("label")), text_values(path, "split", contents.pop("split"))
+        raise DataFormatError(f"{path}: missing array(s) {missing}; expected `{label_key}`, `{split_key}` and one array per modality")
+    labels, splits = text_values(path, label_key, contents.pop(label_key)), text_values(path, split_key, contents.pop(split_key))
     n = len(labels)
-    ids = text_values(path, "id", contents.pop("id")) if "id" in contents else [str(i) for i in range(n)]
+    ids = text_values(path, id_key, contents.pop(id_key)) if id_key in contents else [str(i) for i in range(n)]
     if not contents:
-        raise DataFormatError(f"{path}: no modality arrays besides label and split")
+        raise DataFormatError(f"{path}: no modality arrays besides {label_key} and {split_key}")
     arrays = {name: modality_array(path, name, array) for name, array in contents.items()}
-    for name, values in {"split": splits, "id": ids, **arrays}.items():
+    for name, values in {split_key: splits, id_key: ids, **arrays}.items():
         if len(values) != n:
-            raise DataFormatError(f"{path}: array {name!r} has {len(values)} samples, `label` has {n}")
+            raise DataFormatError(f"{path}: array {name!r} has {len(values)} samples, `{label_key}` has {n}")
     for name, array in arrays.items():
         check_sample_rank(name, array.shape[1:], path)
     return Table(arrays, {k: "array" for k in arrays}, labels, splits, ids, [f"sample {i} (id {v!r})" for i, v in enumerate(ids)])
 
 
-def settled_splits(table: Table, options: FolderOptions, source: Path) -> list[str]:
+def settled_splits(table: Table, options: ContentOptions, source: Path) -> list[str]:
     unknown = sorted(set(table.splits) - set(SPLITS))
     if unknown:
         first = next(i for i, s in enumerate(table.splits) if s in unknown)
         raise DataFormatError(f"{source}: unknown split value(s) {unknown} (first at sample {table.ids[first]!r}); expected train, val or test")
-    if "val" in table.splits:
-        return table.splits
-    return carve_validation(table.splits, options.val_fraction, options.val_seed)
+    return settle_validation(table.splits, options.val_fraction, options.val_seed)
 
 
 def as_number(label: str) -> float | None:
@@ -545,23 +666,14 @@ def folder_splits(table: Table, splits: list[str], targets: list[int], problems:
     return result
 
 
-@DATASETS.register("folder", options=FolderOptions)
-def build(config: DataConfig) -> DataBundle:
-    if config.path is None:
-        raise ConfigError("data.name=folder needs data.path: a folder with manifest.csv, or an .npz file")
-    options = validate(FolderOptions, config.options, "data.options of the folder data set")
-    path = Path(config.path)
-    if path.is_dir() and (path / "manifest.csv").is_file():
-        table = read_manifest_folder(path, options)
-    elif path.is_file() and path.suffix == ".npz":
-        table = read_npz(path)
-    else:
-        raise DataFormatError(f"{path}: expected a folder holding manifest.csv, or an .npz file")
-
+def read_folder(path: Path, options: FolderOptions, check: bool) -> DataBundle:
+    """A manifest folder or an .npz file read into memory (the folder data set below its prepare
+    threshold, data/folder_prepare.py). With the data checks off (`check` false), bad samples are refused."""
+    table = read_manifest_folder(path, options) if path.is_dir() else read_npz(path, options)
     splits = settled_splits(table, options, path)
     class_names, targets, unseen = number_classes(table, splits, path)
     problems = table.problems + unseen + duplicate_ids(table, splits)
-    if problems and not config.check:
+    if problems and not check:
         listed = "\n  ".join(p.message for p in sorted(problems, key=lambda p: p.index))
         raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed}\n"
                               "fix them, or turn the data checks on (data.check=true) and pass --skip-bad to drop these samples")

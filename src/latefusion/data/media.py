@@ -81,6 +81,67 @@ def read_video_frames(path: Path, count: int, size: int) -> np.ndarray:
     return spread_frames(decode_video(path), count, size)
 
 
+class ClipTooShort(MediaError):
+    """A video with fewer frames than were asked of it."""
+
+
+class NoAudioTrack(MediaError):
+    """A video without the audio track that was asked of it."""
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
+
+
+def read_clip_frames(path: Path, count: int, size: int) -> np.ndarray:
+    """`count` distinct frames spread evenly over a clip (see spread_frames): (count, size, size, 3)
+    uint8. A clip of fewer frames is ClipTooShort rather than a clip of repeated frames."""
+    frames = decode_video(path)
+    if len(frames) < count:
+        raise ClipTooShort(f"{path}: {len(frames)} frame(s), fewer than the {count} asked (data.options.video_frames)")
+    return spread_frames(frames, count, size)
+
+
+def audio_length(path: Path) -> tuple[int, int]:
+    """(samples, rate) of the first audio stream of an audio or video file, from its container's
+    duration without decoding (decoded when the container records none); NoAudioTrack without one."""
+    av = _import("av")
+    with open_container(path) as container:
+        if not container.streams.audio:
+            raise NoAudioTrack(f"{path}: no audio track")
+        stream = container.streams.audio[0]
+        rate = stream.rate
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / av.time_base
+        else:
+            seconds = None
+    if seconds is None or not rate:
+        samples, rate = decode_audio(path)
+        return len(samples), rate
+    return round(seconds * rate), rate
+
+
+def image_header(path: Path) -> tuple[int, int, int]:
+    """(height, width, channels) of an image file as read_image_scaled would read it, from its header."""
+    def header(image) -> tuple[int, int, int]:
+        grey = image.mode in GREY_MODES or sixteen_bit_mode(image)
+        return image.height, image.width, 1 if grey else 3
+    return decoded(path, header)
+
+
+def sixteen_bit_mode(image) -> bool:
+    return image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG")
+
+
+def read_clip_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A video's audio track as decode_audio reads any audio file; NoAudioTrack for a silent clip."""
+    with open_container(path) as container:
+        if not container.streams.audio:
+            raise NoAudioTrack(f"{path}: the clip has no audio track")
+    return decode_audio(path)
+
+
 def gray_frames(frames: list, short_side: int) -> np.ndarray:
     """Decoded `frames` as grayscale (N, h, w) uint8 at their own size, or scaled down (aspect kept)
     so that the shorter side is `short_side` when it is longer."""
@@ -209,7 +270,7 @@ CONVERTED_VIA = {"La": "LA", "RGBa": "RGBA"}  # premultiplied alpha: Pillow conv
 def sixteen_bit(image) -> np.ndarray | None:
     """A 16-bit greyscale image's pixels as uint16; None for other modes. Older Pillow releases opened
     16-bit PNGs as mode I (values 0 to 65535), so a PNG of mode I is 16-bit too."""
-    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+    if sixteen_bit_mode(image):
         return np.asarray(image).astype(np.uint16)
     return None
 

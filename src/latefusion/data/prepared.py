@@ -13,10 +13,13 @@ A prepared folder:
                            it first; opening the folder checks each shard against it)
   report.json              what was read, written, reused and skipped, with the reason for each skip
 
-Why this format: decoded, resized, fixed-shape arrays are read with `np.load(mmap_mode="r")` and a
-fancy index, with nothing left to decode at training time (the costly part of reading video); a
-shard of a few hundred samples is one file per array, big enough for sequential reads and small
-enough to redo when interrupted. Every file is written atomically and a shard's manifest is written
+Why this format: decoded, resized, fixed-shape arrays are read row by row at their offsets
+(`ShardArray`: one positioned read per run of consecutive samples), with nothing left to decode at
+training time (the costly part of reading video); a shard of a few hundred samples is one file per
+array, big enough for sequential reads and small enough to redo when interrupted. Positioned reads
+rather than a memory map: the pages of a mapped file a process touches count in its resident memory
+(whole large folios of a file just written, 2.5 MB per sample read was seen), which then grows with
+the data set read; a read copies only the rows a batch needs. Every file is written atomically and a shard's manifest is written
 after its arrays, so a shard with a manifest is complete: a rerun skips it (resumable prepare) unless
 its arrays no longer match their checksums (a damaged disk, a copy cut short) or the raw files of one
 of its samples changed (a broken download replaced): those shards are written again. Opening a
@@ -33,6 +36,7 @@ import bisect
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import threading
@@ -55,9 +59,9 @@ from ..errors import ConfigError, DataError, UserError
 from ..storage import atomic_write_bytes, read_json, write_json
 from .augment import Transforms
 from .base import Batch, DataBundle, Inputs, Modality, Split, hash_parts
-from .carve import carve_validation
+from .carve import settle_validation
 from .checks import Problem
-from .files import DataFormatError
+from .files import DataFormatError, npy_header
 
 FORMAT = "latefusion-prepared/1"
 
@@ -87,6 +91,9 @@ class Sample:
     split: str  # train, val or test
     group: str  # samples of one group (source video, object) never straddle train and val
     sources: dict[str, str] = field(default_factory=dict)  # files `decode` reads, by role
+    # Values `decode` takes from the listing itself (a manifest's number cells), by role; a shard is
+    # written again when they change, as when a source file does.
+    cells: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +105,11 @@ class Scan:
     # What the user must know about the data as prepared (a split with overlapping speakers): printed
     # to stderr by `prepare` and kept under "warnings" in the report.
     warnings: list[str] = field(default_factory=list)
+    # What the recipe settled from the data itself rather than from its options (a size read from the
+    # files, each column's kind): kept in index.json for reading, and in every shard's manifest, so a
+    # shard written under another layout is written again. The recipe's `decode` and `stored` see it
+    # through the recipe instance, which `scan` may set up and which travels to the worker processes.
+    layout: dict[str, Any] = field(default_factory=dict)
 
 
 class Recipe:
@@ -136,11 +148,9 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], folder: Path, samples: list[Sample]) -> dict:
+def write_shard(recipe: Recipe, options: Any, stored: list[Stored], folder: Path, samples: list[Sample], layout: dict[str, Any]) -> dict:
     """Decode the samples of one shard and write it; runs in a worker process."""
 
-    recipe = RECIPES.get(recipe_name)()
-    options = recipe.Options.model_validate(options_json)
     arrays = {s.name: np.zeros((len(samples), *s.shape), dtype=s.dtype) for s in stored}
     ids, labels, skipped, notes = [], [], [], []
     for sample in samples:
@@ -151,7 +161,8 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
                 if got.shape != s.shape or got.dtype != np.dtype(s.dtype):
                     raise DataError(f"decoded {s.name} has shape {got.shape} {got.dtype}, expected {s.shape} {s.dtype}")
         except Exception as error:  # one bad file must not stop a day-long prepare: it is reported instead
-            skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__})
+            skipped.append({"id": sample.id, "split": sample.split, "why": str(error) or type(error).__name__,
+                            **({"kind": error.kind} if isinstance(getattr(error, "kind", None), str) else {})})
             continue
         for s in stored:
             arrays[s.name][len(ids)] = decoded[s.name]
@@ -165,20 +176,29 @@ def write_shard(recipe_name: str, options_json: dict, stored: list[Stored], fold
         atomic_write_bytes(folder / f"{s.name}.npy", data)
         files[s.name] = {"bytes": len(data), "blake2b": hashlib.blake2b(data).hexdigest()}
     manifest = {"planned": [s.id for s in samples], "ids": ids, "labels": labels, "skipped": skipped, "notes": notes,
-                "files": files, "sources": source_stamps(samples)}
+                "files": files, "sources": source_stamps(samples), **({"layout": layout} if layout else {})}
     write_json(folder.with_suffix(".json"), manifest)
     return manifest
 
 
 def source_stamps(samples: list[Sample]) -> dict[str, dict[str, list[int] | None]]:
-    """Size and modification time of each sample's raw files (None: missing), to notice a changed one."""
+    """Size and modification time of each sample's raw files (None: missing), to notice a changed one,
+    and the listing's cells of a sample that has any. The one fingerprint of raw data: prepare's reuse
+    of a shard and the folder data set's prepared cache (data/folder_prepare.py) both rest on it."""
     stamps = {}
     for sample in samples:
-        stamps[sample.id] = {}
-        for role, source in sample.sources.items():
-            path = Path(source)
-            stamps[sample.id][role] = [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else None
+        stamps[sample.id] = {role: file_stamp(Path(source)) for role, source in sample.sources.items()}
+        if sample.cells:
+            stamps[sample.id]["cells"] = sample.cells
     return stamps
+
+
+def file_stamp(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:  # missing, or not reachable: decode names why
+        return None
+    return [status.st_size, status.st_mtime_ns]
 
 
 def file_digest(path: Path) -> str:
@@ -203,9 +223,10 @@ def damaged_files(folder: Path, files: dict[str, dict], *, checksums: bool) -> d
     return damaged
 
 
-def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
+def read_shard_manifest(path: Path, samples: list[Sample], layout: dict[str, Any]) -> dict | None:
     """A finished shard's manifest, or None when the shard must be (re)written: never finished, planned
-    with other samples, damaged since, or one of its samples' raw files changed since."""
+    with other samples or another layout, labelled otherwise (a label edited, a class added), damaged
+    since, or one of its samples' raw files changed since."""
 
     if not path.is_file():
         return None
@@ -213,7 +234,11 @@ def read_shard_manifest(path: Path, samples: list[Sample]) -> dict | None:
         manifest = read_json(path)
     except UserError:  # not valid JSON: a shard cut short, to be written again
         return None
-    if manifest.get("planned") != [s.id for s in samples] or damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
+    label_of = {s.id: s.label for s in samples}
+    if (manifest.get("planned") != [s.id for s in samples] or manifest.get("layout", {}) != layout
+            or manifest.get("labels") != [label_of.get(i) for i in manifest.get("ids", [])]):
+        return None
+    if damaged_files(path.with_suffix(""), manifest.get("files", {}), checksums=True):
         return None
     stamps = source_stamps(samples)
     return manifest if manifest.get("sources", stamps) == stamps else None  # shards written before stamps were recorded pass
@@ -253,8 +278,10 @@ def exit_when_orphaned(parent: int) -> None:
 
 
 def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any] | None = None, *,
-            workers: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json)."""
+            workers: int | None = None, progress: bool = True, before_writing: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Prepare raw data set `name` from `src` into `dst`; returns the report (also in dst/report.json).
+    `before_writing(bytes)`, when given, hears how many bytes of arrays are about to be written (and
+    may refuse by raising) before the first shard is touched."""
 
     recipe = RECIPES.get(name)()
     opts = validate(recipe.Options, options or {}, f"prepare options of {name}")
@@ -273,30 +300,33 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
     scan = recipe.scan(src, opts)
     for warning in scan.warnings:
         print(f"warning: prepare {name}: {warning}", file=sys.stderr)
-    carved = carve_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
+    carved = settle_validation([s.split for s in scan.samples], opts.val_fraction, opts.seed, groups=[s.group for s in scan.samples])
     samples = [replace(s, split=split) for s, split in zip(scan.samples, carved)]
     refuse_empty_splits(f"prepare {name}: {src}", "would hold", Counter(s.split for s in samples), opts,
                         f"{len(samples)} samples of {len({s.group for s in samples})} groups (speakers, source videos, objects: a "
                         "group never straddles two splits); add data, or change the split options (val_fraction, test_fraction...)")
     stored = recipe.stored(opts)
     shards = plan_shards(samples, opts.shard_size)
-    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v) for k, v in shards.items()}
+    manifests = {k: read_shard_manifest(dst / "shards" / f"{k}.json", v, scan.layout) for k, v in shards.items()}
     pending = [k for k, m in manifests.items() if m is None]
     workers = workers or os.cpu_count() or 1
+    if pending and before_writing is not None:
+        per_sample = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in stored)
+        before_writing(per_sample * sum(len(shards[k]) for k in pending))
     if pending and (dst / "index.json").exists():
         # The old index describes the shards as they were: remove it before the first one is touched, so
         # that a rerun stopped half-way leaves a folder that reads as unfinished, never a stale index.
         (dst / "index.json").unlink()
 
     bar = tqdm(total=sum(len(shards[k]) for k in pending), desc=f"prepare {name}", unit="sample", disable=not progress, dynamic_ncols=True)
-    jobs = (name, settings["options"], stored)
+    jobs = (recipe, opts, stored)
     if workers == 1:
         for k in pending:
-            manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k])
+            manifests[k] = write_shard(*jobs, dst / "shards" / k, shards[k], scan.layout)
             bar.update(len(shards[k]))
     else:
         with ProcessPoolExecutor(workers, initializer=start_worker) as pool:
-            futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k]): k for k in pending}
+            futures = {pool.submit(write_shard, *jobs, dst / "shards" / k, shards[k], scan.layout): k for k in pending}
             for future in as_completed(futures):
                 manifests[futures[future]] = future.result()
                 bar.update(len(shards[futures[future]]))
@@ -322,26 +352,76 @@ def prepare(name: str, src: str | Path, dst: str | Path, options: dict[str, Any]
                         f"{len(report['skipped'])} samples were left out; {dst / 'report.json'} says why for each")
     write_json(dst / "index.json", {
         "format": FORMAT, "dataset": name, "class_names": scan.class_names,
-        "stored": [asdict(s) for s in stored], "splits": splits,
+        "stored": [asdict(s) for s in stored], "splits": splits, **({"layout": scan.layout} if scan.layout else {}),
         "manifests": {k: manifest_digest(read_json(dst / "shards" / f"{k}.json")) for k in shards},
     })
     return report
 
 
+class ShardArray:
+    """One stored array of a shard (a .npy file, C order), read by rows with positioned reads into the
+    batch's own buffer. Holds the file open: `ShardFiles` bounds how many are."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as handle:
+            shape, self.dtype = npy_header(handle)
+            self.offset = handle.tell()
+        self.path, self.shape = path, shape
+        self.row_bytes = math.prod(shape[1:]) * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def rows(self, local: np.ndarray) -> np.ndarray:
+        """The rows at the ascending indices `local`."""
+        out = np.empty((len(local), *self.shape[1:]), self.dtype)
+        buffer = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+        breaks = np.flatnonzero(np.diff(local) != 1) + 1  # runs of consecutive rows: one read each
+        for start, end in zip([0, *breaks.tolist()], [*breaks.tolist(), len(local)]):
+            want = (end - start) * self.row_bytes
+            got = os.preadv(self.fd, [buffer[start * self.row_bytes : end * self.row_bytes]], self.offset + int(local[start]) * self.row_bytes)
+            if got != want:
+                raise DataFormatError(f"{self.path}: rows {local[start]}..{local[end - 1]} lie past its end (the file was cut short); "
+                                      "rerun the same `latefusion prepare` command to repair it")
+        return out
+
+
+class ShardFiles:
+    """The open ShardArrays of a process, the least recently used closed beyond `limit` (a data set of
+    thousands of shards would otherwise exhaust the process's file descriptors)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit, self.open = limit, {}
+
+    def get(self, path: Path) -> ShardArray:
+        array = self.open.pop(path, None) or ShardArray(path)
+        self.open[path] = array  # now the most recent
+        if len(self.open) > self.limit:
+            self.open.pop(next(iter(self.open))).close()
+        return array
+
+    def __del__(self) -> None:
+        for array in self.open.values():
+            array.close()
+
+
 class PreparedSplit(Split):
-    """One split of a prepared folder. Arrays are memory-mapped on first use in each process (a
-    DataLoader worker opens its own maps); a batch is gathered shard by shard with one fancy index
-    per array, then `transform` augments them into compact batches (uint8 frames, int16 audio) that the
-    model's input stages turn into float inputs on its device."""
+    """One split of a prepared folder. Array files are opened on first use in each process (a
+    DataLoader worker opens its own); a batch is gathered shard by shard with positioned reads of its
+    rows (ShardArray), then `transform` augments them into compact batches (uint8 frames, int16 audio)
+    that the model's input stages turn into float inputs on its device."""
 
     # Prepare decoded and checked every sample as it wrote it; the data checks read only ids and labels
     # instead of decoding the whole split again at every start.
     checked_when_prepared = True
 
     def __init__(self, root: Path, shards: list[dict], labels: list[int], ids: list[str], arrays: list[str], transform: Transforms,
-                 evaluation: Transforms, manifests: list[dict], files: dict[str, dict]) -> None:
+                 evaluation: Transforms, digests: list[str], files: dict[str, dict]) -> None:
         self.root = root
-        self.entries, self.manifests, self.evaluation = shards, manifests, evaluation
+        # Each shard's manifest_digest, not the manifests: those hold every sample's source stamps and
+        # cells, which would make a split's memory grow with the data set.
+        self.entries, self.digests, self.evaluation = shards, digests, evaluation
         self.sample_ids_ = ids
         self.shards = [entry["shard"] for entry in shards]
         self.files = files  # shard -> its manifest's record of array files (size, checksum)
@@ -350,10 +430,13 @@ class PreparedSplit(Split):
         self.arrays = arrays
         self.transform = transform
         self.augments = transform.augments
-        self._maps: dict[tuple[str, str], np.ndarray] = {}
+        self._files = ShardFiles()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": {}}  # maps are reopened, not pickled (that would copy the data)
+        return {**self.__dict__, "_files": None}  # files are opened again in each process, not pickled
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _files=ShardFiles())
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -366,11 +449,8 @@ class PreparedSplit(Split):
                 problems.append(Problem("damaged-shard", f"shards/{shard}/{name}.npy {how}; rerun the same `latefusion prepare` command to repair it"))
         return problems
 
-    def _map(self, shard: str, array: str) -> np.ndarray:
-        key = (shard, array)
-        if key not in self._maps:
-            self._maps[key] = np.load(self.root / "shards" / shard / f"{array}.npy", mmap_mode="r")
-        return self._maps[key]
+    def _array(self, shard: str, array: str) -> ShardArray:
+        return self._files.get(self.root / "shards" / shard / f"{array}.npy")
 
     def raw(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """The stored arrays of `indices`, in that order."""
@@ -383,7 +463,7 @@ class PreparedSplit(Split):
             end = int(np.searchsorted(sorted_indices, self.starts[shard + 1]))
             local = sorted_indices[position:end] - self.starts[shard]
             for a in self.arrays:
-                parts[a].append(self._map(self.shards[shard], a)[local])
+                parts[a].append(self._array(self.shards[shard], a).rows(local))
             position = end
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
@@ -398,13 +478,18 @@ class PreparedSplit(Split):
     def content_hash(self) -> str:
         # What prepare recorded of each shard (its samples, and the sizes and checksums of its arrays
         # where recorded) and the transform: cheap, and it changes whenever prepare rewrites a shard.
-        return hash_parts(json.dumps([self.entries, self.manifests], sort_keys=True), self.arrays, repr(self.transform))
+        return hash_parts(json.dumps([self.entries, self.digests], sort_keys=True), self.arrays, repr(self.transform))
 
     def deterministic(self) -> Split:
         if not self.augments:
             return self
         return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, self.arrays, self.evaluation,
-                             self.evaluation, self.manifests, self.files)
+                             self.evaluation, self.digests, self.files)
+
+    def only(self, modalities: list[str]) -> Split:
+        transform, evaluation = (Transforms({m: t.plan[m] for m in modalities}) for t in (self.transform, self.evaluation))
+        return PreparedSplit(self.root, self.entries, self.labels.tolist(), self.sample_ids_, evaluation.arrays, transform, evaluation,
+                             self.digests, self.files)
 
 
 @dataclass
@@ -418,9 +503,10 @@ class Prepared:
     stored: dict[str, Stored]
     splits: dict[str, list[dict]]
     manifest_digests: dict[str, str] = field(default_factory=dict)  # shard -> manifest_digest; {} in older indexes
+    layout: dict[str, Any] = field(default_factory=dict)  # what the recipe settled from the data (Scan.layout)
 
     def split(self, split: str, arrays: list[str], transform: Transforms, evaluation: Transforms) -> PreparedSplit:
-        labels, ids, manifests, files = [], [], [], {}
+        labels, ids, digests, files = [], [], [], {}
         for entry in self.splits[split]:
             shard = entry["shard"]
             manifest = read_json(self.root / "shards" / f"{shard}.json")
@@ -434,9 +520,9 @@ class Prepared:
                 raise DataFormatError(f"{self.root / 'shards' / shard}: {hows}; rerun the same `latefusion prepare {self.dataset}` command to repair it")
             labels += manifest["labels"]
             ids += manifest["ids"]
-            manifests.append(manifest)
+            digests.append(manifest_digest(manifest))
             files[shard] = manifest.get("files", {})
-        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, manifests, files)
+        return PreparedSplit(self.root, self.splits[split], labels, ids, arrays, transform, evaluation, digests, files)
 
 
 def stale_entry(entry: dict, manifest: dict, digest: str | None) -> str | None:
@@ -463,7 +549,7 @@ def open_prepared(path: str | None, dataset: str) -> Prepared:
         raise DataError(f"{index_file} is a {index.get('dataset')!r} folder in format {index.get('format')!r}; data.name {dataset!r} expects {FORMAT!r} of {dataset!r}")
     stored = {s["name"]: Stored(s["name"], tuple(s["shape"]), s["dtype"]) for s in index["stored"]}
     return Prepared(root, dataset, read_json(root / "prepare.json")["options"], index["class_names"], stored, index["splits"],
-                    index.get("manifests", {}))
+                    index.get("manifests", {}), index.get("layout", {}))
 
 
 def prepared_bundle(prepared: Prepared, transforms: Callable[[bool], Any], kinds: dict[str, str], encoders: dict[str, dict]) -> DataBundle:

@@ -36,7 +36,7 @@ def wants_statistics(modality: Modality) -> bool:
 
 
 def _chunks(split: Split, modality: str):
-    dataset = split.deterministic()
+    dataset = split.deterministic().only([modality])  # a prepared split then reads that array alone, not its frames
     for start in range(0, len(dataset), CHUNK):
         inputs, _ = dataset.__getitems__(list(range(start, min(start + CHUNK, len(dataset)))))
         yield inputs[modality].to(torch.float64)
