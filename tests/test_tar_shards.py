@@ -88,6 +88,7 @@ def test_every_epoch_shares_out_every_shard_once_in_its_own_order():
 SCRIPT = """
 import json, sys
 from pathlib import Path
+import torch
 from torch.utils.data import DataLoader
 from latefusion import distributed
 from latefusion.data.tar_shards import TarShards
