@@ -387,3 +387,17 @@ def test_processes_building_the_same_cache_wait_for_one_another(tmp_path):
     assert [run.returncode for run in runs] == [0, 0], said
     assert sorted("writing about" in text for text in said) == [False, True]  # one made the copy, the other waited and read it
     assert sum("the data are unchanged since it was made" in text for text in said) == 1
+
+
+def test_data_given_as_a_prepared_folder_is_the_data_set_it_was_made_from(tmp_path):
+    from raw_layouts import make_modelnet40
+
+    from latefusion.cli import data_overrides
+
+    make_modelnet40(tmp_path / "raw", train=2, test=1)
+    prepare("modelnet40", tmp_path / "raw", tmp_path / "modelnet", {"size": 8}, workers=1, progress=False)
+    assert data_overrides(str(tmp_path / "modelnet")) == ["data.name=modelnet40", f"data.path={(tmp_path / 'modelnet').resolve()}"]
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    prepare("folder", data, tmp_path / "mine", PREPARE, workers=1, progress=False)
+    assert data_overrides(str(tmp_path / "mine"))[0] == "data.name=folder"
+    assert data_overrides(str(data))[0] == "data.name=folder"
