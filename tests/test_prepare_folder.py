@@ -372,3 +372,32 @@ def test_pyav_is_asked_for_only_by_the_files_it_decodes(tmp_path, monkeypatch):
     with pytest.raises(DataFormatError, match=r"line 7 \(id 's05'\): modality 'sound': s05\.flac is \.flac audio, which is decoded by PyAV, "
                                               r"not installed: pip install 'latefusion\[video\]'"):
         build_dataset(DataConfig(name="folder", path=str(data)))
+
+
+@pytest.mark.slow
+def test_processes_building_the_same_cache_wait_for_one_another(tmp_path):
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    build = ("import time, sys\nfrom latefusion.data.folder_prepare import FolderRecipe\nplain = FolderRecipe.decode\n"
+             "FolderRecipe.decode = lambda self, *a: (time.sleep(0.5), plain(self, *a))[1]\n"
+             "from latefusion.config import DataConfig\nfrom latefusion.data import build_dataset\n"
+             f"build_dataset(DataConfig(name='folder', path={str(data)!r}, options={{'cache_dir': {str(tmp_path / 'cache')!r}, "
+             "'prepare': 'always'}))\n")
+    runs = [subprocess.Popen([sys.executable, "-c", build], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    said = [run.communicate()[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], said
+    assert sorted("writing about" in text for text in said) == [False, True]  # one made the copy, the other waited and read it
+    assert sum("the data are unchanged since it was made" in text for text in said) == 1
+
+
+def test_data_given_as_a_prepared_folder_is_the_data_set_it_was_made_from(tmp_path):
+    from raw_layouts import make_modelnet40
+
+    from latefusion.cli import data_overrides
+
+    make_modelnet40(tmp_path / "raw", train=2, test=1)
+    prepare("modelnet40", tmp_path / "raw", tmp_path / "modelnet", {"size": 8}, workers=1, progress=False)
+    assert data_overrides(str(tmp_path / "modelnet")) == ["data.name=modelnet40", f"data.path={(tmp_path / 'modelnet').resolve()}"]
+    data = make_folder(tmp_path / "data", n=6, video=False)
+    prepare("folder", data, tmp_path / "mine", PREPARE, workers=1, progress=False)
+    assert data_overrides(str(tmp_path / "mine"))[0] == "data.name=folder"
+    assert data_overrides(str(data))[0] == "data.name=folder"

@@ -88,6 +88,7 @@ def test_every_epoch_shares_out_every_shard_once_in_its_own_order():
 SCRIPT = """
 import json, sys
 from pathlib import Path
+import torch
 from torch.utils.data import DataLoader
 from latefusion import distributed
 from latefusion.data.tar_shards import TarShards
@@ -113,3 +114,23 @@ def test_two_processes_with_two_workers_each_read_each_sample_once_per_epoch(tmp
     for epoch in (0, 1):
         ranks = [json.loads((tmp_path / f"epoch-{epoch}-rank-{r}.json").read_text()) for r in (0, 1)]
         assert all(ranks) and sorted(ranks[0] + ranks[1]) == expected, epoch  # each sample once, both processes busy
+
+
+def test_shards_listed_by_url_are_read_as_local_ones(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    shards = write_shards(tmp_path / "shards", shards=2, per_shard=2)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "shards"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        urls = [f"http://127.0.0.1:{server.server_port}/{path.name}" for path in shards]
+        remote = {s["key"]: s for s in TarShards(urls, CLASSES, rank=0, world=1)}
+    finally:
+        server.shutdown()
+    local = {s["key"]: s for s in TarShards(shards, CLASSES, rank=0, world=1)}
+    assert sorted(remote) == sorted(local) == ["s0-0", "s0-1", "s1-0", "s1-1"]
+    assert all(np.array_equal(remote[k]["inputs"]["image"], local[k]["inputs"]["image"]) for k in local)
