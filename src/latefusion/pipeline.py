@@ -216,12 +216,13 @@ def guide_from_runs(unimodal: dict[str, str], naive: str, ume: str, *, umt: str 
     naive run's config. All of them must have been trained on one data set, and `bundle` must be it."""
     use_umt = umt is not None and RunDir(umt).is_finished() and Path(umt).resolve() != Path(naive).resolve()
     paths = {**{unimodal_key(m): path for m, path in unimodal.items()}, "naive": naive, "ume": ume, **({"umt": umt} if use_umt else {})}
-    results = {key: RunDir(path).run_result() for key, path in paths.items()}
-    same_data(paths, results=results)
+    results = {key: RunDir(path).result() for key, path in paths.items()}
+    same_data(paths, results=results)  # before anything else is read: runs of other data are named, whatever else they lack
     bundle = bundle or build_dataset(RunDir(naive).config().data)
     same_data(paths, bundle, results=results)
+    runs = {key: RunResult(Path(path), results[key], RunDir(path).predictions()) for key, path in paths.items()}
     probes = {key: probe_run(paths[key], bundle=bundle) for key in [*(unimodal_key(m) for m in unimodal), "naive"]}
-    return decide_from(results, probes, margin=margin, prefer=prefer, alpha=alpha)
+    return decide_from(runs, probes, margin=margin, prefer=prefer, alpha=alpha)
 
 
 def decide_from(runs: dict[str, RunResult], probes: dict[str, dict[str, dict[str, Any]]], *, margin: float = MARGIN,
