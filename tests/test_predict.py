@@ -169,3 +169,10 @@ def test_unlabeled_data_the_run_cannot_take_are_named(folder_run, tmp_path, caps
     assert f"--split val: {good} labels no sample, so it has no splits" in predict_error(run, good, capsys, "--split", "val")
     np.savez(tmp_path / "wide.npz", image=np.zeros((2, 1, 8, 8)), audio=np.zeros((2, RATE // 4)), vector=np.zeros((2, 7)))
     assert "wide.npz: array 'vector' holds samples of shape (7,); the run's model takes (6,)" in predict_error(run, tmp_path / "wide.npz", capsys)
+
+
+def test_predict_help_says_how_to_give_new_data_without_labels(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "New data without labels: a manifest folder (an id column and the run's modality columns; no label or split column needed)" in text

@@ -12,7 +12,9 @@ Two forms (docs/data-format.md has the details):
 
 This module reads a folder into memory (`read_folder`) and holds the rules both roads share: the
 manifest's listing, each file's reading and problems (`read_cell`), the carved validation split and
-the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py.
+the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py. New data
+without labels (no label or split column) are read for `latefusion predict` by the same rules to a
+finished run's modalities and shapes (`unlabeled_samples`).
 
 Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) are standardised per
 feature with the train split's statistics, in the model's input stage (data/standardize.py), unless
