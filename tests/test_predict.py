@@ -13,7 +13,8 @@ from PIL import Image
 from latefusion.cli import main
 from latefusion.config import DataConfig
 from latefusion.resolve import resolve_config
-from latefusion.data import build_dataset
+from latefusion.data import DataSpec, Modality, build_dataset
+from latefusion.data.folder import FolderOptions, unlabeled_samples
 from latefusion.runs import RunDir
 from latefusion.train import train
 
@@ -134,6 +135,23 @@ def test_unlabeled_npz_gets_the_predictions_of_the_same_samples_labeled(folder_r
     assert np.allclose([probabilities(row) for row in rows], [probabilities(labeled[i]) for i in ids], atol=1e-5, rtol=0)
 
 
+def test_unlabeled_images_and_audio_are_brought_to_the_runs_form(tmp_path):
+    """Greyscale images repeated to RGB where the run's are RGB, at the run's image_size; audio
+    resampled to the rate of the run's audio encoder and zero-padded to the run's clip length."""
+    data = write_folder(tmp_path / "new", range(2), ("id", "image", "audio", "vector"), rate=2 * RATE)
+    spec = DataSpec("folder", [Modality("image", "image", (3, 4, 4)), Modality("audio", "audio", (RATE // 2,)), Modality("vector", "vector", (6,))],
+                    3, CLASSES, {"audio": {"name": "audio-cnn", "options": {"sample_rate": RATE}}})
+    split = unlabeled_samples(data, FolderOptions(image_size=4), spec)
+    image, audio = split.inputs["image"], split.inputs["audio"]
+    assert image.shape == (2, 3, 4, 4) and torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 0], image[:, 2])
+    assert audio.shape == (2, RATE // 2) and not audio[:, RATE // 4:].any()
+    for i in range(2):
+        _, _, frequency, phase, _ = sample(i)
+        tone = 0.3 * np.sin(2 * np.pi * frequency * np.arange(RATE // 4) / RATE + phase)
+        assert np.allclose(audio[i, : RATE // 4].numpy(), tone, atol=1e-3)
+    assert split.sample_ids() == ["s0", "s1"] and torch.equal(split.inputs["vector"][1], torch.from_numpy(np.load(data / "s1.npy")))
+
+
 def predict_error(run, data, capsys, *extra):
     out = data.parent / "p.csv"
     assert main(["predict", str(run), "--data", str(data), "--out", str(out), *extra]) == 2
@@ -159,11 +177,13 @@ def test_unlabeled_data_the_run_cannot_take_are_named(folder_run, tmp_path, caps
     np.save(bad / "s1.npy", np.zeros(7, np.float32))
     Image.fromarray(np.zeros((6, 10), np.uint8)).save(bad / "s2.png")
     (bad / "manifest.csv").write_text((bad / "manifest.csv").read_text().replace("s3.wav", ""))
+    np.save(bad / "s4.npy", np.array([0, 1, np.nan, 0, 0, 0], np.float32))
     err = predict_error(run, bad, capsys)
-    assert f"{bad}: 3 problem(s) with single samples:" in err
+    assert f"{bad}: 4 problem(s) with single samples:" in err
     assert "line 3 (id 's1'), modality 'vector': s1.npy has shape (7,), the run's model takes (6,)\n" in err
     assert "line 4 (id 's2'), modality 'image': s2.png has shape (1, 6, 10), the run's model takes (1, 8, 8); set data.options.image_size" in err
     assert "line 5 (id 's3'), modality 'audio': no file given" in err
+    assert "line 6 (id 's4'), modality 'vector': holds NaN or Inf values" in err
 
     good = write_folder(tmp_path / "good", range(3), ("id", "image", "audio", "vector"))
     assert f"--split val: {good} labels no sample, so it has no splits" in predict_error(run, good, capsys, "--split", "val")

@@ -727,7 +727,7 @@ def unlabeled_samples(path: Path, options: ContentOptions, spec: DataSpec) -> Fo
     to the rate the run's audio encoder was built for and cut or padded to its length, greyscale
     images repeated to RGB where the run's are. A modality the run lacks or misses is a
     DataFormatError, and so, listing each, is every sample with a missing, unreadable or other-shaped
-    file or number."""
+    file or number, or with NaN or Inf in it."""
     if path.is_dir() and (path / "manifest.csv").is_file():
         listing = read_listing(path, options, labeled=False)
         table = listing.table
@@ -747,11 +747,20 @@ def unlabeled_samples(path: Path, options: ContentOptions, spec: DataSpec) -> Fo
         problems = []
     else:
         return None
+    problems += non_finite(table, spec.modality_names)
     if problems:
         raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed(problems)}\nfix them, or leave those "
                               "samples out")
     inputs = {m.name: torch.from_numpy(table.arrays[m.name]) for m in spec.modalities}
     return FolderSplit(inputs, torch.zeros(len(table.ids), dtype=torch.long), table.ids, [])
+
+
+def non_finite(table: Table, modalities: list[str]) -> list[Problem]:
+    """A problem for each row holding NaN or Inf in one of `modalities` (the data checks refuse them in
+    training data; a model's scores of them are NaN)."""
+    n = len(table.ids)
+    return [Problem("non-finite", f"{table.where[row]}, modality {name!r}: holds NaN or Inf values", index=int(row))
+            for name in modalities for row in np.flatnonzero(~np.isfinite(table.arrays[name].reshape(n, -1)).all(1))]
 
 
 def same_modalities(source: Path, found: list[str], spec: DataSpec, what: str) -> None:
