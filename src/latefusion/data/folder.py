@@ -725,9 +725,9 @@ def unlabeled_samples(path: Path, options: ContentOptions, spec: DataSpec) -> Fo
 
     Files are read as for training (read_cell, with the run's image size and fit), audio resampled
     to the rate the run's audio encoder was built for and cut or padded to its length, greyscale
-    images repeated to RGB where the run's are. A modality the run lacks or misses is a
-    DataFormatError, and so, listing each, is every sample with a missing, unreadable or other-shaped
-    file or number, or with NaN or Inf in it."""
+    images repeated to RGB where the run's are. A modality the run was not trained on, or none for one
+    of the run's, is a DataFormatError, and so, listing each, is every sample with a missing,
+    unreadable or other-shaped file or number, or with NaN or Inf in it."""
     if path.is_dir() and (path / "manifest.csv").is_file():
         listing = read_listing(path, options, labeled=False)
         table = listing.table
