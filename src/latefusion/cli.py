@@ -138,8 +138,11 @@ def command_predict(args: argparse.Namespace) -> None:
     config = resolve_config(run.config_file, [*data_overrides(args.data), *args.overrides])
     rows = predict_rows(run, config, args.split)
     write_predictions(rows, args.out)
+    if "label" not in rows[0]:
+        print(f"wrote {args.out}: {len(rows)} predictions by {args.run} (every sample of {config.data.path}, which gives no labels)")
+        return
     right = sum(row["predicted"] == row["label"] for row in rows)
-    print(f"wrote {args.out}: {len(rows)} predictions by {args.run} ({', '.join(args.split)}; "
+    print(f"wrote {args.out}: {len(rows)} predictions by {args.run} ({', '.join(args.split or ['test'])}; "
           f"{right / len(rows) * 100:.1f}% agree with the data's labels)")
 
 
@@ -340,11 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=command_probe)
 
-    p = command("predict", help="a finished run's predictions on data, written as CSV (id, label, predicted class, probabilities)")
+    p = command("predict", help="a finished run's predictions on data, written as CSV (id, label, predicted class, probabilities)",
+                description="A finished run's predictions on data, written as CSV: split, id, label, predicted class and p_<class> for "
+                            "each class. New data without labels: a manifest folder (an id column and the run's modality columns; "
+                            "no label or split column needed) or an .npz file of the run's modality arrays; every sample is "
+                            "predicted, in order, read as the run's data were (its image size, audio rate and length), and the rows "
+                            "have no split and label.")
     p.add_argument("run", type=Path, help="a finished run folder")
-    p.add_argument("--data", help="the data to predict on (default: the run's own), as for `train --data`")
+    p.add_argument("--data", help="the data to predict on (default: the run's own), as for `train --data`; labels optional for a "
+                                  "manifest folder or .npz file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a data key, e.g. --set data.path=...")
-    p.add_argument("--split", nargs="+", default=["test"], choices=["train", "val", "test"], help="the splits to predict (default: test)")
+    p.add_argument("--split", nargs="+", choices=["train", "val", "test"], help="the splits of labeled data to predict (default: test); "
+                                                                                 "data without labels: every sample")
     p.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV file to write (default: predictions.csv)")
     p.set_defaults(handler=command_predict)
 

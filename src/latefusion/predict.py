@@ -1,9 +1,13 @@
 """`latefusion predict RUN --data DATA`: a finished run's model applied to data, one row per sample.
 
-The data are read the way the run's own data were (its config's data section, with `--data` and
-`--set` applied on top), and must have the run's modalities, shapes and classes. Every sample of the
+Labeled data are read the way the run's own data were (its config's data section, with `--data` and
+`--set` applied on top), and must have the run's modalities, shapes and classes; every sample of the
 chosen splits gets a row: split, id, label, predicted class and the probability of each class
-(softmax of the method's scores: for UME, its members' mean probability). Written atomically as CSV.
+(softmax of the method's scores: for UME, its members' mean probability). New data without labels (a
+manifest folder or .npz file of the folder data set with no label column, or only empty labels) are
+read by the folder reader's rules to the run's modalities and shapes (data/folder.py
+`unlabeled_samples`), and every sample, in order, gets a row without split and label. Written
+atomically as CSV.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 
 import torch
 
-from .config import RunConfig
-from .data import DataSpec, build_dataset
+from .config import RunConfig, validate
+from .data import DataSpec, Split, build_dataset
+from .data.folder import FolderOptions, unlabeled_samples
 from .engine import autocast, make_loader, resolve_device, to_device
 from .errors import DataError
 from .methods import build_method, load_model
@@ -37,19 +42,36 @@ def spec_differences(trained: DataSpec, given: DataSpec) -> list[str]:
     return differences
 
 
-@torch.no_grad()
-def predict_rows(run: RunDir, config: RunConfig, splits: list[str]) -> list[dict[str, Any]]:
-    """One row per sample of each of `splits` of the data `config` names, by the run's best model."""
+def data_to_predict(run: RunDir, config: RunConfig, splits: list[str] | None) -> list[tuple[str | None, Split]]:
+    """What to predict: (split, samples) for each chosen split (default: test) of labeled data, or
+    (None, every sample) of a folder data set's unlabeled data."""
+    spec = run.spec()
+    if config.data.name == "folder" and config.data.path is not None:
+        options = validate(FolderOptions, config.data.options, "data.options of the folder data set")
+        unlabeled = unlabeled_samples(Path(config.data.path), options, spec)
+        if unlabeled is not None:
+            if splits:
+                raise DataError(f"--split {' '.join(splits)}: {config.data.path} labels no sample, so it has no splits; every sample is "
+                                "predicted (leave out --split)")
+            return [(None, unlabeled)]
     bundle = build_dataset(config.data)
-    if differences := spec_differences(run.spec(), bundle.spec):
+    if differences := spec_differences(spec, bundle.spec):
         raise DataError(f"cannot predict with {run.path} on data set {bundle.name!r}: " + "; ".join(differences))
+    return [(split, bundle.splits[split]) for split in splits or ["test"]]
+
+
+@torch.no_grad()
+def predict_rows(run: RunDir, config: RunConfig, splits: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per sample to predict (`data_to_predict`), by the run's best model: split, id and label
+    where the data give them, the predicted class and each class's probability."""
+    parts = data_to_predict(run, config, splits)
+    spec = run.spec()
     device = resolve_device(config.train.device)
-    method = build_method(run.config(), run.spec()).to(device)
+    method = build_method(run.config(), spec).to(device)
     model = load_model(run, device)
-    names = bundle.class_names or [str(k) for k in range(bundle.num_classes)]
+    names = spec.class_names or [str(k) for k in range(spec.num_classes)]
     rows = []
-    for split in splits:
-        dataset = bundle.splits[split]
+    for split, dataset in parts:
         ids = dataset.sample_ids() or [f"{split}-{i}" for i in range(len(dataset))]
         probabilities, labels = [], []
         for inputs, y in make_loader(dataset, config, train=False):
@@ -59,14 +81,14 @@ def predict_rows(run: RunDir, config: RunConfig, splits: list[str]) -> list[dict
             labels.append(y.cpu())
         for sample, p, label in zip(ids, torch.cat(probabilities).tolist(), torch.cat(labels).tolist()):
             best = max(range(len(p)), key=p.__getitem__)
-            rows.append({"split": split, "id": sample, "label": names[label], "predicted": names[best],
-                         **{f"p_{name}": f"{value:.6f}" for name, value in zip(names, p)}})
+            given = {"split": split, "id": sample, "label": names[label]} if split else {"id": sample}
+            rows.append({**given, "predicted": names[best], **{f"p_{name}": f"{value:.6f}" for name, value in zip(names, p)}})
     return rows
 
 
 def write_predictions(rows: list[dict[str, Any]], out: str | Path) -> None:
     if not rows:
-        raise DataError("nothing to predict: the chosen splits hold no samples")
+        raise DataError("nothing to predict: the data (or the chosen splits) hold no samples")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

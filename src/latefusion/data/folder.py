@@ -12,7 +12,9 @@ Two forms (docs/data-format.md has the details):
 
 This module reads a folder into memory (`read_folder`) and holds the rules both roads share: the
 manifest's listing, each file's reading and problems (`read_cell`), the carved validation split and
-the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py.
+the class numbering. The `folder` data set, which picks the road, is data/folder_prepare.py. New data
+without labels (no label or split column) are read for `latefusion predict` by the same rules to a
+finished run's modalities and shapes (`unlabeled_samples`).
 
 Vector modalities (number columns, 1-D .npy files, .npz arrays of rank 1 or 2) are standardised per
 feature with the train split's statistics, in the model's input stage (data/standardize.py), unless
@@ -51,7 +53,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from ..config import MAX_CLIP_SECONDS, ClipSeconds, FrameCount, ImageSide, SampleRate, Section
-from .base import SPLITS, DataBundle, Modality, TensorSplit
+from .base import SPLITS, DataBundle, DataSpec, Modality, TensorSplit
 from .carve import settle_validation
 from .checks import Problem
 from .files import MAX_ARRAY_BYTES, DataFormatError, FileProblem, read_npy, read_wav, resample
@@ -293,6 +295,17 @@ def fit_audio(clips: dict[int, np.ndarray], length: int | None) -> dict[int, np.
     return {row: np.pad(c[:length], (0, max(0, length - len(c)))) for row, c in clips.items()}
 
 
+def settled_sample(value: np.ndarray, rate: int | None, kind: str, shape: tuple[int, ...], sample_rate: int | None) -> np.ndarray:
+    """One file's sample (as `read_cell` gives it) in the form its modality was settled to, as
+    read_column brings a whole column: audio resampled to `sample_rate` and cut or zero-padded to
+    `shape[0]` samples, a greyscale image repeated to RGB in a modality of RGB images."""
+    if kind == "audio":
+        return fit_audio({0: resample(value, rate, sample_rate or rate)}, shape[0])[0]
+    if kind == "image" and shape[0] == 3:
+        return as_rgb(value)
+    return value
+
+
 def audio_rate(rates: dict[int, int], splits: list[str], options: ContentOptions) -> int:
     """The rate every clip of a modality is resampled to: data.options.sample_rate, else the rate of
     the first train clip read (the first clip read when train has none)."""
@@ -496,15 +509,18 @@ class Listing:
     modalities: dict[str, list[str] | None]
 
 
-def read_listing(folder: Path, options: ContentOptions) -> Listing:
-    """A manifest.csv's columns and rows, checked as a whole (DataFormatError naming what is wrong)."""
+def read_listing(folder: Path, options: ContentOptions, labeled: bool = True) -> Listing:
+    """A manifest.csv's columns and rows, checked as a whole (DataFormatError naming what is wrong).
+    Not `labeled` (data a finished run predicts on), only the id column is needed: a missing label or
+    split column reads as empty cells."""
     manifest = folder / "manifest.csv"
     columns, rows, lines = read_manifest_rows(manifest)
     reserved = reserved_columns(options)
-    missing = [c for c in reserved if c not in columns]
+    required = reserved if labeled else reserved[:1]
+    missing = [c for c in required if c not in columns]
     if missing:
         hint = "" if reserved == ("id", "label", "split") else " (data.options.id_column, label_column, split_column)"
-        raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns {','.join(reserved)}{hint} and one per modality")
+        raise DataFormatError(f"{manifest}: missing column(s) {missing}; expected columns {','.join(required)}{hint} and one per modality")
     modalities = manifest_modalities(columns, manifest, reserved)
     if not modalities:
         raise DataFormatError(f"{manifest}: no modality columns; add one column per modality whose cells are file paths, "
@@ -513,7 +529,7 @@ def read_listing(folder: Path, options: ContentOptions) -> Listing:
         raise DataFormatError(f"{manifest}: no samples")
     id_column, label_column, split_column = reserved
     ids = [row[id_column] for row in rows]
-    table = Table({}, {}, [r[label_column] for r in rows], [r[split_column] for r in rows], ids,
+    table = Table({}, {}, [r.get(label_column, "") for r in rows], [r.get(split_column, "") for r in rows], ids,
                   [f"line {line} (id {sample_id!r})" for line, sample_id in zip(lines, ids)])
     return Listing(table, rows, modalities)
 
@@ -572,24 +588,28 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     return contents
 
 
-def read_npz(path: Path, options: ContentOptions) -> Table:
+def read_npz(path: Path, options: ContentOptions, labeled: bool = True) -> Table:
+    """An .npz file's arrays. Not `labeled` (data a finished run predicts on), a missing label or split
+    array reads as empty values, as in read_listing."""
     contents = load_npz(path)
     id_key, label_key, split_key = reserved_columns(options)
-    missing = [c for c in (label_key, split_key) if c not in contents]
+    missing = [c for c in (label_key, split_key) if c not in contents] if labeled else []
     if missing:
         raise DataFormatError(f"{path}: missing array(s) {missing}; expected `{label_key}`, `{split_key}` and one array per modality")
-    labels, splits = text_values(path, label_key, contents.pop(label_key)), text_values(path, split_key, contents.pop(split_key))
-    n = len(labels)
-    ids = text_values(path, id_key, contents.pop(id_key)) if id_key in contents else [str(i) for i in range(n)]
+    given = {key: text_values(path, key, contents.pop(key)) for key in (label_key, split_key, id_key) if key in contents}
     if not contents:
         raise DataFormatError(f"{path}: no modality arrays besides {label_key} and {split_key}")
     arrays = {name: modality_array(path, name, array) for name, array in contents.items()}
-    for name, values in {split_key: splits, id_key: ids, **arrays}.items():
+    reference, first = next(iter({**given, **arrays}.items()))
+    n = len(first)
+    for name, values in {**given, **arrays}.items():
         if len(values) != n:
-            raise DataFormatError(f"{path}: array {name!r} has {len(values)} samples, `{label_key}` has {n}")
+            raise DataFormatError(f"{path}: array {name!r} has {len(values)} samples, `{reference}` has {n}")
     for name, array in arrays.items():
         check_sample_rank(name, array.shape[1:], path)
-    return Table(arrays, {k: "array" for k in arrays}, labels, splits, ids, [f"sample {i} (id {v!r})" for i, v in enumerate(ids)])
+    ids = given.get(id_key, [str(i) for i in range(n)])
+    return Table(arrays, {k: "array" for k in arrays}, given.get(label_key, [""] * n), given.get(split_key, [""] * n), ids,
+                 [f"sample {i} (id {v!r})" for i, v in enumerate(ids)])
 
 
 def settled_splits(table: Table, options: ContentOptions, source: Path) -> list[str]:
@@ -666,6 +686,11 @@ def folder_splits(table: Table, splits: list[str], targets: list[int], problems:
     return result
 
 
+def listed(problems: list[Problem]) -> str:
+    """The problems' messages in sample order, one a line."""
+    return "\n  ".join(p.message for p in sorted(problems, key=lambda p: p.index))
+
+
 def read_folder(path: Path, options: FolderOptions, check: bool) -> DataBundle:
     """A manifest folder or an .npz file read into memory (the folder data set below its prepare
     threshold, data/folder_prepare.py). With the data checks off (`check` false), bad samples are refused."""
@@ -674,8 +699,7 @@ def read_folder(path: Path, options: FolderOptions, check: bool) -> DataBundle:
     class_names, targets, unseen = number_classes(table, splits, path)
     problems = table.problems + unseen + duplicate_ids(table, splits)
     if problems and not check:
-        listed = "\n  ".join(p.message for p in sorted(problems, key=lambda p: p.index))
-        raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed}\n"
+        raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed(problems)}\n"
                               "fix them, or turn the data checks on (data.check=true) and pass --skip-bad to drop these samples")
 
     modalities, encoders = [], {}
@@ -687,3 +711,108 @@ def read_folder(path: Path, options: FolderOptions, check: bool) -> DataBundle:
         encoders[name] = {"name": ENCODER_BY_KIND[kind], "options": table.encoder_options.get(name, {})}
     return DataBundle(name=f"folder:{path.resolve()}", modalities=modalities, num_classes=len(class_names),
                       class_names=class_names, encoders=encoders, splits=folder_splits(table, splits, targets, problems))
+
+
+# The modality kinds a run can have trained on each kind of file (a .npy array: a vector or an image).
+TRAINED_KINDS = {"audio": ("audio",), "image": ("image",), "array": ("vector", "image")}
+
+
+def unlabeled_samples(path: Path, options: ContentOptions, spec: DataSpec) -> FolderSplit | None:
+    """Every sample of a manifest folder or an .npz file that labels none (no label column or array,
+    or only empty labels; the split column is not needed either), in order, in the modalities and
+    shapes of `spec`, a finished run's: new data for `latefusion predict`. None when the data label
+    their samples: they are then the folder data set, read by the run's rules.
+
+    Files are read as for training (read_cell, with the run's image size and fit), audio resampled
+    to the rate the run's audio encoder was built for and cut or padded to its length, greyscale
+    images repeated to RGB where the run's are. A modality the run was not trained on, or none for one
+    of the run's, is a DataFormatError, and so, listing each, is every sample with a missing,
+    unreadable or other-shaped file or number, or with NaN or Inf in it."""
+    if path.is_dir() and (path / "manifest.csv").is_file():
+        listing = read_listing(path, options, labeled=False)
+        table = listing.table
+        if any(table.labels):
+            return None
+        same_modalities(path / "manifest.csv", list(listing.modalities), spec, "column")
+        problems = [problem for modality in spec.modalities for problem in read_trained_modality(path, listing, modality, spec, options)]
+    elif path.is_file() and path.suffix == ".npz":
+        table = read_npz(path, options, labeled=False)
+        if any(table.labels):
+            return None
+        same_modalities(path, list(table.arrays), spec, "array")
+        for modality in spec.modalities:
+            if table.arrays[modality.name].shape[1:] != tuple(modality.shape):
+                raise DataFormatError(f"{path}: array {modality.name!r} holds samples of shape {table.arrays[modality.name].shape[1:]}; "
+                                      f"the run's model takes {tuple(modality.shape)}")
+        problems = []
+    else:
+        return None
+    problems += non_finite(table, spec.modality_names)
+    if problems:
+        raise DataFormatError(f"{path}: {len(problems)} problem(s) with single samples:\n  {listed(problems)}\nfix them, or leave those "
+                              "samples out")
+    inputs = {m.name: torch.from_numpy(table.arrays[m.name]) for m in spec.modalities}
+    return FolderSplit(inputs, torch.zeros(len(table.ids), dtype=torch.long), table.ids, [])
+
+
+def non_finite(table: Table, modalities: list[str]) -> list[Problem]:
+    """A problem for each row holding NaN or Inf in one of `modalities` (the data checks refuse them in
+    training data; a model's scores of them are NaN)."""
+    n = len(table.ids)
+    return [Problem("non-finite", f"{table.where[row]}, modality {name!r}: holds NaN or Inf values", index=int(row))
+            for name in modalities for row in np.flatnonzero(~np.isfinite(table.arrays[name].reshape(n, -1)).all(1))]
+
+
+def same_modalities(source: Path, found: list[str], spec: DataSpec, what: str) -> None:
+    """A DataFormatError naming the modalities of unlabeled data (`what`: their columns or arrays) that
+    the run lacks, or that lack the run's."""
+    differences = []
+    if missing := [m for m in spec.modality_names if m not in found]:
+        differences.append(f"no {what} for the run's modality(ies) {missing}")
+    if extra := [m for m in found if m not in spec.modality_names]:
+        differences.append(f"{what}(s) of modality(ies) {extra}, which the run was not trained on")
+    if differences:
+        raise DataFormatError(f"{source}: {'; '.join(differences)}; the run's modalities are {spec.modality_names}")
+
+
+def read_trained_modality(folder: Path, listing: Listing, modality: Modality, spec: DataSpec, options: ContentOptions) -> list[Problem]:
+    """One modality of an unlabeled manifest read into `listing.table.arrays` at the shape the run's
+    model takes; returns the problems of its rows."""
+    manifest, table, rows = folder / "manifest.csv", listing.table, listing.rows
+    name, shape, features = modality.name, tuple(modality.shape), listing.modalities[modality.name]
+    if features is not None:
+        if modality.kind != "vector" or (len(features),) != shape:
+            raise DataFormatError(f"{manifest}: modality {name!r} has {len(features)} number column(s) {name}.<feature>; the run's "
+                                  f"model takes {modality.kind} samples of shape {shape}")
+        table.arrays[name], problems = numeric_columns(name, features, rows, table.where, manifest)
+        return problems
+    cells = [row[name] for row in rows]
+    kind = column_kind(manifest, name, cells, table.where)
+    if kind == "video":
+        raise DataFormatError(f"{manifest}: modality {name!r} holds video clips, which `latefusion predict` reads only with labels (through "
+                              "the folder data set's prepared copy): add a label column (any class of the run) and a split column (test)")
+    if kind is not None and modality.kind not in TRAINED_KINDS[kind]:
+        raise DataFormatError(f"{manifest}: modality {name!r} holds {kind} files; the run's model takes {modality.kind} samples of shape {shape}")
+    sample_rate = spec.encoders.get(name, {}).get("options", {}).get("sample_rate") or options.sample_rate
+    hint = "; set data.options.image_size=[H, W] (and image_fit) to resize every image" if kind == "image" else ""
+    array, problems = np.zeros((len(rows), *shape), np.float32), []
+
+    def bad(row: int, problem_kind: str, what: str) -> None:
+        problems.append(Problem(problem_kind, f"{table.where[row]}, modality {name!r}: {what}", index=row))
+
+    for row, cell in enumerate(cells):
+        if not cell:
+            bad(row, "missing-modality", "no file given")
+            continue
+        try:
+            value, rate = read_cell(folder, cell, kind, options)
+        except FileProblem as problem:
+            bad(row, problem.kind, f"{cell} {problem}")
+            continue
+        value = settled_sample(value, rate, kind, shape, sample_rate)
+        if value.shape != shape:
+            bad(row, "wrong-shape", f"{cell} has shape {value.shape}, the run's model takes {shape}{hint}")
+            continue
+        array[row] = value
+    table.arrays[name] = array
+    return problems

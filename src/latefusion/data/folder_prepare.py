@@ -53,9 +53,9 @@ from ..storage import read_json, write_json
 from .augment import FrameTransform, ImageAugment, Transforms
 from .base import DataBundle
 from .checks import Problem
-from .files import DataFormatError, FileProblem, npy_header, resample, size_text, wav_length
-from .folder import (ENCODER_BY_KIND, ContentOptions, FolderOptions, Listing, as_rgb, audio_rate, cell_path, check_sample_rank, column_kind,
-                     duplicate_ids, fit_audio, numeric_columns, number_classes, read_cell, read_folder, read_listing, settled_splits)
+from .files import DataFormatError, FileProblem, npy_header, size_text, wav_length
+from .folder import (ENCODER_BY_KIND, ContentOptions, FolderOptions, Listing, audio_rate, cell_path, check_sample_rank, column_kind,
+                     duplicate_ids, numeric_columns, number_classes, read_cell, read_folder, read_listing, settled_sample, settled_splits)
 from .media import MediaError, audio_length, image_header
 from .prepared import RECIPES, Prepared, Recipe, Sample, Scan, Stored, open_prepared, prepare, prepared_bundle, source_stamps
 from .registry import DATASETS
@@ -196,10 +196,9 @@ class FolderRecipe(Recipe):
             value, rate = read_cell(self.src, cell, column["file"], options)
         except FileProblem as problem:
             raise FileProblem(problem.kind, f"modality {name!r}: {cell} {problem}") from None
-        if column["kind"] == "audio":
-            value = fit_audio({0: resample(value, rate, column["rate"])}, column["shape"][0])[0]
-        elif column["file"] == "image":
-            value = np.round((as_rgb(value) if column["shape"][0] == 3 else value) * IMAGE_SCALE)
+        value = settled_sample(value, rate, column["file"], tuple(column["shape"]), column.get("rate"))
+        if column["file"] == "image":
+            value = np.round(value * IMAGE_SCALE)
         if list(value.shape) != column["shape"]:
             hint = "; set data.options.image_size=[H, W] (and image_fit) to resize every image" if column["file"] == "image" else ""
             raise FileProblem("wrong-shape", f"modality {name!r}: {cell} has shape {tuple(value.shape)}, the other samples "
