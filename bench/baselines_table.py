@@ -33,11 +33,11 @@ def ratio_mean_std(values: list[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}"
 
 
-def collect(data: str, seeds: list[int], out: Path) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+def collect(data: str, seeds: list[int], out: Path, quick: bool = False) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
     """method -> {"test", "f1", "acc:<modality>", "probe:<modality>", "time": [one per seed]}, and the modalities."""
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
-        base = resolve_config(None, [f"data.name={data}", f"train.seed={seed}", "train.progress=false"])
+        base = resolve_config(None, [f"data.name={data}", f"train.seed={seed}", "train.progress=false"], quick=quick)
         experiment = run_experiment(base, out / data / f"seed{seed}", methods=baseline_methods(), log=lambda *_: None)
         naive_time = experiment.runs["naive"]["wall_time_s"]
         for name, result in experiment.runs.items():
@@ -72,10 +72,11 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["synthetic-unimodal", "synthetic-paired"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-baselines"))
+    parser.add_argument("--quick", action="store_true", help="each data set's --quick settings (fewer epochs)")
     args = parser.parse_args()
     for data in args.data:
-        rows, modalities = collect(data, args.seeds, args.out)
-        print(f"\n{data}: test accuracy, macro-F1, per-modality and linear-probe test accuracy (%), and wall time relative "
+        rows, modalities = collect(data, args.seeds, args.out / "quick" if args.quick else args.out, args.quick)
+        print(f"\n{data}{' (--quick settings)' if args.quick else ''}: test accuracy, macro-F1, per-modality and linear-probe test accuracy (%), and wall time relative "
               f"to naive fusion, mean ± std over train.seed in {args.seeds}:\n")
         print(render(rows, modalities))
 

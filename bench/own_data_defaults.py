@@ -36,7 +36,6 @@ import argparse
 import csv
 import json
 import wave
-from importlib import resources
 from pathlib import Path
 
 import numpy as np

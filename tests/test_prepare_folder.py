@@ -228,7 +228,7 @@ def test_the_cache_is_named_reused_and_made_again_when_the_data_change(tmp_path,
     first = build_dataset(config)
     said = capsys.readouterr().err
     copies = list((tmp_path / "cache" / "prepared").glob("data-*/index.json"))
-    assert len(copies) == 1 and f"is read through a prepared copy: writing about" in said and str(copies[0].parent) in said
+    assert len(copies) == 1 and "is read through a prepared copy: writing about" in said and str(copies[0].parent) in said
     assert "video column(s) ['clip']" in said
     build_dataset(config)
     assert "the data are unchanged since it was made" in capsys.readouterr().err
