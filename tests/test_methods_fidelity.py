@@ -183,6 +183,20 @@ def fitted_late_fusion(tiny_config, bundle, inputs, labels):
     return model
 
 
+def shares_and_k(model, inputs, labels, alpha):
+    """Each modality's share of the concat head's logits (its weight columns + half the bias), the
+    summed true-class probabilities, and k = 1 - tanh(alpha * rho) for the one with rho > 1."""
+    features = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}
+    weight, bias = model.head.linear.weight, model.head.linear.bias
+    width = features["a"].shape[1]
+    shares = {"a": features["a"] @ weight[:, :width].T + bias / 2, "b": features["b"] @ weight[:, width:].T + bias / 2}
+    score = {m: z.softmax(1)[torch.arange(len(labels)), labels].sum().item() for m, z in shares.items()}
+    rho = score["a"] / score["b"]
+    if rho > 1:
+        return {"a": 1 - torch.tanh(torch.tensor(alpha * rho)).item(), "b": 1.0}
+    return {"a": 1.0, "b": 1 - torch.tanh(torch.tensor(alpha / rho)).item()}
+
+
 def test_ogm_ge_independent_check_of_the_modulated_gradients(tiny_config):
     """Eq. 10 written out: each modality's share of the concat head's logits (its weight columns +
     half the bias), s = summed true-class probability, rho = s_a / s_b, k = 1 - tanh(alpha rho) for
@@ -192,14 +206,7 @@ def test_ogm_ge_independent_check_of_the_modulated_gradients(tiny_config):
     inputs, labels = one_batch(bundle)
     model = fitted_late_fusion(tiny_config, bundle, inputs, labels)
     alpha = 0.5
-    features = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}
-    weight, bias = model.head.linear.weight, model.head.linear.bias
-    width = features["a"].shape[1]
-    shares = {"a": features["a"] @ weight[:, :width].T + bias / 2, "b": features["b"] @ weight[:, width:].T + bias / 2}
-    score = {m: z.softmax(1)[torch.arange(len(labels)), labels].sum().item() for m, z in shares.items()}
-    rho = score["a"] / score["b"]
-    k = {"a": 1 - torch.tanh(torch.tensor(alpha * rho)).item(), "b": 1.0} if rho > 1 else \
-        {"a": 1.0, "b": 1 - torch.tanh(torch.tensor(alpha / rho)).item()}
+    k = shares_and_k(model, inputs, labels, alpha)
     assert k["a"] < 0.8  # a dominates
     names = [n for n, _ in model.named_parameters()]
     plain = dict(zip(names, torch.autograd.grad(F.cross_entropy(model(inputs), labels), list(model.parameters()))))

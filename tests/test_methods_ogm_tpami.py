@@ -10,21 +10,7 @@ from latefusion.errors import ConfigError
 from latefusion.methods import StepInfo, build_method
 
 from test_methods_baselines import one_batch, prototype_bundle
-from test_methods_fidelity import FLOAT32, fitted_late_fusion
-
-
-def shares_and_k(model, inputs, labels, alpha):
-    """Each modality's share of the concat head's logits (its weight columns + half the bias), the
-    summed true-class probabilities, and k = 1 - tanh(alpha * rho) for the one with rho > 1."""
-    features = {m: model.encoders[m](inputs[m]) for m in ("a", "b")}
-    weight, bias = model.head.linear.weight, model.head.linear.bias
-    width = features["a"].shape[1]
-    shares = {"a": features["a"] @ weight[:, :width].T + bias / 2, "b": features["b"] @ weight[:, width:].T + bias / 2}
-    score = {m: z.softmax(1)[torch.arange(len(labels)), labels].sum().item() for m, z in shares.items()}
-    rho = score["a"] / score["b"]
-    if rho > 1:
-        return {"a": 1 - torch.tanh(torch.tensor(alpha * rho)).item(), "b": 1.0}
-    return {"a": 1.0, "b": 1 - torch.tanh(torch.tensor(alpha / rho)).item()}
+from test_methods_fidelity import FLOAT32, fitted_late_fusion, shares_and_k
 
 
 def test_ogm_modulates_after_the_official_warm_up_with_the_official_alpha(tiny_config):

@@ -72,7 +72,7 @@ from .. import distributed
 from ..data import Inputs
 from ..style import Style
 from .base import EpochWindow, StepInfo, StepOutput
-from .ogm_ge import modulated_parameters
+from .ogm_ge import modulated_parameters, true_class_scores
 from .registry import METHODS
 from .umt import UMT, UMTOptions
 
@@ -118,17 +118,16 @@ class G2D(UMT):
         features = model.features(inputs)
         fused = model.head(features)
         ce = F.cross_entropy(fused, labels)
-        feature_terms, logit_terms, confidences = [], [], []
+        feature_terms, logit_terms, teacher_logits = [], [], {}
         for m in self.modalities():
             target = self.teacher_features(inputs, m)
-            teacher_logits = self.teachers[m].head({m: target}).float()  # the frozen teacher's own head
+            teacher_logits[m] = self.teachers[m].head({m: target}).float()  # the frozen teacher's own head
             feature_terms.append(F.mse_loss(self.projectors[m](features[m]).float(), target.float()))
-            logit_terms.append(logit_distillation(fused, teacher_logits, options.temperature))
-            confidences.append(teacher_logits.softmax(1).gather(1, labels[:, None]).sum())
+            logit_terms.append(logit_distillation(fused, teacher_logits[m], options.temperature))
         feature_terms, logit_terms = torch.stack(feature_terms), torch.stack(logit_terms)
         loss = ce + options.weight * feature_terms.sum() + options.logit_weight * logit_terms.sum()
-        with torch.no_grad():
-            confidences = distributed.sum_tensor(torch.stack(confidences))  # over the global batch
+        with torch.no_grad():  # each teacher's confidence, over the global batch
+            confidences = distributed.sum_tensor(true_class_scores(teacher_logits, labels))
             coefficients = prioritised(confidences)
             if not (options.prioritise and options.in_window(step.epoch)):
                 coefficients = torch.ones_like(coefficients)
