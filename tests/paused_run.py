@@ -3,7 +3,7 @@ checkpoint it saves inside an epoch. Tests that signal a running training proces
 to hold its run folder while something else happens, wait for that pause (a file) instead of polling
 a moving run and racing it to the end of the epoch.
 
-The test side calls `start` and `wait_until_paused`. The same file, given to the child process with
+The test side calls `start` (or `running`) and `wait_until_paused`. The same file, given to the child process with
 `--import`, installs the pause there when the child's environment names a pause folder (it does
 nothing when the tests import it). The paused process goes on when it receives SIGINT or SIGTERM
 (and then stops at that step, as the loop stops on a signal), when the test calls `release`, or when
@@ -12,11 +12,13 @@ the deadline passes; SIGKILL ends it where it stands.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -32,6 +34,18 @@ def start(command: list[str], pause_folder: Path) -> subprocess.Popen:
     pause_folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), PAUSE_FOLDER: str(pause_folder)}  # the tests' own count
     return subprocess.Popen([*command, "--import", __file__], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def running(command: list[str], pause_folder: Path) -> Iterator[subprocess.Popen]:
+    """`start`, and kill the process on leaving if it still runs (a test that failed while it waited)."""
+    process = start(command, pause_folder)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def wait_until_paused(process: subprocess.Popen, pause_folder: Path) -> tuple[int, int]:

@@ -69,17 +69,12 @@ MOVE_SETTINGS = ["data.name=synthetic-unimodal", "data.options.train_size=200", 
 @pytest.mark.slow
 def test_a_run_folder_moved_while_it_trains_stops_by_name_and_resumes_where_it_now_is(tmp_path):
     out, moved, pause = tmp_path / "run", tmp_path / "elsewhere" / "run", tmp_path / "pause"
-    process = paused_run.start([sys.executable, "-m", "latefusion.cli", "train", *sets(*MOVE_SETTINGS), "--out", str(out)], pause)
-    try:
+    with paused_run.running([sys.executable, "-m", "latefusion.cli", "train", *sets(*MOVE_SETTINGS), "--out", str(out)], pause) as process:
         paused_at = paused_run.wait_until_paused(process, pause)
         moved.parent.mkdir()
         out.rename(moved)
         paused_run.release(pause)
         _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 2, stderr
     assert "Traceback" not in stderr
     assert f"{out} was moved or removed while this process was writing it" in stderr

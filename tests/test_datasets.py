@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from latefusion.cli import main
-from latefusion.data.prepared import prepare
 from latefusion.runs import RunDir
 
 from raw_layouts import make_ucf101

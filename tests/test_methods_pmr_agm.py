@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latefusion.data import DataBundle, Modality, TensorSplit
+from latefusion.data import DataBundle
 from latefusion.methods import StepInfo, TrainingContext, build_method
 from latefusion.methods.agm import modulation_coefficients
 from latefusion.methods.pmr import rebalance_coefficients

@@ -17,7 +17,6 @@ import torch
 import yaml
 
 from latefusion import cli
-from latefusion.config import RunConfig
 from latefusion.data import build_dataset
 from latefusion.errors import ConfigError, RunFolderError
 from latefusion.methods import METHODS, load_model
@@ -144,17 +143,12 @@ def train_command(out: Path, *overrides: str) -> list[str]:
 
 def test_a_second_training_into_the_same_folder_stops_with_a_clear_message(tmp_path):
     out, pause = tmp_path / "run", tmp_path / "pause"
-    first = paused_run.start(train_command(out, "train.checkpoint_every_steps=1"), pause)
-    try:
+    with paused_run.running(train_command(out, "train.checkpoint_every_steps=1"), pause) as first:
         paused_run.wait_until_paused(first, pause)  # the first holds the folder, inside its first epoch
         second = subprocess.run(train_command(out, "model.feature_dim=32"), env={**os.environ, "OMP_NUM_THREADS": "1"},
                                 capture_output=True, text=True)
         paused_run.release(pause)
         _, first_err = first.communicate(timeout=300)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, first_err
     assert second.returncode == 2
     assert "is in use by another latefusion process" in second.stderr and f"pid {first.pid}" in second.stderr
