@@ -259,9 +259,10 @@ def data_change(trained: str | None, given: str) -> list[str]:
 
 def finished_result(run: RunDir, bundle: DataBundle) -> RunResult:
     """A finished run's result, when the data it was trained on is the data given (as for an unfinished run)."""
-    if changed := data_change(run.result().get("fingerprints", {}).get("data"), bundle.fingerprint):
+    metrics = run.result()
+    if changed := data_change(metrics.get("fingerprints", {}).get("data"), bundle.fingerprint):
         raise RunFolderError(f"cannot resume {run.path}: it finished on other data: {changed[0]}. Restore the data, or train into a new folder")
-    return run.run_result()
+    return RunResult(run.path, metrics, run.predictions())
 
 
 def refuse_changed_inputs(run: RunDir, resumed: dict[str, Any], config: RunConfig, fingerprints: dict[str, str], batch_size: int) -> None:
